@@ -1,0 +1,46 @@
+# mail-proxy developer entry points. Every target creates the project's own
+# virtual environment (.venv) on first use, so a fresh machine needs nothing else.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+NAME   ?= demo
+PYTEST_ARGS ?=
+
+.PHONY: install run test lint typecheck bench man dist clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## run: start the instance $(NAME) on the default SQLite database and print where it listens
+run: $(STAMP)
+	$(BIN)/mail-proxy start $(NAME)
+
+## test: the whole suite (unit, integration on SQLite and PostgreSQL, system)
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check mailproxyd tests bench
+	$(BIN)/ruff format --check mailproxyd tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+man: $(STAMP)
+	$(MAKE) -C man
+
+dist: $(STAMP)
+	$(BIN)/python -m pip wheel --no-deps -w dist .
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	$(MAKE) -C man clean

@@ -1,0 +1,3 @@
+"""Shared pytest configuration: the fixture plugins of each tier."""
+
+pytest_plugins: list[str] = []
