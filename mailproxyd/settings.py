@@ -124,12 +124,6 @@ def _priority(raw: object) -> int:
     raise _Invalid(problem)
 
 
-def _text(raw: object) -> str:
-    if not isinstance(raw, str) or not raw.strip():
-        raise _Invalid("must be a non-empty string")
-    return raw.strip()
-
-
 def _address(raw: object) -> str:
     text = raw.strip() if isinstance(raw, str) else ""
     if not text or any(c.isspace() for c in text):
@@ -318,9 +312,7 @@ SPECS: tuple[Spec, ...] = (
         _int_between(None, None),
         2592000,
     ),
-    _s(
-        "shutdown_grace_seconds", "node.shutdown_grace_seconds", _int_between(1, 600), 30
-    ),
+    _s("shutdown_grace_seconds", "node.shutdown_grace_seconds", _int_between(1, 600), 30),
     _s("node_id", "node.id", _identifier, None, reloadable=False),
     _s("secret_key", None, _secret_key, None, secret=True, reloadable=False),
     _s("secret_key_file", None, _path, None, reloadable=False),
@@ -449,7 +441,9 @@ def _read_toml(path: Path) -> dict[str, object]:
     except FileNotFoundError:
         return {}
     except OSError as exc:
-        raise ConfigError(f"configuration error: config.toml: cannot read {path}: {exc.strerror}") from None
+        raise ConfigError(
+            f"configuration error: config.toml: cannot read {path}: {exc.strerror}"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"configuration error: config.toml: invalid TOML: {exc}") from None
     flat: dict[str, object] = {}
@@ -512,7 +506,7 @@ def load_settings(
     file_values = _read_toml(config_path) if config_path else {}
     if mode == "serve" and config_path and not config_path.exists():
         raise ConfigError(
-            f'configuration error: {"--config" if config_flag else "GMP_CONFIG"}: '
+            f"configuration error: {'--config' if config_flag else 'GMP_CONFIG'}: "
             f'file not found (got "{config_path}")'
         )
 
@@ -524,7 +518,11 @@ def load_settings(
         elif spec.env in env and env[spec.env] != "":
             raw, origin, source = env[spec.env], spec.env, "env"
         elif spec.file_key and spec.file_key in file_values:
-            raw, origin, source = file_values[spec.file_key], f"config.toml: {spec.file_key}", "file"
+            raw, origin, source = (
+                file_values[spec.file_key],
+                f"config.toml: {spec.file_key}",
+                "file",
+            )
         else:
             values[spec.name] = spec.default
             sources[spec.name] = "default"

@@ -40,9 +40,7 @@ def control_socket_candidates(
     return out
 
 
-def choose_control_socket(
-    candidates: list[str], usable_dir: Callable[[str], bool]
-) -> str | None:
+def choose_control_socket(candidates: list[str], usable_dir: Callable[[str], bool]) -> str | None:
     """The first candidate that fits in 107 bytes and whose directory is usable."""
     for path in candidates:
         if len(os.fsencode(path)) > UNIX_SOCKET_MAX:

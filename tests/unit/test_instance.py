@@ -39,7 +39,12 @@ def test_create_writes_private_files(tmp_path: Path) -> None:
 def test_config_toml_has_every_key_commented(tmp_path: Path) -> None:
     env = {"MAIL_PROXY_HOME": str(tmp_path)}
     instance.create_instance(
-        "prod", port=8123, database_url="postgresql://u@h/d", sender_processes=4, environ=env, now=NOW
+        "prod",
+        port=8123,
+        database_url="postgresql://u@h/d",
+        sender_processes=4,
+        environ=env,
+        now=NOW,
     )
     text = (tmp_path / "prod" / "config.toml").read_text()
     assert text.startswith('# mail-proxy instance "prod" — created 2026-01-01T00:00:00Z\n')
@@ -83,10 +88,16 @@ def test_choose_port_skips_ports_of_other_instances(tmp_path: Path) -> None:
 
 
 def test_pid_file(tmp_path: Path) -> None:
-    instance.write_pid_file(tmp_path, pid=1, host="0.0.0.0", port=8000, socket_path="/s", started_at=5)
+    instance.write_pid_file(
+        tmp_path, pid=1, host="0.0.0.0", port=8000, socket_path="/s", started_at=5
+    )
     assert _mode(tmp_path / "server.pid") == 0o600
     assert instance.read_pid_file(tmp_path) == {
-        "pid": 1, "host": "0.0.0.0", "port": 8000, "socket": "/s", "started_at": 5
+        "pid": 1,
+        "host": "0.0.0.0",
+        "port": 8000,
+        "socket": "/s",
+        "started_at": 5,
     }
     instance.remove_pid_file(tmp_path)
     assert instance.read_pid_file(tmp_path) is None

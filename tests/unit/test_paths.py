@@ -9,7 +9,10 @@ from mailproxyd.core.paths import choose_control_socket, control_socket_candidat
 
 def test_instance_candidates_in_order() -> None:
     got = control_socket_candidates(
-        name="prod", instance_dir="/home/u/.mail-proxy/prod", uid=1000, xdg_runtime_dir="/run/user/1000"
+        name="prod",
+        instance_dir="/home/u/.mail-proxy/prod",
+        uid=1000,
+        xdg_runtime_dir="/run/user/1000",
     )
     digest = hashlib.sha256(b"/home/u/.mail-proxy/prod").hexdigest()[:16]
     assert got == [
