@@ -1,0 +1,127 @@
+"""Instance settings payloads (contract §5.6): name and bounce mailbox, validation, wire form."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from mailproxyd.core.addresses import InvalidAddress, parse_bare_address
+from mailproxyd.core.payload_fields import NAME_MAX, FieldChecker
+from mailproxyd.core.timefmt import iso
+
+API_TOKEN_REFUSAL: Final = "use mail-proxy NAME token --regenerate"
+INSTANCE_DEFAULTS: Final[dict[str, Any]] = {
+    "bounce_enabled": False,
+    "bounce_imap_port": 993,
+    "bounce_imap_folder": "INBOX",
+    "bounce_imap_ssl": True,
+    "bounce_poll_interval": 60,
+}
+_INSTANCE_READ_ONLY: Final = frozenset(
+    {"version", "bounce_imap_password_set", "bounce_last_sync", "created_at", "updated_at"}
+)
+_INSTANCE_FIELDS: Final = frozenset(
+    {
+        "name",
+        "bounce_enabled",
+        "bounce_imap_host",
+        "bounce_imap_port",
+        "bounce_imap_user",
+        "bounce_imap_password",
+        "bounce_imap_folder",
+        "bounce_imap_ssl",
+        "bounce_poll_interval",
+        "bounce_return_path",
+    }
+)
+
+
+def _instance_value(f: FieldChecker, key: str, value: Any) -> Any:
+    if key == "name":
+        return f.text(key, value, NAME_MAX)
+    if key in ("bounce_enabled", "bounce_imap_ssl"):
+        return f.boolean(key, value)
+    if key == "bounce_imap_host":
+        return f.host(key, value)
+    if key == "bounce_imap_port":
+        return f.int_between(key, value, 1, 65535)
+    if key == "bounce_poll_interval":
+        return f.int_between(key, value, 10, 3600)
+    if key in ("bounce_imap_user", "bounce_imap_password", "bounce_imap_folder"):
+        if type(value) is not str or not value:
+            f.fail(key, "must be a non-empty string")
+            return None
+        return value
+    if key == "bounce_return_path":
+        try:
+            return parse_bare_address(value).addr_spec if type(value) is str else _bad(f, key)
+        except InvalidAddress:
+            return _bad(f, key)
+    raise AssertionError(key)  # pragma: no cover
+
+
+def _bad(f: FieldChecker, key: str) -> None:
+    f.fail(key, "must be an e-mail address")
+
+
+def validate_instance_update(
+    body: Any, *, current: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """``PUT /instance``: the changes of a partial update of the name and bounce settings.
+
+    ``api_token`` is refused (§5.6). Enabling bounce detection needs a host, a user and a
+    password, given now or already stored in ``current`` (which may carry the password or
+    only ``bounce_imap_password_set``).
+    """
+    f = FieldChecker(body)
+    if "api_token" in f.body:
+        f.fail("api_token", API_TOKEN_REFUSAL)  # first: it is the one the caller must read
+    keys = f.known(_INSTANCE_FIELDS | {"api_token"}, _INSTANCE_READ_ONLY)
+    changes: dict[str, Any] = {}
+    for key in keys:
+        if key != "api_token":
+            value = f.body[key]
+            changes[key] = None if value is None else _instance_value(f, key, value)
+    stored = {**INSTANCE_DEFAULTS, **{k: v for k, v in (current or {}).items() if v is not None}}
+    merged = {**stored, **changes}
+    if merged.get("bounce_enabled"):
+        for key in ("bounce_imap_host", "bounce_imap_user", "bounce_imap_password"):
+            if key in changes:
+                present = changes[key] is not None
+            else:
+                present = stored.get(key) is not None or bool(stored.get(f"{key}_set"))
+            if not present:
+                f.fail(key, "required when bounce_enabled is true")
+    f.raise_if_failed()
+    return changes
+
+
+_INSTANCE_ORDER: Final = (
+    "name",
+    "version",
+    "bounce_enabled",
+    "bounce_imap_host",
+    "bounce_imap_port",
+    "bounce_imap_user",
+    "bounce_imap_password_set",
+    "bounce_imap_folder",
+    "bounce_imap_ssl",
+    "bounce_poll_interval",
+    "bounce_return_path",
+    "bounce_last_sync",
+    "created_at",
+    "updated_at",
+)
+
+
+def present_instance(instance: Mapping[str, Any]) -> dict[str, Any]:
+    """The wire form of the instance settings (§5.6): password flag, defaults, ISO times."""
+    full = {**INSTANCE_DEFAULTS, **{k: v for k, v in instance.items() if v is not None}}
+    if "bounce_imap_password_set" not in full:
+        full["bounce_imap_password_set"] = full.get("bounce_imap_password") is not None
+    for key in ("created_at", "updated_at"):
+        if isinstance(full.get(key), (int, float)):
+            full[key] = iso(float(full[key]))
+    if isinstance(full.get("bounce_last_sync"), float):
+        full["bounce_last_sync"] = int(full["bounce_last_sync"])
+    return {key: full[key] for key in _INSTANCE_ORDER if full.get(key) is not None}

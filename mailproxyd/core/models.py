@@ -1,0 +1,72 @@
+"""Tenant, account and instance payloads: validation, normalisation, wire form (§5.4–§5.6).
+
+Every ``validate_*`` function takes the decoded JSON body and returns a plain dict ready
+for the store, or raises :class:`~mailproxyd.errors.ValidationFailed` listing **every**
+problem found, with the contract's field paths and messages (``port: must be an integer
+between 1 and 65535``, ``client_auth.token: required``, ``<field>: unknown field``).
+
+* ``validate_account`` / ``validate_tenant``: full definitions (``POST``), defaults filled in.
+* ``validate_*_update``: partial changes (``PUT``); an absent key is left out, a ``null``
+  value is kept as ``None`` and means "back to the default" to the store. When the stored
+  object is passed as ``current`` the rules that depend on it (``use_tls`` derivation,
+  ``bearer`` needs a token, bounce needs host/user/password) are judged on the merged result.
+* ``present_account`` / ``present_tenant`` / ``present_instance``: the stored object in its
+  wire form, defaults applied, derived fields added, secrets replaced by ``*_set`` flags and
+  ``null`` values omitted (§0).
+
+The rules live in :mod:`~mailproxyd.core.account_model`, :mod:`~mailproxyd.core.tenant_model`
+and :mod:`~mailproxyd.core.instance_model`; this module is the one name callers import.
+
+Read-only keys of a response (``created_at``, ``password_set``, ``suspended_batches``, …)
+are ignored in requests, so a ``GET`` body can be sent back unchanged.
+"""
+
+from mailproxyd.core.account_model import (
+    ACCOUNT_DEFAULTS,
+    TLS_MODES,
+    derive_tls_mode,
+    present_account,
+    tls_conflict,
+    use_tls_of,
+    validate_account,
+    validate_account_update,
+    with_account_defaults,
+)
+from mailproxyd.core.instance_model import (
+    API_TOKEN_REFUSAL,
+    INSTANCE_DEFAULTS,
+    present_instance,
+    validate_instance_update,
+)
+from mailproxyd.core.tenant_model import (
+    AUTH_METHODS,
+    LARGE_FILE_DEFAULTS,
+    STORAGE_PACKAGES,
+    TENANT_DEFAULTS,
+    present_tenant,
+    validate_tenant,
+    validate_tenant_update,
+)
+
+__all__ = [
+    "ACCOUNT_DEFAULTS",
+    "API_TOKEN_REFUSAL",
+    "AUTH_METHODS",
+    "INSTANCE_DEFAULTS",
+    "LARGE_FILE_DEFAULTS",
+    "STORAGE_PACKAGES",
+    "TENANT_DEFAULTS",
+    "TLS_MODES",
+    "derive_tls_mode",
+    "present_account",
+    "present_instance",
+    "present_tenant",
+    "tls_conflict",
+    "use_tls_of",
+    "validate_account",
+    "validate_account_update",
+    "validate_instance_update",
+    "validate_tenant",
+    "validate_tenant_update",
+    "with_account_defaults",
+]
