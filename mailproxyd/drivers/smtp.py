@@ -1,0 +1,573 @@
+"""SMTP sessions over pooled connections (contract §10.1, §10.2) — the only ``smtplib`` user.
+
+A :class:`SmtpPool` keeps idle connections per account and runs each attempt as a blocking
+smtplib session in a worker thread (``trio.to_thread`` with its own ``CapacityLimiter``). The
+transaction is driven step by step — ``MAIL``, one ``RCPT`` per recipient, ``DATA``, the data,
+the final reply — so that the driver always knows the stage of a reply and whether the
+terminating dot was sent. Every smtplib, socket and ssl exception is translated here into the
+facts of an :class:`~mailproxyd.core.smtp_outcome.Attempt`; the judgement (sent, temporary,
+permanent, uncertain) and the error texts come from :mod:`mailproxyd.core.smtp_outcome`.
+Nothing from smtplib leaks out of this module.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from mailproxyd.core.mime import Built
+from mailproxyd.core.smtp_outcome import Attempt, Failure, Outcome, RcptReply, Stage, classify
+
+__all__ = ["AttemptResult", "SmtpAccount", "SmtpPool", "resolve_tls_mode"]
+
+TLS_MODES = ("none", "opportunistic", "starttls", "implicit")
+_AUTH_PREFERENCE = ("CRAM-MD5", "PLAIN", "LOGIN")  # best first (§10.2)
+_CHUNK = 64 * 1024  # data is written in chunks so the timeout means "no progress"
+
+
+def resolve_tls_mode(tls_mode: str | None, use_tls: bool | None, port: int) -> str:
+    """The effective ``tls_mode``: as given, else derived from the legacy ``use_tls`` (§10.1)."""
+    if tls_mode:
+        return tls_mode
+    if use_tls is None:
+        return "implicit" if port == 465 else "opportunistic"
+    if use_tls:
+        return "implicit" if port == 465 else "starttls"
+    return "none"
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpAccount:
+    """What a session needs to know about an account (plaintext password, from the store)."""
+
+    host: str
+    port: int
+    user: str | None = None
+    password: str | None = None
+    tls_mode: str = "opportunistic"
+    tls_verify: bool = True
+    ttl: float = 300.0
+    max_concurrent: int = 3
+
+    @classmethod
+    def from_mapping(cls, m: Mapping[str, Any]) -> SmtpAccount:
+        port = int(m["port"])
+        return cls(
+            host=str(m["host"]),
+            port=port,
+            user=m.get("user") or None,
+            password=m.get("password"),
+            tls_mode=resolve_tls_mode(m.get("tls_mode"), m.get("use_tls"), port),
+            tls_verify=m.get("tls_verify", True) is not False,
+            ttl=float(m.get("ttl") or 300),
+            max_concurrent=int(m.get("max_concurrent") or 3),
+        )
+
+    def connection_key(self) -> tuple[Any, ...]:
+        """Fields that must match for an idle connection to be reused for this account."""
+        return (
+            self.host,
+            self.port,
+            self.user,
+            self.password,
+            self.tls_mode,
+            self.tls_verify,
+            self.ttl,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """The classified outcome of one attempt plus what the log line and metrics need."""
+
+    outcome: Outcome
+    attempt: Attempt
+    duration_ms: int
+    reused: bool = False
+
+    @property
+    def accepted_recipients(self) -> int:
+        return sum(1 for r in self.attempt.rcpts if 200 <= r.code < 300)
+
+
+@dataclass(slots=True)
+class _Conn:
+    smtp: _Session
+    key: tuple[Any, ...]  # SmtpAccount.connection_key() of the account it was opened for
+    ttl: float
+    last_used: float
+
+
+class _Stop(Exception):
+    """Ends a session early with a fully described attempt."""
+
+    def __init__(self, attempt: Attempt) -> None:
+        super().__init__(attempt.stage.value)
+        self.attempt = attempt
+
+
+class SmtpPool:
+    """Pooled SMTP delivery for every account of a sender process.
+
+    ``timeout`` is ``GMP_SMTP_TIMEOUT``; the reply to the data is awaited
+    ``max(data_timeout, timeout)``. ``cafile`` or ``ssl_context_factory(verify)`` replace the
+    system trust store (tests); production leaves both unset so that
+    ``ssl.create_default_context()`` honours ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout: float = 30.0,
+        connect_timeout: float = 10.0,
+        data_timeout: float = 120.0,
+        local_hostname: str | None = None,
+        cafile: str | None = None,
+        ssl_context_factory: Callable[[bool], ssl.SSLContext] | None = None,
+        threads: int = 32,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.data_timeout = max(data_timeout, timeout)
+        self._local_hostname = local_hostname
+        self._cafile = cafile
+        self._ssl_factory = ssl_context_factory
+        self._contexts: dict[bool, ssl.SSLContext] = {}
+        self._idle: dict[Hashable, list[_Conn]] = {}
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._closed = False
+        self.limiter = trio.CapacityLimiter(threads)
+        self.connections_opened = 0  # observable for tests and metrics
+
+    # ------------------------------------------------------------------ async surface
+
+    async def send(
+        self, key: Hashable, account: SmtpAccount | Mapping[str, Any], built: Built
+    ) -> AttemptResult:
+        """One delivery attempt of ``built`` through ``account`` (pooled under ``key``)."""
+        acc = account if isinstance(account, SmtpAccount) else SmtpAccount.from_mapping(account)
+        return await trio.to_thread.run_sync(
+            self.send_blocking, key, acc, built, limiter=self.limiter
+        )
+
+    async def sweep(self) -> int:
+        """Close idle connections older than their account's ``ttl``; returns how many."""
+        return await trio.to_thread.run_sync(self.sweep_blocking, limiter=self.limiter)
+
+    async def close_idle(self, key: Hashable) -> int:
+        """``QUIT`` the idle connections of one account (e.g. deleted or reconfigured)."""
+        return await trio.to_thread.run_sync(self.close_idle_blocking, key, limiter=self.limiter)
+
+    async def aclose(self) -> None:
+        """``QUIT`` every idle connection (shutdown); connections used later are not pooled."""
+        await trio.to_thread.run_sync(self.close_blocking, limiter=self.limiter)
+
+    # ------------------------------------------------------------------ blocking surface
+
+    @property
+    def local_hostname(self) -> str:
+        if self._local_hostname is None:
+            self._local_hostname = socket.getfqdn()  # may do DNS: once per pool
+        return self._local_hostname
+
+    def idle_count(self, key: Hashable | None = None) -> int:
+        with self._lock:
+            if key is not None:
+                return len(self._idle.get(key, ()))
+            return sum(len(v) for v in self._idle.values())
+
+    def send_blocking(self, key: Hashable, account: SmtpAccount, built: Built) -> AttemptResult:
+        """The blocking attempt behind :meth:`send` (runs in a worker thread)."""
+        start = time.perf_counter()
+        conn: _Conn | None = None
+        reused = False
+        try:
+            conn = self._reusable(key, account)
+            reused = conn is not None
+            if conn is None:
+                conn = self._open(account)
+            attempt = self._transaction(conn, built)
+            keep = True
+        except _Stop as stop:
+            attempt = stop.attempt
+            keep = _keepable(attempt)
+        if conn is not None:
+            if keep and not self._closed:
+                conn.last_used = self._clock()
+                with self._lock:
+                    self._idle.setdefault(key, []).append(conn)
+            else:
+                _close(conn.smtp, quit_first=_healthy(attempt))
+        duration = int((time.perf_counter() - start) * 1000)
+        return AttemptResult(classify(attempt), attempt, duration, reused)
+
+    def sweep_blocking(self) -> int:
+        now = self._clock()
+        expired: list[_Conn] = []
+        with self._lock:
+            for key, conns in list(self._idle.items()):
+                keep: list[_Conn] = []
+                for c in conns:
+                    (expired if now - c.last_used >= c.ttl else keep).append(c)
+                if keep:
+                    self._idle[key] = keep
+                else:
+                    del self._idle[key]
+        for c in expired:
+            _close(c.smtp, quit_first=True)
+        return len(expired)
+
+    def close_idle_blocking(self, key: Hashable) -> int:
+        with self._lock:
+            conns = self._idle.pop(key, [])
+        for c in conns:
+            _close(c.smtp, quit_first=True)
+        return len(conns)
+
+    def close_blocking(self) -> None:
+        with self._lock:
+            self._closed = True
+            conns = [c for v in self._idle.values() for c in v]
+            self._idle.clear()
+        for c in conns:
+            _close(c.smtp, quit_first=True)
+
+    # ------------------------------------------------------------------ connections
+
+    def _ssl_context(self, verify: bool) -> ssl.SSLContext:
+        ctx = self._contexts.get(verify)
+        if ctx is None:
+            if self._ssl_factory is not None:
+                ctx = self._ssl_factory(verify)
+            else:
+                ctx = ssl.create_default_context(cafile=self._cafile if verify else None)
+                if not verify:
+                    ctx.check_hostname = False
+                    ctx.verify_mode = ssl.CERT_NONE
+            if ctx.minimum_version < ssl.TLSVersion.TLSv1_2:
+                ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            self._contexts[verify] = ctx
+        return ctx
+
+    def _reusable(self, key: Hashable, account: SmtpAccount) -> _Conn | None:
+        """An idle connection for the account that answers ``RSET``; stale ones are closed."""
+        wanted = account.connection_key()
+        while True:
+            with self._lock:
+                conns = self._idle.get(key)
+                conn = conns.pop() if conns else None
+            if conn is None:
+                return None
+            if conn.key != wanted or self._clock() - conn.last_used >= account.ttl:
+                _close(conn.smtp, quit_first=True)
+                continue
+            try:
+                code, _ = conn.smtp.rset()
+            except (smtplib.SMTPException, OSError):
+                code = -1
+            if code == 250:
+                conn.smtp.command_encoding = "ascii"
+                return conn
+            # A failed reset only costs a new connection, never a failed attempt (§10.2).
+            _close(conn.smtp, quit_first=False)
+
+    def _open(self, account: SmtpAccount) -> _Conn:
+        """Connect, read the greeting, EHLO, TLS and AUTH; raises :class:`_Stop` on failure."""
+        where = f"({account.host}:{account.port})"
+        stage = Stage.CONNECT
+        smtp = _Session(self.local_hostname, self.timeout)
+        try:
+            try:
+                sock = socket.create_connection((account.host, account.port), self.connect_timeout)
+            except OSError as exc:
+                raise _Stop(
+                    _from_exception(exc, Stage.CONNECT, where, self.connect_timeout)
+                ) from None
+            with self._lock:
+                self.connections_opened += 1
+            sock.settimeout(self.timeout)
+            if account.tls_mode == "implicit":
+                try:
+                    sock = self._ssl_context(account.tls_verify).wrap_socket(
+                        sock, server_hostname=account.host
+                    )
+                except OSError as exc:
+                    sock.close()
+                    raise _Stop(_from_exception(exc, Stage.CONNECT, "", self.timeout)) from None
+            smtp.attach(sock, account.host)
+
+            stage = Stage.GREETING
+            code, text = smtp.getreply()
+            if code != 220:
+                raise _Stop(_reply(stage, code, text))
+
+            stage = Stage.EHLO
+            self._hello(smtp)
+
+            if account.tls_mode in ("opportunistic", "starttls"):
+                stage = Stage.STARTTLS
+                if smtp.has_extn("starttls"):
+                    code, text = smtp.docmd("STARTTLS")
+                    if code != 220:
+                        raise _Stop(_reply(stage, code, text))
+                    smtp.upgrade(self._ssl_context(account.tls_verify))
+                    stage = Stage.EHLO
+                    self._hello(smtp)
+                elif account.tls_mode == "starttls":
+                    raise _Stop(Attempt(stage, failure=Failure.STARTTLS_NOT_OFFERED))
+                elif account.user:
+                    raise _Stop(Attempt(stage, failure=Failure.CLEAR_CREDENTIALS))
+
+            if account.user:
+                stage = Stage.AUTH
+                self._authenticate(smtp, account)
+        except _Stop as stop:
+            _close(smtp, quit_first=_healthy(stop.attempt))
+            raise
+        except (smtplib.SMTPException, OSError, ValueError) as exc:
+            _close(smtp, quit_first=False)
+            raise _Stop(_from_exception(exc, stage, "", self.timeout)) from None
+        return _Conn(smtp, account.connection_key(), account.ttl, self._clock())
+
+    def _hello(self, smtp: _Session) -> None:
+        code, text = smtp.ehlo(self.local_hostname)
+        if 500 <= code < 600:
+            code, text = smtp.helo(self.local_hostname)
+        if code != 250:
+            raise _Stop(_reply(Stage.EHLO, code, text))
+
+    def _authenticate(self, smtp: _Session, account: SmtpAccount) -> None:
+        if not smtp.has_extn("auth"):
+            raise _Stop(Attempt(Stage.AUTH, failure=Failure.AUTH_NOT_OFFERED))
+        offered = smtp.esmtp_features["auth"].upper().split()
+        mechanism = next((m for m in _AUTH_PREFERENCE if m in offered), None)
+        if mechanism is None:
+            raise _Stop(
+                Attempt(Stage.AUTH, failure=Failure.NO_COMMON_MECHANISM, detail=" ".join(offered))
+            )
+        smtp.user, smtp.password = account.user or "", account.password or ""
+        authobject = getattr(smtp, "auth_" + mechanism.lower().replace("-", "_"))
+        try:
+            smtp.auth(mechanism, authobject, initial_response_ok=True)
+        except smtplib.SMTPAuthenticationError as exc:
+            raise _Stop(_reply(Stage.AUTH, exc.smtp_code, _text(exc.smtp_error))) from None
+
+    # ------------------------------------------------------------------ transaction
+
+    def _transaction(self, conn: _Conn, built: Built) -> Attempt:
+        """MAIL, RCPT×n, DATA, the data, its reply. Returns the attempt when the data was
+        accepted; raises :class:`_Stop` otherwise."""
+        smtp = conn.smtp
+        stage = Stage.MAIL
+        rcpts: list[RcptReply] = []
+        data_sent = False
+        try:
+            options: list[str] = []
+            if built.needs_smtputf8:
+                if not smtp.has_extn("smtputf8"):
+                    raise _Stop(Attempt(stage, failure=Failure.SMTPUTF8_NOT_OFFERED))
+                options.append("SMTPUTF8")
+            if built.needs_8bitmime and smtp.has_extn("8bitmime"):
+                options.append("BODY=8BITMIME")
+            if smtp.has_extn("size"):
+                options.append(f"SIZE={built.size}")
+            code, text = smtp.mail(built.mail_from, options)
+            if code != 250:
+                raise _Stop(_reply(stage, code, text))
+
+            stage = Stage.RCPT
+            for addr in built.rcpt_to:
+                code, text = smtp.rcpt(addr)
+                rcpts.append(RcptReply(addr, code, _text(text)))
+                if code == 421:  # the server is closing the session
+                    raise _Stop(_reply(stage, code, text, rcpts))
+            if not any(200 <= r.code < 300 for r in rcpts):
+                raise _Stop(_reply(stage, rcpts[-1].code if rcpts else None, "", rcpts))
+
+            stage = Stage.DATA
+            code, text = smtp.docmd("DATA")
+            if code != 354:
+                raise _Stop(_reply(stage, code, text, rcpts))
+
+            stage = Stage.MESSAGE
+            payload = _dot_stuff(built.data)
+            smtp.send_data(payload + b".\r\n")
+            data_sent = True
+
+            # After the dot, a missing reply means the outcome is unknown (§10.3).
+            stage = Stage.DATA_REPLY
+            smtp.set_timeout(self.data_timeout)
+            code, text = smtp.getreply()
+            smtp.set_timeout(self.timeout)
+            attempt = _reply(stage, code, text, rcpts, data_sent=True)
+        except _Stop:
+            raise
+        except (smtplib.SMTPException, OSError, ValueError) as exc:
+            timeout = self.data_timeout if stage is Stage.DATA_REPLY else self.timeout
+            attempt = _from_exception(exc, stage, "", timeout)
+            raise _Stop(_with_progress(attempt, rcpts, data_sent)) from None
+        if attempt.code is None or not 200 <= attempt.code < 300:
+            raise _Stop(attempt)
+        return attempt
+
+
+class _Session(smtplib.SMTP):
+    """smtplib's command layer on a socket connected by the pool (stage by stage)."""
+
+    def __init__(self, local_hostname: str, timeout: float) -> None:
+        super().__init__(local_hostname=local_hostname, timeout=timeout)
+
+    def attach(self, sock: socket.socket, host: str) -> None:
+        self.sock = sock
+        self.file = None
+        self._host = host
+
+    def upgrade(self, context: ssl.SSLContext) -> None:
+        """Complete STARTTLS after the 220: wrap the socket and forget the pre-TLS state."""
+        assert self.sock is not None
+        self.sock = context.wrap_socket(self.sock, server_hostname=self._host)
+        self.file = None
+        self.helo_resp = None
+        self.ehlo_resp = None
+        self.esmtp_features = {}
+        self.does_esmtp = False
+
+    def set_timeout(self, seconds: float) -> None:
+        if self.sock is not None:
+            self.sock.settimeout(seconds)
+
+    def send_data(self, payload: bytes) -> None:
+        """Write the data in chunks, so the socket timeout means "no progress" (§10.2)."""
+        assert self.sock is not None
+        view = memoryview(payload)
+        for offset in range(0, len(view), _CHUNK):
+            self.sock.sendall(view[offset : offset + _CHUNK])
+
+
+def _dot_stuff(data: bytes) -> bytes:
+    """Double every dot that starts a line (RFC 5321 §4.5.2); the data ends with CRLF."""
+    data = data.replace(b"\r\n.", b"\r\n..")
+    if data.startswith(b"."):
+        data = b"." + data
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data
+
+
+def _text(raw: bytes | str) -> str:
+    if isinstance(raw, bytes):
+        return raw.decode("utf-8", "replace")
+    return raw
+
+
+def _reply(
+    stage: Stage,
+    code: int | None,
+    text: bytes | str,
+    rcpts: list[RcptReply] | None = None,
+    data_sent: bool = False,
+) -> Attempt:
+    if code == -1:  # smtplib's marker for a line that does not start with a number
+        return Attempt(
+            stage, failure=Failure.MALFORMED, rcpts=tuple(rcpts or ()), data_sent=data_sent
+        )
+    return Attempt(stage, code, _text(text), tuple(rcpts or ()), data_sent)
+
+
+def _with_progress(attempt: Attempt, rcpts: list[RcptReply], data_sent: bool) -> Attempt:
+    return Attempt(
+        attempt.stage,
+        attempt.code,
+        attempt.text,
+        tuple(rcpts),
+        data_sent,
+        attempt.failure,
+        attempt.detail,
+        attempt.timeout,
+    )
+
+
+def _keepable(attempt: Attempt) -> bool:
+    """After a refused transaction the connection is still good: the next use resets it."""
+    return (
+        attempt.failure is None
+        and attempt.code is not None
+        and attempt.code != 421
+        and attempt.stage in (Stage.MAIL, Stage.RCPT, Stage.DATA, Stage.DATA_REPLY)
+    )
+
+
+def _healthy(attempt: Attempt) -> bool:
+    """Whether the session can still be ended politely with ``QUIT``."""
+    if attempt.failure is None:
+        return attempt.code is not None and attempt.code not in (421, -1)
+    return attempt.failure in (
+        Failure.STARTTLS_NOT_OFFERED,
+        Failure.CLEAR_CREDENTIALS,
+        Failure.AUTH_NOT_OFFERED,
+        Failure.NO_COMMON_MECHANISM,
+        Failure.SMTPUTF8_NOT_OFFERED,
+    )
+
+
+def _from_exception(exc: BaseException, stage: Stage, detail: str, timeout: float) -> Attempt:
+    """Translate a socket/ssl/smtplib exception into the facts of an attempt."""
+    if isinstance(exc, smtplib.SMTPResponseException):
+        # Replies are read with getreply(), which returns codes instead of raising; smtplib
+        # raises this only for its own protocol complaints (a reply line over 8 KiB is
+        # reported as "500 Line too long"). That is a malformed reply, not a server's 5xx.
+        return Attempt(stage, failure=Failure.MALFORMED, detail=_text(exc.smtp_error))
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        # smtplib closes and re-raises; the socket error that caused it is the context.
+        cause = exc.__context__
+        if not isinstance(cause, OSError) or isinstance(cause, smtplib.SMTPException):
+            return Attempt(stage, failure=Failure.CLOSED, detail=detail)
+        exc = cause
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        reason = exc.verify_message or getattr(exc, "reason", None) or str(exc)
+        return Attempt(stage, failure=Failure.CERTIFICATE, detail=str(reason))
+    if isinstance(exc, ssl.CertificateError):
+        return Attempt(stage, failure=Failure.CERTIFICATE, detail=str(exc))
+    if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError):
+        return Attempt(stage, failure=Failure.RESET, detail=detail)
+    if isinstance(exc, ssl.SSLError):
+        reason = str(getattr(exc, "reason", None) or exc)
+        if stage in (Stage.CONNECT, Stage.STARTTLS):
+            return Attempt(stage, failure=Failure.TLS_HANDSHAKE, detail=reason)
+        # Once the session is encrypted, a TLS error is a broken connection like any other.
+        return Attempt(stage, failure=Failure.NETWORK, detail=reason)
+    if isinstance(exc, socket.gaierror):
+        return Attempt(stage, failure=Failure.DNS, detail=detail)
+    if isinstance(exc, TimeoutError):
+        return Attempt(stage, failure=Failure.TIMEOUT, detail=detail, timeout=timeout)
+    if isinstance(exc, ConnectionRefusedError):
+        return Attempt(stage, failure=Failure.REFUSED, detail=detail)
+    if isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
+        return Attempt(stage, failure=Failure.RESET, detail=detail)
+    if isinstance(exc, smtplib.SMTPException | ValueError):
+        return Attempt(stage, failure=Failure.MALFORMED, detail=detail)
+    return Attempt(stage, failure=Failure.NETWORK, detail=detail or str(exc))
+
+
+def _close(smtp: smtplib.SMTP, *, quit_first: bool) -> None:
+    if quit_first and smtp.sock is not None:
+        try:
+            smtp.sock.settimeout(5)
+            smtp.quit()
+            return
+        except (smtplib.SMTPException, OSError):
+            pass
+    try:
+        smtp.close()
+    except OSError:
+        pass
