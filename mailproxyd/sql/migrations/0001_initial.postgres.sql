@@ -1,0 +1,175 @@
+-- mail-proxy migration 1 (PostgreSQL): the initial schema.
+
+CREATE TABLE schema_version (
+    version INTEGER NOT NULL
+);
+
+-- Instance-wide key/value state: instance settings, scheduler_active, key fingerprint, bounce cursor.
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+-- Arrival sequence of messages (monotonic per database, §8.2).
+CREATE SEQUENCE message_seq;
+
+CREATE TABLE nodes (
+    node_id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at DOUBLE PRECISION NOT NULL,
+    heartbeat_ts DOUBLE PRECISION NOT NULL
+);
+
+CREATE TABLE tenants (
+    id TEXT PRIMARY KEY,
+    name TEXT,
+    client_base_url TEXT,
+    active INTEGER NOT NULL DEFAULT 1,
+    settings TEXT NOT NULL DEFAULT '{}',
+    client_auth TEXT NOT NULL DEFAULT '{}',
+    api_key_digest TEXT UNIQUE,
+    api_key_expires_at DOUBLE PRECISION,
+    created_at DOUBLE PRECISION NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL
+);
+
+-- batch_code '*' suspends the whole tenant.
+CREATE TABLE suspensions (
+    tenant_id TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    batch_code TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (tenant_id, batch_code)
+);
+
+CREATE TABLE accounts (
+    tenant_id TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    id TEXT NOT NULL,
+    settings TEXT NOT NULL DEFAULT '{}',
+    password TEXT,
+    is_default INTEGER NOT NULL DEFAULT 0,
+    created_at DOUBLE PRECISION NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+
+-- ready_ts is NULL unless the message is queued (pending: 0, deferred: its deferred_ts); the
+-- partial indexes below therefore hold only queued or in-flight rows, so claim cost does not grow
+-- with the number of sent/error rows kept for retention. Ingest writes as few indexes as
+-- possible: a pending insert touches only the primary key, (tenant_id, id) and messages_queue.
+-- There is deliberately no (tenant_id, priority, seq) index for listing: PostgreSQL would pick it
+-- for claims too and walk every sent row in front of the queue; listing a huge backlog sorts
+-- instead (about 0.2 s per million rows of the tenant).
+CREATE TABLE messages (
+    pk BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    id TEXT NOT NULL,
+    account_id TEXT,
+    priority INTEGER NOT NULL,
+    seq BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    ready_ts DOUBLE PRECISION,
+    deferred_ts DOUBLE PRECISION,
+    deferred_reason TEXT,
+    batch_code TEXT,
+    message_id TEXT,
+    payload TEXT NOT NULL,
+    lease_owner TEXT,
+    lease_until DOUBLE PRECISION,
+    expiry_count INTEGER NOT NULL DEFAULT 0,
+    retry_count INTEGER NOT NULL DEFAULT 0,
+    smtp_code INTEGER,
+    sent_ts DOUBLE PRECISION,
+    error_ts DOUBLE PRECISION,
+    error TEXT,
+    refused_recipients TEXT,
+    outcome_uncertain INTEGER NOT NULL DEFAULT 0,
+    account_deleted INTEGER NOT NULL DEFAULT 0,
+    bounce_type TEXT,
+    bounce_code TEXT,
+    bounce_reason TEXT,
+    bounce_ts DOUBLE PRECISION,
+    reported_ts DOUBLE PRECISION,
+    created_at DOUBLE PRECISION NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL,
+    UNIQUE (tenant_id, id)
+);
+
+CREATE INDEX messages_queue ON messages (tenant_id, account_id, priority, seq, ready_ts, batch_code)
+    WHERE ready_ts IS NOT NULL;
+CREATE INDEX messages_deferred ON messages (ready_ts) WHERE status = 'deferred';
+CREATE INDEX messages_leases ON messages (tenant_id, account_id, lease_until)
+    WHERE status = 'sending';
+CREATE INDEX messages_lease_until ON messages (lease_until) WHERE status = 'sending';
+CREATE INDEX messages_terminal ON messages (reported_ts) WHERE status IN ('sent', 'error');
+CREATE INDEX messages_message_id ON messages (message_id) WHERE status = 'sent';
+
+-- Append-only; id/account_id/priority/batch_code are snapshots taken when the event is recorded.
+CREATE TABLE events (
+    event_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    message_pk BIGINT NOT NULL REFERENCES messages (pk) ON DELETE CASCADE,
+    tenant_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    account_id TEXT,
+    priority INTEGER NOT NULL,
+    batch_code TEXT,
+    event_type TEXT NOT NULL,
+    event_ts DOUBLE PRECISION NOT NULL,
+    description TEXT,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    reported_ts DOUBLE PRECISION,
+    -- Server clock at insert: lets the live tail tell a gap left by a transaction still running
+    -- from one left by a rollback or a deletion (see events_tail_ids).
+    recorded_at DOUBLE PRECISION NOT NULL DEFAULT extract(epoch FROM clock_timestamp())
+);
+
+CREATE INDEX events_message ON events (message_pk, event_id);
+CREATE INDEX events_unreported ON events (tenant_id, event_id) WHERE reported_ts IS NULL;
+
+CREATE TABLE rate_slots (
+    slot_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    account_id TEXT NOT NULL,
+    message_pk BIGINT,
+    slot_ts DOUBLE PRECISION NOT NULL
+);
+
+CREATE INDEX rate_slots_account ON rate_slots (tenant_id, account_id, slot_ts);
+CREATE INDEX rate_slots_tenant ON rate_slots (tenant_id, slot_ts);
+CREATE INDEX rate_slots_ts ON rate_slots (slot_ts);
+
+CREATE TABLE session_slots (
+    slot_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    account_id TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    lease_until DOUBLE PRECISION NOT NULL
+);
+
+CREATE INDEX session_slots_account ON session_slots (tenant_id, account_id);
+
+CREATE TABLE sync_state (
+    tenant_id TEXT PRIMARY KEY REFERENCES tenants (id) ON DELETE CASCADE,
+    last_sync_ts DOUBLE PRECISION,
+    last_attempt_ts DOUBLE PRECISION,
+    dnd_until DOUBLE PRECISION,
+    consecutive_failures INTEGER NOT NULL DEFAULT 0,
+    backoff_until DOUBLE PRECISION,
+    last_error TEXT,
+    queued_calls INTEGER NOT NULL DEFAULT 0,
+    heartbeat_due INTEGER NOT NULL DEFAULT 0,
+    lock_owner TEXT,
+    lock_until DOUBLE PRECISION
+);
+
+CREATE TABLE command_log (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    command_ts DOUBLE PRECISION NOT NULL,
+    endpoint TEXT NOT NULL,
+    tenant_id TEXT,
+    payload TEXT NOT NULL,
+    response_status INTEGER
+);
+
+CREATE INDEX command_log_ts ON command_log (command_ts);
+CREATE INDEX command_log_tenant ON command_log (tenant_id, command_ts);

@@ -1,0 +1,180 @@
+-- mail-proxy schema for SQLite: the state after every migration in migrations/*.sqlite.sql.
+-- A fresh database is built from this file; tests/integration/store/test_migrations.py checks
+-- that the migrations produce exactly the same schema.
+-- Conventions: times are REAL Unix seconds; flags are INTEGER 0/1; JSON documents are TEXT.
+
+CREATE TABLE schema_version (
+    version INTEGER NOT NULL
+);
+
+-- Instance-wide key/value state: instance settings, scheduler_active, key fingerprint, bounce cursor.
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+-- Block-reserved arrival sequence of messages (PostgreSQL uses a SEQUENCE instead).
+CREATE TABLE seq_counter (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    value INTEGER NOT NULL
+);
+
+INSERT INTO seq_counter (id, value) VALUES (1, 0);
+
+CREATE TABLE nodes (
+    node_id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    heartbeat_ts REAL NOT NULL
+);
+
+CREATE TABLE tenants (
+    id TEXT PRIMARY KEY,
+    name TEXT,
+    client_base_url TEXT,
+    active INTEGER NOT NULL DEFAULT 1,
+    settings TEXT NOT NULL DEFAULT '{}',
+    client_auth TEXT NOT NULL DEFAULT '{}',
+    api_key_digest TEXT UNIQUE,
+    api_key_expires_at REAL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+
+-- batch_code '*' suspends the whole tenant.
+CREATE TABLE suspensions (
+    tenant_id TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    batch_code TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (tenant_id, batch_code)
+);
+
+CREATE TABLE accounts (
+    tenant_id TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    id TEXT NOT NULL,
+    settings TEXT NOT NULL DEFAULT '{}',
+    password TEXT,
+    is_default INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+
+-- ready_ts is NULL unless the message is queued (pending: 0, deferred: its deferred_ts); the
+-- partial indexes below therefore hold only queued or in-flight rows, so claim cost does not grow
+-- with the number of sent/error rows kept for retention. Ingest writes as few indexes as
+-- possible: a pending insert touches only the primary key, (tenant_id, id) and messages_queue.
+-- There is deliberately no (tenant_id, priority, seq) index for listing: PostgreSQL would pick it
+-- for claims too and walk every sent row in front of the queue; listing a huge backlog sorts
+-- instead (about 0.2 s per million rows of the tenant).
+CREATE TABLE messages (
+    pk INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    id TEXT NOT NULL,
+    account_id TEXT,
+    priority INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    ready_ts REAL,
+    deferred_ts REAL,
+    deferred_reason TEXT,
+    batch_code TEXT,
+    message_id TEXT,
+    payload TEXT NOT NULL,
+    lease_owner TEXT,
+    lease_until REAL,
+    expiry_count INTEGER NOT NULL DEFAULT 0,
+    retry_count INTEGER NOT NULL DEFAULT 0,
+    smtp_code INTEGER,
+    sent_ts REAL,
+    error_ts REAL,
+    error TEXT,
+    refused_recipients TEXT,
+    outcome_uncertain INTEGER NOT NULL DEFAULT 0,
+    account_deleted INTEGER NOT NULL DEFAULT 0,
+    bounce_type TEXT,
+    bounce_code TEXT,
+    bounce_reason TEXT,
+    bounce_ts REAL,
+    reported_ts REAL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    UNIQUE (tenant_id, id)
+);
+
+CREATE INDEX messages_queue ON messages (tenant_id, account_id, priority, seq, ready_ts, batch_code)
+    WHERE ready_ts IS NOT NULL;
+CREATE INDEX messages_deferred ON messages (ready_ts) WHERE status = 'deferred';
+CREATE INDEX messages_leases ON messages (tenant_id, account_id, lease_until)
+    WHERE status = 'sending';
+CREATE INDEX messages_lease_until ON messages (lease_until) WHERE status = 'sending';
+CREATE INDEX messages_terminal ON messages (reported_ts) WHERE status IN ('sent', 'error');
+CREATE INDEX messages_message_id ON messages (message_id) WHERE status = 'sent';
+
+-- Append-only; id/account_id/priority/batch_code are snapshots taken when the event is recorded.
+CREATE TABLE events (
+    event_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_pk INTEGER NOT NULL REFERENCES messages (pk) ON DELETE CASCADE,
+    tenant_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    account_id TEXT,
+    priority INTEGER NOT NULL,
+    batch_code TEXT,
+    event_type TEXT NOT NULL,
+    event_ts REAL NOT NULL,
+    description TEXT,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    reported_ts REAL
+);
+
+CREATE INDEX events_message ON events (message_pk, event_id);
+CREATE INDEX events_unreported ON events (tenant_id, event_id) WHERE reported_ts IS NULL;
+
+CREATE TABLE rate_slots (
+    slot_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    account_id TEXT NOT NULL,
+    message_pk INTEGER,
+    slot_ts REAL NOT NULL
+);
+
+CREATE INDEX rate_slots_account ON rate_slots (tenant_id, account_id, slot_ts);
+CREATE INDEX rate_slots_tenant ON rate_slots (tenant_id, slot_ts);
+CREATE INDEX rate_slots_ts ON rate_slots (slot_ts);
+
+CREATE TABLE session_slots (
+    slot_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    account_id TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    lease_until REAL NOT NULL
+);
+
+CREATE INDEX session_slots_account ON session_slots (tenant_id, account_id);
+
+CREATE TABLE sync_state (
+    tenant_id TEXT PRIMARY KEY REFERENCES tenants (id) ON DELETE CASCADE,
+    last_sync_ts REAL,
+    last_attempt_ts REAL,
+    dnd_until REAL,
+    consecutive_failures INTEGER NOT NULL DEFAULT 0,
+    backoff_until REAL,
+    last_error TEXT,
+    queued_calls INTEGER NOT NULL DEFAULT 0,
+    heartbeat_due INTEGER NOT NULL DEFAULT 0,
+    lock_owner TEXT,
+    lock_until REAL
+);
+
+CREATE TABLE command_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    command_ts REAL NOT NULL,
+    endpoint TEXT NOT NULL,
+    tenant_id TEXT,
+    payload TEXT NOT NULL,
+    response_status INTEGER
+);
+
+CREATE INDEX command_log_ts ON command_log (command_ts);
+CREATE INDEX command_log_tenant ON command_log (tenant_id, command_ts);

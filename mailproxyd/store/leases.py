@@ -1,0 +1,216 @@
+"""Leases and fenced completion of claimed messages (contract §8.3, §10.3, §10.4, §1.2).
+
+A claimed message is ``sending`` with ``lease_owner``/``lease_until``. Only the owner can record
+its outcome (``complete_*``), each outcome writing its event; leases can be renewed, given back
+at shutdown, expire (three expiries fail the message) or be released for a whole node at start.
+``store.queue`` re-exports every function here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from ._codec import dumps, flag
+from ._eventlog import error_metadata, event_row, record_events
+from .accounts import ACCOUNT_DELETED
+from .database import Tx
+
+MAX_LEASE_EXPIRIES = 3
+INTERRUPTED = "processing interrupted 3 times (sender crashed or stalled); giving up"
+
+
+def renew_leases(tx: Tx, owner: str, pks: Iterable[int], lease_until: float) -> int:
+    """Extend the leases ``owner`` still holds; return how many were renewed."""
+    pk_list = [int(pk) for pk in pks]
+    if not pk_list:
+        return 0
+    params = {"owner": owner, "pks": dumps(pk_list), "lease_until": lease_until}
+    return tx.execute("lease_renew", params)
+
+
+def end_leases(
+    tx: Tx, rows: Sequence[Mapping[str, Any]], now: float, *, expired: bool
+) -> dict[str, int]:
+    """Return leased messages to the queue; an expiry counts toward the three-strikes rule."""
+    returned: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    events = []
+    for row in rows:
+        expiries = int(row["expiry_count"]) + (1 if expired else 0)
+        if expired and expiries >= MAX_LEASE_EXPIRIES:
+            reason = INTERRUPTED
+        elif row["account_deleted"]:
+            reason = ACCOUNT_DELETED
+        else:
+            returned.append({"pk": row["pk"], "expiry_count": expiries, "now": now})
+            continue
+        failed.append({"pk": row["pk"], "error": reason, "now": now})
+        events.append(event_row(row, "error", now, reason, error_metadata(row)))
+    tx.many("lease_return", returned)
+    tx.many("message_fail", failed)
+    record_events(tx, events, now)
+    return {"returned": len(returned), "failed": len(failed)}
+
+
+def release(tx: Tx, owner: str, pks: Iterable[int], now: float) -> dict[str, int]:
+    """Give back leases at shutdown: back to ``pending``, no event, not counted as an expiry."""
+    pk_list = [int(pk) for pk in pks]
+    if not pk_list:
+        return {"returned": 0, "failed": 0}
+    rows = tx.all("leases_of_owner", {"owner": owner, "pks": dumps(pk_list)})
+    return end_leases(tx, rows, now, expired=False)
+
+
+def expire_leases(tx: Tx, now: float) -> dict[str, int]:
+    """Return every message whose lease has expired; the third expiry fails it (§8.3)."""
+    return end_leases(tx, tx.all("leases_expired", {"now": now}), now, expired=True)
+
+
+def release_node(tx: Tx, node_id: str, now: float) -> dict[str, int]:
+    """Release every lease held by ``node_id`` (owner ``node_id`` or ``node_id/…``) as expiries.
+
+    Called by a supervisor at start: the workers of its previous run are gone.
+    """
+    rows = tx.all("leases_of_node", {"node_id": node_id, "prefix": node_id + "/"})
+    return end_leases(tx, rows, now, expired=True)
+
+
+# ---------------------------------------------------------------- completion (fenced)
+
+
+def _fenced(tx: Tx, pk: int, owner: str) -> dict[str, Any] | None:
+    return tx.one("message_fenced", {"pk": int(pk), "owner": owner})
+
+
+def complete_sent(
+    tx: Tx,
+    pk: int,
+    owner: str,
+    now: float,
+    *,
+    smtp_code: int | None = None,
+    refused_recipients: Mapping[str, Any] | None = None,
+    outcome_uncertain: bool = False,
+) -> bool:
+    """Record a send the server accepted; False when ``owner`` no longer holds the lease."""
+    row = _fenced(tx, pk, owner)
+    if row is None:
+        return False
+    row["outcome_uncertain"] = bool(row["outcome_uncertain"]) or outcome_uncertain
+    refused = dict(refused_recipients) if refused_recipients else None
+    tx.execute(
+        "message_complete_sent",
+        {
+            "pk": row["pk"],
+            "now": now,
+            "smtp_code": smtp_code,
+            "refused_recipients": dumps(refused) if refused else None,
+            "outcome_uncertain": flag(row["outcome_uncertain"]),
+        },
+    )
+    metadata = error_metadata(row, refused_recipients=refused)
+    record_events(tx, [event_row(row, "sent", now, None, metadata)], now)
+    return True
+
+
+def complete_deferred(
+    tx: Tx,
+    pk: int,
+    owner: str,
+    now: float,
+    *,
+    deferred_ts: float,
+    reason: str,
+    smtp_code: int | None = None,
+    count_retry: bool = True,
+    outcome_uncertain: bool = False,
+) -> bool:
+    """Put the message back until ``deferred_ts`` with a ``deferred`` event.
+
+    ``count_retry``: a temporary failure adds 1 to ``retry_count``; a rate-limit deferral
+    (``reason="rate_limit"``) passes False. If the account was deleted meanwhile the message
+    fails with ``account deleted`` instead (§5.4). False when the lease was lost.
+    """
+    row = _fenced(tx, pk, owner)
+    if row is None:
+        return False
+    row["outcome_uncertain"] = bool(row["outcome_uncertain"]) or outcome_uncertain
+    if row["account_deleted"]:
+        return _fail(tx, row, now, ACCOUNT_DELETED, None, None)
+    retry_count = int(row["retry_count"]) + (1 if count_retry else 0)
+    tx.execute(
+        "message_complete_deferred",
+        {
+            "pk": row["pk"],
+            "now": now,
+            "deferred_ts": float(deferred_ts),
+            "deferred_reason": reason,
+            "smtp_code": smtp_code,
+            "retry_count": retry_count,
+            "outcome_uncertain": flag(row["outcome_uncertain"]),
+        },
+    )
+    metadata: dict[str, Any] = {
+        "deferred_ts": float(deferred_ts),
+        "deferred_reason": reason,
+        "retry_count": retry_count,
+    }
+    if smtp_code is not None:
+        metadata["smtp_code"] = smtp_code
+    if row["outcome_uncertain"]:
+        metadata["outcome_uncertain"] = True
+    record_events(tx, [event_row(row, "deferred", now, reason, metadata)], now)
+    return True
+
+
+def complete_error(
+    tx: Tx,
+    pk: int,
+    owner: str,
+    now: float,
+    *,
+    error: str,
+    smtp_code: int | None = None,
+    refused_recipients: Mapping[str, Any] | None = None,
+    outcome_uncertain: bool = False,
+    count_retry: bool = False,
+) -> bool:
+    """Fail the message permanently with an ``error`` event; False when the lease was lost.
+
+    ``count_retry``: True when this final failure is the temporary one that exhausted the
+    retries (``retry_count`` then counts it, §10.4).
+    """
+    row = _fenced(tx, pk, owner)
+    if row is None:
+        return False
+    row["outcome_uncertain"] = bool(row["outcome_uncertain"]) or outcome_uncertain
+    if count_retry:
+        row["retry_count"] = int(row["retry_count"]) + 1
+    return _fail(tx, row, now, error, smtp_code, refused_recipients)
+
+
+def _fail(
+    tx: Tx,
+    row: dict[str, Any],
+    now: float,
+    error: str,
+    smtp_code: int | None,
+    refused_recipients: Mapping[str, Any] | None,
+) -> bool:
+    refused = dict(refused_recipients) if refused_recipients else None
+    tx.execute(
+        "message_complete_error",
+        {
+            "pk": row["pk"],
+            "now": now,
+            "error": error,
+            "smtp_code": smtp_code,
+            "refused_recipients": dumps(refused) if refused else None,
+            "retry_count": int(row["retry_count"]),
+            "outcome_uncertain": flag(row["outcome_uncertain"]),
+        },
+    )
+    metadata = error_metadata(row, smtp_code=smtp_code, refused_recipients=refused)
+    record_events(tx, [event_row(row, "error", now, error, metadata)], now)
+    return True

@@ -1,0 +1,89 @@
+"""Rate-limit slots (§9), session slots (§8.4) and the pure window arithmetic."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailproxyd.core import ratelimit_window as rw
+from mailproxyd.store import Database, ratelimit, sessions
+
+from .conftest import NOW, setup_tenant
+
+
+def test_free_at_arithmetic() -> None:
+    assert rw.free_at([], 0, 3, 60) is None
+    assert rw.free_at([10.0, 11.0], 2, 3, 60) is None
+    assert rw.free_at([10.2], 3, 3, 60) == pytest.approx(70.2)
+    # Limit lowered to 2 with 4 counted slots: the third-oldest must leave first.
+    assert rw.free_at([1.0, 2.0, 3.0], 4, 2, 60) == 63.0
+    assert rw.slots_to_leave(4, 2) == 3 and rw.slots_to_leave(1, 2) == 0
+    with pytest.raises(ValueError):
+        rw.free_at([1.0], 4, 2, 60)
+    assert rw.latest([None, 5.0, 3.0]) == 5.0 and rw.latest([None]) is None
+    assert rw.is_limited(1) and not rw.is_limited(0) and not rw.is_limited(None)
+
+
+def test_minute_limit_example_of_the_contract(acme: Database) -> None:
+    with acme.transaction() as tx:
+        granted = [
+            ratelimit.reserve(tx, "acme", "main", None, t, per_minute=3)
+            for t in (NOW + 0.2, NOW + 0.3, NOW + 0.4)
+        ]
+        assert all(r.granted and r.slot_id for r in granted)
+        blocked = ratelimit.reserve(tx, "acme", "main", None, NOW + 0.5, per_minute=3)
+        assert not blocked.granted and blocked.blocking == ["account_minute"]
+        assert blocked.free_at == pytest.approx(NOW + 60.2)
+        # The window is (t − 60, t]: at exactly slot + 60 the oldest slot has left.
+        assert ratelimit.reserve(tx, "acme", "main", None, NOW + 60.2, per_minute=3).granted
+        assert not ratelimit.reserve(tx, "acme", "main", None, NOW + 60.25, per_minute=3).granted
+
+
+def test_several_windows_and_tenant_limits(database: Database) -> None:
+    setup_tenant(database, "acme", ("a", "b"))
+    with database.transaction() as tx:
+        for i in range(2):
+            assert ratelimit.reserve(
+                tx, "acme", "a", None, NOW + i, per_hour=2, tenant_hourly=3
+            ).granted
+        blocked = ratelimit.reserve(
+            tx, "acme", "a", None, NOW + 10, per_minute=5, per_hour=2, tenant_hourly=3
+        )
+        assert blocked.blocking == ["account_hour"] and blocked.free_at == NOW + 3600
+        assert ratelimit.reserve(tx, "acme", "b", None, NOW + 20, tenant_hourly=3).granted
+        # Tenant-wide: account b is blocked by what a and b used together.
+        blocked = ratelimit.reserve(
+            tx, "acme", "b", None, NOW + 30, per_day=10, tenant_hourly=3, tenant_daily=3
+        )
+        assert blocked.blocking == ["tenant_hour", "tenant_day"]
+        assert blocked.free_at == NOW + 86400  # the latest of the blocking windows
+        # Unlimited (0 / None) accounts are never blocked.
+        assert ratelimit.reserve(tx, "acme", "a", None, NOW + 40, per_minute=0).granted
+
+
+def test_release_and_prune(acme: Database) -> None:
+    with acme.transaction() as tx:
+        slot = ratelimit.reserve(tx, "acme", "main", 1, NOW, per_minute=1)
+        assert slot.granted and slot.slot_id is not None
+        assert not ratelimit.reserve(tx, "acme", "main", 2, NOW + 1, per_minute=1).granted
+        ratelimit.release(tx, slot.slot_id)
+        assert ratelimit.reserve(tx, "acme", "main", 2, NOW + 1, per_minute=1).granted
+        assert ratelimit.prune(tx, NOW + 86400) == 0
+        assert ratelimit.prune(tx, NOW + 1 + 86400) == 1
+
+
+def test_session_slots(acme: Database) -> None:
+    with acme.transaction() as tx:
+        first = sessions.acquire(tx, "acme", "main", "node/s0", 2, NOW, NOW + 30)
+        second = sessions.acquire(tx, "acme", "main", "node/s1", 2, NOW, NOW + 30)
+        assert first is not None and second is not None
+        assert sessions.acquire(tx, "acme", "main", "node/s2", 2, NOW, NOW + 30) is None
+        sessions.release(tx, first)
+        third = sessions.acquire(tx, "acme", "main", "node/s2", 2, NOW, NOW + 30)
+        assert third is not None
+        assert sessions.renew(tx, second, "node/s1", NOW + 100)
+        assert not sessions.renew(tx, second, "someone", NOW + 100)
+        # At NOW + 31 the slot of s2 has lapsed; s1's renewed one still counts.
+        assert sessions.acquire(tx, "acme", "main", "x/s", 2, NOW + 31, NOW + 60) is not None
+        assert sessions.acquire(tx, "acme", "main", "y/s", 2, NOW + 31, NOW + 60) is None
+        assert sessions.release_owner(tx, "node") == 1
+        assert sessions.expire(tx, NOW + 61) == 1

@@ -1,0 +1,202 @@
+"""Listing, reading, deleting and cleaning up message records; stats (§5.1, §5.3)."""
+
+from __future__ import annotations
+
+from mailproxyd.store import Database, events, queue, tenants
+
+from .conftest import NOW, make_item, setup_tenant
+
+OWNER = "n/s"
+
+
+def _seed(db: Database) -> dict[str, int]:
+    """Messages in every state: p (pending), d (deferred), s (sending), x (sent), e (error)."""
+    with db.transaction() as tx:
+        queue.enqueue(
+            tx,
+            "acme",
+            [
+                make_item("p", priority=3),
+                make_item("d", deferred_ts=NOW + 600, batch_code="b1"),
+                make_item("s", priority=1),
+                make_item("x", priority=0),
+                make_item("e", priority=0, account_id="other"),
+            ],
+            [],
+            NOW,
+        )
+        pks = {
+            row["id"]: row["pk"]
+            for row in queue.claim_batch(tx, "acme", "main", OWNER, 2, NOW, 120)
+        }
+        pks.update(
+            {
+                row["id"]: row["pk"]
+                for row in queue.claim_batch(tx, "acme", "other", OWNER, 1, NOW, 120)
+            }
+        )
+        queue.complete_sent(tx, pks["x"], OWNER, NOW + 1)
+        queue.complete_error(tx, pks["e"], OWNER, NOW + 2, error="DATA: 550 no", smtp_code=550)
+    return pks
+
+
+def test_listing_filters_and_order(database: Database) -> None:
+    setup_tenant(database, "acme", ("main", "other"), name="ACME Corp")
+    _seed(database)
+    with database.transaction(write=False) as tx:
+        every, cursor = queue.list_messages(tx, "acme", NOW + 10)
+        assert cursor is None
+        assert [r["id"] for r in every] == ["x", "e", "s", "d", "p"]
+        assert {r["id"]: r["status"] for r in every} == {
+            "e": "error",
+            "x": "sent",
+            "s": "sending",
+            "d": "deferred",
+            "p": "pending",
+        }
+        assert every[0]["tenant_name"] == "ACME Corp"
+        assert every[1]["error"] == "DATA: 550 no" and every[1]["error_ts"] == NOW + 2
+        assert every[0]["sent_ts"] == NOW + 1 and every[0]["error"] is None
+        active = [
+            r["id"]
+            for r in queue.list_messages(
+                tx, "acme", NOW + 10, statuses=["pending", "deferred", "sending"]
+            )[0]
+        ]
+        assert active == ["s", "d", "p"]
+        assert [
+            r["id"] for r in queue.list_messages(tx, "acme", NOW + 10, account_id="other")[0]
+        ] == ["e"]
+        assert [r["id"] for r in queue.list_messages(tx, "acme", NOW + 10, batch_code="b1")[0]] == [
+            "d"
+        ]
+        # Read status: past its time "d" reads pending, and "s" with an expired lease too.
+        later = queue.list_messages(tx, "acme", NOW + 700, statuses=["pending"])[0]
+        assert [r["id"] for r in later] == ["s", "d", "p"]
+        assert later[1]["deferred_ts"] is None
+        assert queue.list_messages(tx, "acme", NOW, statuses=[])[0] == []
+        assert queue.list_messages(tx, "beta", NOW)[0] == []
+
+
+def test_cursor_and_offset_pagination(acme: Database) -> None:
+    with acme.transaction() as tx:
+        queue.enqueue(tx, "acme", [make_item(f"m{i}", priority=i % 2) for i in range(7)], [], NOW)
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    with acme.transaction(write=False) as tx:
+        while True:
+            page, cursor = queue.list_messages(tx, "acme", NOW, limit=3, after=cursor)
+            seen.extend(r["id"] for r in page)
+            pages += 1
+            if cursor is None:
+                break
+        assert seen == ["m0", "m2", "m4", "m6", "m1", "m3", "m5"] and pages == 3
+        page, _ = queue.list_messages(tx, "acme", NOW, limit=2, offset=3)
+        assert [r["id"] for r in page] == ["m6", "m1"]
+
+
+def test_history_and_get_message(acme: Database) -> None:
+    with acme.transaction() as tx:
+        tenants.update(tx, "acme", {"client_base_url": "https://app.acme.example"}, NOW)
+        queue.enqueue(tx, "acme", [make_item("h")], [], NOW)
+        (row,) = queue.claim_batch(tx, "acme", "main", OWNER, 1, NOW, 120)
+        queue.complete_deferred(
+            tx,
+            row["pk"],
+            OWNER,
+            NOW + 5,
+            deferred_ts=NOW + 65,
+            reason="RCPT TO: 451 later",
+            smtp_code=451,
+        )
+        (row,) = queue.claim_batch(tx, "acme", "main", OWNER, 1, NOW + 65, 120)
+        queue.complete_sent(tx, row["pk"], OWNER, NOW + 70)
+        first_event = events.unreported(tx, "acme", 1)[0]["event_id"]
+        events.acknowledge(tx, [first_event], NOW + 71)
+    with acme.transaction(write=False) as tx:
+        record = queue.get_message(tx, "acme", "h", NOW + 80)
+        listed = queue.list_messages(tx, "acme", NOW + 80, include_history=True)[0]
+        assert queue.get_message(tx, "acme", "nope", NOW) is None
+    assert record is not None
+    assert record["status"] == "sent" and record["retry_count"] == 1 and record["smtp_code"] is None
+    assert record["reported_ts"] == NOW + 71
+    assert [(h["event_type"], h["event_ts"], h["reported_ts"]) for h in record["history"]] == [
+        ("deferred", NOW + 5, NOW + 71),
+        ("sent", NOW + 70, None),
+    ]
+    assert record["history"][0]["metadata"] == {
+        "deferred_ts": NOW + 65,
+        "deferred_reason": "RCPT TO: 451 later",
+        "retry_count": 1,
+        "smtp_code": 451,
+    }
+    assert listed[0]["history"] == record["history"]
+
+
+def test_delete_messages(database: Database) -> None:
+    setup_tenant(database, "acme", ("main", "other"))
+    setup_tenant(database, "beta")
+    _seed(database)
+    with database.transaction() as tx:
+        queue.enqueue(tx, "beta", [make_item("p")], [], NOW)
+        result = queue.delete_messages(tx, "acme", ["p", "s", "x", "zz", "p"])
+        assert result == {"removed": 2, "not_found": ["zz"], "unauthorized": [], "in_flight": ["s"]}
+        assert queue.get_message(tx, "beta", "p", NOW) is not None
+        rows = tx.raw("SELECT count(*) AS n FROM events WHERE tenant_id = 'acme' AND id = 'x'")
+        assert rows[0]["n"] == 0
+
+
+def test_cleanup_only_fully_acknowledged_terminal_messages(database: Database) -> None:
+    setup_tenant(database, "acme", ("main", "other"), client_base_url="https://app.acme.example")
+    _seed(database)
+    with database.transaction() as tx:
+        unacked = events.unreported(tx, "acme", 10)
+        assert [e["id"] for e in unacked] == ["x", "e"]
+        events.acknowledge(tx, [unacked[0]["event_id"]], NOW + 100)
+        assert queue.cleanup_messages(tx, "acme", 50, NOW + 149) == 0  # acked 49 s ago only
+        assert queue.cleanup_messages(tx, "acme", 50, NOW + 150) == 1  # "x" goes, "e" is unacked
+        assert queue.cleanup_messages(tx, "acme", 0, NOW + 1000) == 0
+        assert {r["id"] for r in queue.list_messages(tx, "acme", NOW)[0]} == {"p", "d", "s", "e"}
+
+
+def test_stats_by_read_status(database: Database) -> None:
+    setup_tenant(database, "acme", ("main", "other"))
+    setup_tenant(database, "beta")
+    _seed(database)
+    with database.transaction(write=False) as tx:
+        now_stats = queue.stats(tx, NOW + 10, "acme")
+        later = queue.stats(tx, NOW + 700)
+    assert now_stats == {
+        "tenants": 1,
+        "accounts": 2,
+        "messages": {"pending": 1, "deferred": 1, "sending": 1, "sent": 1, "error": 1},
+    }
+    assert later["tenants"] == 2 and later["accounts"] == 3
+    assert later["messages"] == {"pending": 3, "deferred": 0, "sending": 0, "sent": 1, "error": 1}
+
+
+def test_bounce_recording(acme: Database) -> None:
+    with acme.transaction() as tx:
+        queue.enqueue(tx, "acme", [make_item("bm", message_id="<bm@acme.example>")], [], NOW)
+        (row,) = queue.claim_batch(tx, "acme", "main", OWNER, 1, NOW, 120)
+        queue.complete_sent(tx, row["pk"], OWNER, NOW)
+        (match,) = queue.find_by_header(tx, "<bm@acme.example>")
+        assert queue.find_by_client_id(tx, "bm")[0]["pk"] == match["pk"]
+        kwargs = {
+            "bounce_type": "hard",
+            "bounce_code": "5.1.1",
+            "bounce_reason": "smtp; 550 5.1.1",
+            "recipient": "ann@example.org",
+        }
+        assert events.record_bounce(tx, match["pk"], NOW + 3600, **kwargs)
+        assert not events.record_bounce(tx, match["pk"], NOW + 3700, **kwargs)  # same bounce again
+        record = queue.get_message(tx, "acme", "bm", NOW)
+    assert record is not None and record["status"] == "sent"
+    assert (record["bounce_type"], record["bounce_code"], record["bounce_ts"]) == (
+        "hard",
+        "5.1.1",
+        NOW + 3600,
+    )
+    assert [h["event_type"] for h in record["history"]] == ["sent", "bounce"]
+    assert record["history"][1]["metadata"]["bounce_reason"] == "smtp; 550 5.1.1"

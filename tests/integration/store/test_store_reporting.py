@@ -1,0 +1,180 @@
+"""Events for the reporter and the live stream, sync state and the reporter lock (§13, §5.5)."""
+
+from __future__ import annotations
+
+from mailproxyd.store import Database, events, queue, sync, tenants
+
+from .conftest import NOW, make_item, setup_tenant
+
+OWNER = "n/s"
+URL = "https://app.example"
+
+
+def _fail_all(db: Database, tenant_id: str, keys: list[str], now: float = NOW) -> None:
+    with db.transaction() as tx:
+        queue.enqueue(tx, tenant_id, [make_item(k) for k in keys], [], now)
+        for row in queue.claim_batch(tx, tenant_id, "main", OWNER, 100, now, 120):
+            queue.complete_error(tx, row["pk"], OWNER, now, error=f"bad {row['id']}")
+
+
+def test_unreported_in_event_order_and_acknowledge(database: Database) -> None:
+    setup_tenant(database, "acme", client_base_url=URL)
+    setup_tenant(database, "beta", client_base_url=URL)
+    _fail_all(database, "acme", ["a1", "a2", "a3"])
+    _fail_all(database, "beta", ["b1"])
+    with database.transaction() as tx:
+        batch = events.unreported(tx, "acme", 2)
+        assert [e["id"] for e in batch] == ["a1", "a2"]
+        assert batch[0]["event_id"] < batch[1]["event_id"]
+        assert batch[0]["description"] == "bad a1" and batch[0]["metadata"] == {}
+        assert events.unreported_count(tx, "acme") == 3
+        assert events.acknowledge(tx, [e["event_id"] for e in batch], NOW + 1) == 2
+        assert events.acknowledge(tx, [batch[0]["event_id"]], NOW + 2) == 0  # already acked
+        assert [e["id"] for e in events.unreported(tx, "acme", 10)] == ["a3"]
+        assert [e["id"] for e in events.unreported(tx, "beta", 10)] == ["b1"]
+        record = queue.get_message(tx, "acme", "a1", NOW)
+        assert record is not None and record["reported_ts"] == NOW + 1
+
+
+def test_tail_across_tenants(database: Database) -> None:
+    setup_tenant(database, "acme")
+    setup_tenant(database, "beta")
+    with database.transaction(write=False) as tx:
+        start = events.last_event_id(tx)
+    assert start == 0
+    _fail_all(database, "acme", ["a1"])
+    _fail_all(database, "beta", ["b1"])
+    _fail_all(database, "acme", ["a2"])
+    with database.transaction(write=False) as tx:
+        every = events.tail(tx, start)
+        assert [(e["tenant_id"], e["id"]) for e in every] == [
+            ("acme", "a1"),
+            ("beta", "b1"),
+            ("acme", "a2"),
+        ]
+        assert [e["id"] for e in events.tail(tx, start, tenant_id="acme")] == ["a1", "a2"]
+        assert events.tail(tx, every[-1]["event_id"]) == []
+        assert [e["id"] for e in events.tail(tx, every[0]["event_id"], limit=1)] == ["b1"]
+        # Tenants without client_base_url: acknowledged when recorded, still on the stream.
+        assert all(e["reported_ts"] == NOW for e in every)
+        assert events.last_event_id(tx) == every[-1]["event_id"]
+
+
+def test_events_after_url_is_configured_are_pushed(database: Database) -> None:
+    setup_tenant(database, "acme")
+    _fail_all(database, "acme", ["before"])
+    with database.transaction() as tx:
+        tenants.update(tx, "acme", {"client_base_url": URL}, NOW)
+    _fail_all(database, "acme", ["after"])
+    with database.transaction(write=False) as tx:
+        assert [e["id"] for e in events.unreported(tx, "acme", 10)] == ["after"]
+
+
+def test_sync_state_round_trip(database: Database) -> None:
+    setup_tenant(database, "acme", client_base_url=URL, name="ACME")
+    setup_tenant(database, "quiet")
+    with database.transaction() as tx:
+        assert sync.get_state(tx, "acme") == {
+            "last_sync_ts": None,
+            "last_attempt_ts": None,
+            "dnd_until": None,
+            "consecutive_failures": 0,
+            "backoff_until": None,
+            "last_error": None,
+            "queued_calls": 0,
+            "heartbeat_due": False,
+        }
+        sync.record_failure(tx, "acme", NOW, error="HTTP 502", backoff_until=NOW + 1)
+        state = sync.record_failure(tx, "acme", NOW + 1, error="HTTP 503", backoff_until=NOW + 3)
+        assert state["consecutive_failures"] == 2 and state["last_error"] == "HTTP 503"
+        assert state["last_sync_ts"] is None
+        state = sync.record_success(tx, "acme", NOW + 5, dnd_until=NOW + 3600, queued_calls=1)
+        assert state["consecutive_failures"] == 0 and state["backoff_until"] is None
+        assert state["dnd_until"] == NOW + 3600 and state["last_sync_ts"] == NOW + 5
+        assert sync.record_success(tx, "acme", NOW + 6, dnd_until=NOW)["dnd_until"] is None  # past
+        sync.save_state(tx, "acme", dnd_until=NOW + 99, backoff_until=NOW + 50)
+        state = sync.run_now(tx, "acme")
+        assert state["dnd_until"] is None and state["backoff_until"] is None
+        assert state["heartbeat_due"] is True
+        assert sync.get_state(tx, "acme")["heartbeat_due"] is True
+    _fail_all(database, "acme", ["e1", "e2"])
+    with database.transaction(write=False) as tx:
+        status = sync.sync_status(tx, NOW)
+        assert [s["id"] for s in status] == ["acme", "quiet"]
+        assert status[0]["unreported_events"] == 2 and status[0]["name"] == "ACME"
+        assert status[0]["last_sync_ts"] == NOW + 6 and status[0]["client_base_url"] == URL
+        assert status[1]["last_sync_ts"] is None and status[1]["unreported_events"] == 0
+        assert [s["id"] for s in sync.sync_status(tx, NOW, "quiet")] == ["quiet"]
+        assert [s["id"] for s in sync.tenants_to_consider(tx, NOW)] == ["acme"]
+
+
+def test_reporter_lock(acme: Database) -> None:
+    with acme.transaction() as tx:
+        assert sync.try_lock(tx, "acme", "reporter-1", NOW + 30, NOW)
+        assert sync.try_lock(tx, "acme", "reporter-1", NOW + 60, NOW + 10)  # extend own lock
+        assert not sync.try_lock(tx, "acme", "reporter-2", NOW + 90, NOW + 59)
+        assert sync.try_lock(tx, "acme", "reporter-2", NOW + 120, NOW + 61)  # stale lock taken
+        sync.unlock(tx, "acme", "reporter-1")  # not the holder: no effect
+        assert not sync.try_lock(tx, "acme", "reporter-1", NOW + 130, NOW + 62)
+        sync.unlock(tx, "acme", "reporter-2")
+        assert sync.try_lock(tx, "acme", "reporter-1", NOW + 130, NOW + 62)
+        assert not sync.try_lock(tx, "ghost", "reporter-1", NOW + 130, NOW + 62)
+
+
+def test_tail_never_skips_an_event_committed_late(database: Database) -> None:
+    """Two transactions record events; the one with the lower id commits last."""
+    import threading
+
+    setup_tenant(database, "acme")
+    with database.transaction() as tx:
+        queue.enqueue(tx, "acme", [make_item("early"), make_item("late")], [], NOW)
+        rows = queue.claim_batch(tx, "acme", "main", OWNER, 2, NOW, 120)
+    pks = {row["id"]: row["pk"] for row in rows}
+    first_recorded = threading.Event()
+    may_commit = threading.Event()
+
+    def slow_writer() -> None:
+        with database.transaction() as tx:
+            queue.complete_error(tx, pks["early"], OWNER, NOW, error="x")
+            first_recorded.set()
+            may_commit.wait(10)
+
+    thread = threading.Thread(target=slow_writer)
+    thread.start()
+    try:
+        assert first_recorded.wait(10)
+        if database.backend == "sqlite":
+            # SQLite serialises writers: the second transaction waits, so no reordering exists.
+            may_commit.set()
+            thread.join()
+        with database.transaction() as tx:
+            queue.complete_error(tx, pks["late"], OWNER, NOW, error="y")
+        with database.transaction(write=False) as tx:
+            seen = events.tail(tx, 0)
+        # PostgreSQL: nothing yet, "early" has the lower id and is not committed (a poller that
+        # took "late" now would skip "early" for ever). SQLite: both, in order.
+        expected = [] if database.backend == "postgres" else ["early", "late"]
+        assert [e["id"] for e in seen] == expected
+    finally:
+        may_commit.set()
+        thread.join()
+    with database.transaction(write=False) as tx:
+        assert [e["id"] for e in events.tail(tx, 0)] == ["early", "late"]
+
+
+def test_tail_steps_over_old_gaps(database: Database) -> None:
+    """A gap left by a deleted message does not stop the stream once it is old."""
+    setup_tenant(database, "acme")
+    _fail_all(database, "acme", ["a"])
+    _fail_all(database, "acme", ["gone"])
+    _fail_all(database, "acme", ["b"])
+    with database.transaction() as tx:
+        queue.delete_messages(tx, "acme", ["gone"])
+        ids = [e["id"] for e in events.tail(tx, 0)]
+    if database.backend == "postgres":
+        # "b" was recorded just now: the hole before it might still fill, so the tail waits.
+        assert ids == ["a"]
+        with database.transaction() as tx:
+            tx.raw("UPDATE events SET recorded_at = recorded_at - 5")
+            ids = [e["id"] for e in events.tail(tx, 0)]
+    assert ids == ["a", "b"]
