@@ -1,3 +1,3 @@
 """Shared pytest configuration: the fixture plugins of each tier."""
 
-pytest_plugins = ["tests.dbfixtures", "tests.smtpservers"]
+pytest_plugins = ["tests.dbfixtures", "tests.smtpservers", "tests.tenantservers", "tests.apiclient"]

@@ -1,0 +1,181 @@
+"""The QuartTrio application of the api worker.
+
+``create_app(ctx)`` mounts every route of :data:`mailproxyd.api.registry.ROUTES`
+behind one wrapper that enforces the request-size limit and authentication, and
+installs the error handlers that give every failure the JSON shape of contract §4.4.
+The handlers themselves stay thin: parse, call a service, shape the answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from quart import Response, request, websocket
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from mailproxyd.api import errors as api_errors
+from mailproxyd.api.auth import authenticate
+from mailproxyd.api.params import check_nul_free
+from mailproxyd.api.registry import ROUTES, RouteSpec
+from mailproxyd.api.responses import json_response
+
+MIB = 1024 * 1024
+
+
+def _import_routes() -> None:
+    """Fill the registry: each route module registers its handlers when imported."""
+    from mailproxyd.api.routes import (  # noqa: F401
+        accounts,
+        commandlog,
+        commands,
+        events,
+        instance,
+        messages,
+        system,
+        tenants,
+    )
+
+
+def _max_request_bytes(ctx: Any) -> int:
+    return int(getattr(ctx.settings, "max_request_mb", 20)) * MIB
+
+
+def _werkzeug_rule(spec: RouteSpec) -> str:
+    """``/tenant/{id}`` → ``/tenant/<id>`` (with the route's converters, e.g. ``path``)."""
+    rule = spec.path
+    for name in _path_names(spec.path):
+        conv = spec.path_converters.get(name)
+        rule = rule.replace("{" + name + "}", f"<{conv}:{name}>" if conv else f"<{name}>")
+    return rule
+
+
+def _path_names(path: str) -> list[str]:
+    return [part[1:-1] for part in path.split("/") if part.startswith("{") and part.endswith("}")]
+
+
+def _http_view(ctx: Any, spec: RouteSpec, app: QuartTrio) -> Any:
+    async def view(**path: str) -> Response:
+        limit = _max_request_bytes(ctx)
+        # The limit can change at reload; Quart reads it when the next request is built.
+        app.config["MAX_CONTENT_LENGTH"] = limit
+        if request.content_length is not None and request.content_length > limit:
+            raise api_errors.request_too_large(limit // MIB)
+        principal = await authenticate(ctx, spec.role)
+        check_nul_free(path)
+        result: Response = await spec.handler(ctx, principal, **path)
+        return result
+
+    view.__name__ = f"{spec.operation_id}_{spec.method.lower()}"
+    return view
+
+
+def _ws_view(ctx: Any, spec: RouteSpec) -> Any:
+    async def view(**path: str) -> Any:
+        try:
+            principal = await authenticate(ctx, spec.role)
+            check_nul_free(path)
+            return await spec.handler(ctx, principal, **path)
+        except Exception as exc:
+            # Raised before the upgrade (the handler owns everything after its accept):
+            # a plain JSON HTTP answer (§5.9).
+            err = api_errors.translate(exc, _logger(ctx))
+            return json_response(err.body(), err.status)
+
+    view.__name__ = f"{spec.operation_id}_ws"
+    return view
+
+
+def _logger(ctx: Any) -> logging.Logger:
+    logger = getattr(ctx, "log", None)
+    return logger if isinstance(logger, logging.Logger) else logging.getLogger("mailproxyd.api")
+
+
+def create_app(ctx: Any) -> QuartTrio:
+    """The HTTP API application bound to a worker context (settings, database, link)."""
+    _import_routes()
+    app = QuartTrio("mailproxyd.api")
+    app.config["MAX_CONTENT_LENGTH"] = _max_request_bytes(ctx)
+    # JSON is parsed by us (msgspec), whatever the Content-Type; Quart must not reject
+    # or redirect anything on its own.
+    app.url_map.strict_slashes = False
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    logger = _logger(ctx)
+
+    for spec in ROUTES:
+        rule = _werkzeug_rule(spec)
+        if spec.websocket:
+            app.add_websocket(
+                rule, endpoint=f"{spec.operation_id}_ws", view_func=_ws_view(ctx, spec)
+            )
+        else:
+            app.add_url_rule(
+                rule,
+                endpoint=f"{spec.operation_id}_{spec.method.lower()}",
+                view_func=_http_view(ctx, spec, app),
+                methods=[spec.method],
+                provide_automatic_options=False,
+            )
+
+    async def on_http_exception(exc: HTTPException) -> Response:
+        code = exc.code or 500
+        if code == 404:
+            err = api_errors.ApiError(404, "not_found", f"No route for {_method()} {_path()}")
+        elif code == 405:
+            err = api_errors.ApiError(
+                405, "method_not_allowed", f"Method {_method()} not allowed for {_path()}"
+            )
+        elif code == 413:
+            err = api_errors.request_too_large(_max_request_bytes(ctx) // MIB)
+        elif code == 408:
+            err = api_errors.ApiError(408, "request_timeout", "Request body not received in time")
+        elif 400 <= code < 500:
+            err = api_errors.ApiError(code, "bad_request", exc.description or "Bad request")
+        else:
+            err = api_errors.translate(exc, logger)
+        return _error_response(err)
+
+    async def on_exception(exc: Exception) -> Response:
+        return _error_response(api_errors.translate(exc, logger))
+
+    async def drain_body(response: Response) -> Response:
+        # A request answered before its body was read (401, 404, …) must still have the
+        # body consumed, or the next request on the same keep-alive connection stalls.
+        if response.headers.get("Connection") != "close":
+            try:
+                await request.get_data()
+            except HTTPException:
+                response.headers["Connection"] = "close"
+        return response
+
+    app.after_request(drain_body)
+    app.register_error_handler(HTTPException, on_http_exception)
+    app.register_error_handler(Exception, on_exception)
+    return app
+
+
+def _error_response(err: api_errors.ApiError) -> Response:
+    response = json_response(err.body(), err.status)
+    if err.code == "request_too_large":
+        # The rest of the body is never read: close the connection after answering, so a
+        # client still writing gets the 413 instead of waiting on a full socket buffer.
+        response.headers["Connection"] = "close"
+    return response
+
+
+def _method() -> str:
+    try:
+        return request.method
+    except RuntimeError:
+        return "GET"
+
+
+def _path() -> str:
+    try:
+        return request.path
+    except RuntimeError:
+        return websocket.path
+
+
+_import_routes()

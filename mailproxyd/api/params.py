@@ -1,0 +1,162 @@
+"""Reading a request: query parameters, the JSON body, and ``tenant_id``/``batch_code``.
+
+Rules of contract §4.1: bodies are JSON objects whatever their ``Content-Type``;
+query booleans accept ``true false 1 0 yes no``; a parameter given both in the query
+string and in the body must agree (422 otherwise). Every problem is raised as an
+:class:`~mailproxyd.api.errors.ApiError` or ``ValidationFailed``, never answered here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from quart import has_websocket_context, request, websocket
+
+from mailproxyd.api.errors import invalid_json
+from mailproxyd.errors import ValidationFailed
+
+_TRUE = frozenset({"true", "1", "yes"})
+_FALSE = frozenset({"false", "0", "no"})
+
+_decoder = msgspec.json.Decoder()
+
+#: Integers beyond this cannot be stored (SQLite INTEGER, JSON doubles) and mean nothing here.
+MAX_INT = 2**53 - 1
+
+
+def current() -> Any:
+    """The request or, for the ``/events`` upgrade, the WebSocket: both have headers/args."""
+    return websocket if has_websocket_context() else request
+
+
+def decode_object(raw: bytes, *, optional: bool) -> dict[str, Any]:
+    """Decode ``raw`` as a JSON object; an absent/``null`` body is ``{}`` when ``optional``."""
+    if optional and not raw.strip():
+        return {}
+    try:
+        value = _decoder.decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        raise invalid_json() from None
+    if value is None and optional:
+        return {}
+    if not isinstance(value, dict):
+        raise invalid_json()
+    if b"\\u0000" in raw:
+        path = nul_path(value)
+        if path is not None:
+            raise ValidationFailed([(path, NUL_PROBLEM)])
+    return value
+
+
+NUL_PROBLEM = "must not contain NUL characters"
+
+
+def nul_path(value: Any, prefix: str = "") -> str | None:
+    """The dotted path of the first string (or key) holding U+0000, else ``None``.
+
+    No text column of either backend can hold NUL (PostgreSQL refuses it), so such input
+    is a field error, never a database failure.
+    """
+    if isinstance(value, str):
+        return (prefix or "body") if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            here = f"{prefix}.{key}" if prefix else str(key)
+            if "\x00" in str(key):
+                return here
+            found = nul_path(item, here)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = nul_path(item, f"{prefix}[{index}]" if prefix else f"[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
+def check_nul_free(path_params: dict[str, str]) -> None:
+    """Refuse NUL in path parameters and query values (see :func:`nul_path`)."""
+    for name, value in path_params.items():
+        if "\x00" in value:
+            raise ValidationFailed([(name, NUL_PROBLEM)])
+    for name, value in current().args.items(multi=True):
+        if "\x00" in value or "\x00" in name:
+            raise ValidationFailed([(name.replace("\x00", ""), NUL_PROBLEM)])
+
+
+async def read_body(*, optional: bool = False) -> dict[str, Any]:
+    """The request body as a dict (413 is raised by Quart's capped body reader)."""
+    raw: bytes = await request.get_data(True, False, False)
+    return decode_object(raw, optional=optional)
+
+
+async def read_body_raw(*, optional: bool = False) -> tuple[bytes, dict[str, Any]]:
+    """The raw body bytes and the decoded object."""
+    raw: bytes = await request.get_data(True, False, False)
+    return raw, decode_object(raw, optional=optional)
+
+
+def query_str(name: str) -> str | None:
+    return current().args.get(name)
+
+
+def query_bool(name: str, default: bool = False) -> bool:
+    raw = current().args.get(name)
+    if raw is None:
+        return default
+    low = raw.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ValidationFailed([(name, "must be a boolean (true, false, 1, 0, yes, no)")])
+
+
+def query_int(
+    name: str, default: int | None, *, minimum: int | None = None, maximum: int | None = None
+) -> int | None:
+    raw = current().args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ValidationFailed([(name, _range_text(minimum, maximum))]) from None
+    if abs(value) > MAX_INT:
+        raise ValidationFailed([(name, _range_text(minimum, maximum or MAX_INT))])
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ValidationFailed([(name, _range_text(minimum, maximum))])
+    return value
+
+
+def _range_text(minimum: int | None, maximum: int | None) -> str:
+    if minimum is not None and maximum is not None:
+        return f"must be an integer between {minimum} and {maximum}"
+    if minimum is not None:
+        return f"must be an integer >= {minimum}"
+    if maximum is not None:
+        return f"must be an integer <= {maximum}"
+    return "must be an integer"
+
+
+def merged_param(name: str, body: dict[str, Any] | None) -> str | None:
+    """``name`` from the query string or the body; both present and different is a 422.
+
+    An empty string counts as absent, as it does inside add-messages envelopes (§6.1).
+    """
+    from_query = current().args.get(name) or None
+    from_body = None if body is None else body.get(name)
+    if from_body == "":
+        from_body = None
+    if from_body is not None and not isinstance(from_body, str):
+        raise ValidationFailed([(name, "must be a string")])
+    if from_query is not None and from_body is not None and from_query != from_body:
+        raise ValidationFailed([(name, "query and body values differ")])
+    return from_query if from_query is not None else from_body
+
+
+def is_int_in(value: Any, minimum: int, maximum: int = MAX_INT) -> bool:
+    """A JSON integer (not a boolean) within ``[minimum, maximum]``."""
+    return type(value) is int and minimum <= value <= maximum

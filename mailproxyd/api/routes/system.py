@@ -1,0 +1,123 @@
+"""Health, status, stats, metrics, the OpenAPI document and downloads (§5.1, §5.8, §14)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Response, request
+
+from mailproxyd.api import schemas
+from mailproxyd.api.auth import Principal, resolve_tenant
+from mailproxyd.api.errors import ApiError, unauthorized
+from mailproxyd.api.registry import TENANT_ID, route
+from mailproxyd.api.responses import json_response
+from mailproxyd.core.crypto import tokens_equal
+from mailproxyd.services import admin
+
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@route(
+    "GET",
+    "/health",
+    role="public",
+    operation_id="health",
+    summary="Liveness: the API process reaches the database",
+    response=schemas.HealthBody,
+    errors=(503,),
+)
+async def health(ctx: Any, principal: Principal) -> Response:
+    if await admin.database_reachable(ctx):
+        return json_response({"status": "ok"})
+    # The one 503 of the contract without the usual error keys (§4.4, §5.1).
+    return json_response({"status": "unavailable", "detail": "database unreachable"}, 503)
+
+
+@route(
+    "GET",
+    "/status",
+    role="tenant",
+    operation_id="status",
+    summary="Scheduler and node state",
+    response=schemas.StatusBody,
+    errors=(401, 503),
+)
+async def status(ctx: Any, principal: Principal) -> Response:
+    return json_response({"ok": True, **await admin.status(ctx)})
+
+
+@route(
+    "GET",
+    "/stats",
+    role="tenant",
+    operation_id="stats",
+    summary="Tenant, account and message counts",
+    query=(TENANT_ID,),
+    response=schemas.StatsBody,
+    errors=(401, 403, 404, 503),
+)
+async def stats(ctx: Any, principal: Principal) -> Response:
+    tenant_id = resolve_tenant(principal, required=False)
+    return json_response({"ok": True, **await admin.stats(ctx, tenant_id)})
+
+
+def _metrics_authorized(ctx: Any) -> bool:
+    """§14: public unless ``GMP_METRICS_TOKEN`` is set; then it or the admin token."""
+    metrics_token = getattr(ctx.settings, "metrics_token", None) or ""
+    if not metrics_token:
+        return True
+    offered = request.headers.get("X-API-Token") or ""
+    bearer = request.headers.get("Authorization") or ""
+    if bearer[:7].lower() == "bearer ":
+        offered = offered or bearer[7:].strip()
+    if not offered:
+        return False
+    admin_token = getattr(ctx.settings, "api_token", None) or ""
+    return tokens_equal(offered, metrics_token) or bool(
+        admin_token and tokens_equal(offered, admin_token)
+    )
+
+
+@route(
+    "GET",
+    "/metrics",
+    role="public",
+    operation_id="metrics",
+    summary="Prometheus metrics (token required when GMP_METRICS_TOKEN is set)",
+    response={"type": "string"},
+    errors=(401,),
+)
+async def metrics(ctx: Any, principal: Principal) -> Response:
+    if not _metrics_authorized(ctx):
+        raise unauthorized()
+    from mailproxyd.api.metrics_text import render
+
+    return Response(await render(ctx), status=200, content_type=METRICS_CONTENT_TYPE)
+
+
+@route(
+    "GET",
+    "/openapi.json",
+    role="public",
+    operation_id="openapi",
+    summary="This API's OpenAPI 3.1 document",
+    response={"type": "object"},
+)
+async def openapi(ctx: Any, principal: Principal) -> Response:
+    from mailproxyd.api.openapi import document_bytes
+
+    return Response(document_bytes(), status=200, content_type="application/json; charset=utf-8")
+
+
+@route(
+    "GET",
+    "/download/{token}/{filename}",
+    role="public",
+    operation_id="download",
+    summary="A large-file attachment behind a signed link",
+    response={"type": "string", "format": "binary"},
+    errors=(404, 410),
+)
+async def download(ctx: Any, principal: Principal, token: str, filename: str) -> Response:
+    # Large-file links arrive with the large-file issue; until then no token is valid.
+    raise ApiError(404, "not_found", "Download link not found")
