@@ -1,0 +1,249 @@
+"""Serving one account: sessions, claims, admission in claim order, parallel sends (§8.2–§8.4, §9).
+
+``AccountRun.serve`` drains one account: it holds up to ``max_concurrent`` session slots
+(counted in the database across processes and nodes), claims a batch, admits its messages in
+claim order through the rate limiter, starts each admitted message on one of its SMTP
+sessions, and claims again at once while anything is ready. A slow server, a full rate limit
+or a stall on this account only ever occupies this account's task.
+
+When the drain ends it closes the account's idle pooled connections before it gives its slots
+back, so another process cannot open sessions while ours are still open. (The SMTP pool needs
+a per-account close for that; without one, idle connections live until their ``ttl`` — see
+``dispatch_smtp.close_account``.)
+
+What happens to one admitted message (build, send, classify) is ``dispatch_attempt``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from mailproxyd.services.dispatch_attempt import run_attempt
+from mailproxyd.services.dispatch_tx import (
+    Admission,
+    Claim,
+    admit_tx,
+    claim_tx,
+    max_concurrent_of,
+    release_tx,
+    renew_tx,
+)
+
+if TYPE_CHECKING:
+    from mailproxyd.services.dispatch_env import DispatchEnv
+
+# QUIT on idle connections is a courtesy; never let a dead server hold up giving slots back.
+CLOSE_TIMEOUT_SECONDS = 5.0
+
+
+class AccountRun:
+    """The state of one account's drain: held session slots and the unfinished messages."""
+
+    def __init__(self, env: DispatchEnv, item: Mapping[str, Any]) -> None:
+        self.env = env
+        self.tenant_id = str(item["tenant_id"])
+        self.account_id = str(item["account_id"])
+        self.key = (self.tenant_id, self.account_id)
+        self.tenant_limits: Mapping[str, Any] = item.get("tenant_rate_limits") or {}
+        self.slots: list[int] = []
+        # Claimed messages whose outcome is not recorded yet: their leases are renewed.
+        self.unfinished: dict[int, Mapping[str, Any]] = {}
+        self.handled = 0
+        # ``env.kick_counts`` of this account when it last claimed: a later kick means work
+        # may have arrived that this drain did not see.
+        self.kicks_seen = 0
+
+    async def serve(self, *, linger: float = 0.0) -> int:
+        """Claim and send until nothing of this account is ready (or the sender stops)."""
+        env = self.env
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._renew_leases)
+                try:
+                    await self._drain(linger)
+                finally:
+                    nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                # Connections first, slots after: another process may open a session as soon
+                # as a slot is free, and the count must never exceed ``max_concurrent``.
+                with trio.move_on_after(CLOSE_TIMEOUT_SECONDS):
+                    await env.close_idle(self.tenant_id, self.account_id)
+                await self._give_back()
+        return self.handled
+
+    async def _drain(self, linger: float) -> None:
+        env = self.env
+        while not env.stopping():
+            claim = await self._claim()
+            if claim.account is None:
+                # Deleted between "ready" and the claim: nothing left to send here.
+                return
+            if not claim.rows:
+                if linger > 0 and not claim.busy and await env.kicked(self.key, linger):
+                    continue
+                return
+            await self._run_batch(claim)
+
+    async def _claim(self) -> Claim:
+        env = self.env
+        settings = env.settings()
+        self.kicks_seen = env.kick_counts.get(self.key, 0)
+        with trio.CancelScope(shield=True):
+            claim: Claim = await env.committer.call(
+                claim_tx,
+                locking=True,
+                tenant_id=self.tenant_id,
+                account_id=self.account_id,
+                owner=env.owner,
+                now=env.now(),
+                lease_seconds=float(settings.claim_lease_seconds),
+                held_slots=len(self.slots),
+                default_batch=int(settings.batch_size_per_account),
+                tenant_limits=self.tenant_limits,
+            )
+        self.slots.extend(claim.new_slots)
+        for row in claim.rows:
+            self.unfinished[int(row["pk"])] = row
+        if env.stopping() and claim.rows:
+            # A stop arrived during the claim: these never started (§18.3). Deferrals and
+            # rejections the claim already recorded stand; admitted slots are given back.
+            done = [a for a in claim.admissions if a.completion is not None]
+            await env.recorded([a.completion for a in done if a.completion], [a.held for a in done])
+            await self._give_back(
+                rate_slots=[a.slot_id for a in claim.admissions if a.slot_id is not None]
+            )
+            claim.rows = []
+        return claim
+
+    async def _run_batch(self, claim: Claim) -> None:
+        env = self.env
+        assert claim.account is not None
+        account = claim.account
+        sessions_now = max(1, min(len(self.slots), max_concurrent_of(account)))
+        tokens = trio.Semaphore(sessions_now)
+        # Claim order; the verdict is known for those admitted within the claim.
+        waiting: list[tuple[Mapping[str, Any], Admission | None]] = [
+            (row, claim.admissions[i] if i < len(claim.admissions) else None)
+            for i, row in enumerate(claim.rows)
+        ]
+        async with trio.open_nursery() as sends:
+            while waiting and not env.stopping():
+                if not await env.until_stop(tokens.acquire):
+                    break
+                group = [waiting.pop(0)]
+                # As many as there are free sessions, admitted in one transaction; the order of
+                # admission stays the claim order (§8.2).
+                while waiting:
+                    try:
+                        tokens.acquire_nowait()
+                    except trio.WouldBlock:
+                        break
+                    group.append(waiting.pop(0))
+                unknown = [row for row, verdict in group if verdict is None]
+                if unknown:
+                    with trio.CancelScope(shield=True):
+                        fresh: list[Admission] = await env.committer.call(
+                            admit_tx,
+                            locking=True,
+                            rows=unknown,
+                            account=account,
+                            tenant_limits=self.tenant_limits,
+                            owner=env.owner,
+                            now=env.now(),
+                        )
+                    known = iter(fresh)
+                    group = [(row, v if v is not None else next(known)) for row, v in group]
+                await self._start(claim, group, sends, tokens)
+            if waiting:
+                # Stopping: the rest never started; hand them back at once, no event (§18.3).
+                await self._give_back(
+                    [int(row["pk"]) for row, _ in waiting],
+                    rate_slots=[v.slot_id for _, v in waiting if v and v.slot_id is not None],
+                )
+
+    async def _start(
+        self,
+        claim: Claim,
+        group: Sequence[tuple[Mapping[str, Any], Admission | None]],
+        sends: trio.Nursery,
+        tokens: trio.Semaphore,
+    ) -> None:
+        """Start the admitted messages of ``group``; finish the deferred or rejected ones."""
+        for row, verdict in group:
+            assert verdict is not None
+            if verdict.slot_id is None:
+                tokens.release()
+                self._finished(row)
+                if verdict.completion is not None:
+                    await self.env.recorded([verdict.completion], [verdict.held])
+                continue
+            sends.start_soon(self._attempt, claim, row, verdict.slot_id, tokens)
+
+    async def _attempt(
+        self, claim: Claim, row: Mapping[str, Any], slot_id: int, tokens: trio.Semaphore
+    ) -> None:
+        assert claim.account is not None
+        try:
+            try:
+                completion = await run_attempt(
+                    self.env,
+                    claim.account,
+                    row,
+                    slot_id,
+                    bounce_return_path=claim.bounce_return_path,
+                )
+            finally:
+                # The SMTP session is free as soon as the attempt is over: the next message
+                # may be admitted while this outcome is being written.
+                tokens.release()
+            await self.env.record(completion)
+        finally:
+            self._finished(row)
+
+    def _finished(self, row: Mapping[str, Any]) -> None:
+        self.unfinished.pop(int(row["pk"]), None)
+        self.handled += 1
+
+    async def _give_back(
+        self, pks: Sequence[int] | None = None, *, rate_slots: Sequence[int] = ()
+    ) -> None:
+        """Release not-started messages (all unfinished when ``pks`` is None) and, at the end
+        of the drain, the session slots."""
+        env = self.env
+        chosen = list(self.unfinished) if pks is None else list(pks)
+        slots = self.slots if pks is None else []
+        if not chosen and not slots and not rate_slots:
+            return
+        with trio.CancelScope(shield=True):
+            await env.db.run(
+                release_tx,
+                owner=env.owner,
+                pks=chosen,
+                slots=slots,
+                rate_slots=list(rate_slots),
+                now=env.now(),
+            )
+        for pk in chosen:
+            self.unfinished.pop(pk, None)
+        if pks is None:
+            self.slots = []
+
+    async def _renew_leases(self) -> None:
+        env = self.env
+        while True:
+            lease = float(env.settings().claim_lease_seconds)
+            await trio.sleep(lease / 3)
+            if not self.unfinished and not self.slots:
+                continue
+            with trio.CancelScope(shield=True):
+                await env.db.run(
+                    renew_tx,
+                    owner=env.owner,
+                    pks=list(self.unfinished),
+                    slots=list(self.slots),
+                    lease_until=env.now() + lease,
+                )

@@ -1,0 +1,290 @@
+"""Recording delivery outcomes: fenced completions in grouped transactions (contract §8.3, §10).
+
+Every attempt of the dispatch cycle ends in one ``Completion``: the message was sent, deferred
+(a temporary failure with retries left, or a rate-limit deferral), failed, or handed back
+without an event (released at shutdown before its transaction started). A ``Recorder`` writes
+them through the store's fenced ``complete_*`` functions, so a sender that lost its lease cannot
+overwrite another sender's result; the store answers False and the result is discarded with a
+WARNING.
+
+All writes of the sender go through one ``Committer`` per process, which puts the calls that
+arrive while a transaction is being written into the next one (group commit): with a
+transaction per message the database's commits, not SMTP, would set the pace, while a lone
+call is still written at once, so latency does not suffer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Literal
+
+import trio
+
+from mailproxyd.core.timefmt import iso
+from mailproxyd.store import queue, ratelimit
+
+Kind = Literal["sent", "deferred", "error", "release"]
+
+# Operations written per transaction at most; bounds the time one write holds the locks.
+MAX_GROUP = 200
+# A reporter wake-up is a hint (the reporter also polls); never let it hold up recording.
+WAKE_TIMEOUT = 1.0
+
+
+@dataclasses.dataclass(slots=True)
+class Completion:
+    """The recorded result of one attempt of one claimed message.
+
+    ``release_slot``: the rate-limit slot to give back (the attempt failed before the message
+    data was transmitted, §9). ``attempt``/``duration_ms``/``rcpts`` only feed the delivery log.
+    """
+
+    row: Mapping[str, Any]
+    kind: Kind
+    now: float
+    text: str | None = None
+    smtp_code: int | None = None
+    refused_recipients: Mapping[str, Any] | None = None
+    deferred_ts: float | None = None
+    count_retry: bool = False
+    outcome_uncertain: bool = False
+    release_slot: int | None = None
+    attempt: int = 1
+    rcpts: int = 0
+    duration_ms: int | None = None
+
+
+def _write_one(tx: Any, item: Completion, owner: str) -> bool:
+    pk = int(item.row["pk"])
+    if item.release_slot is not None:
+        ratelimit.release(tx, item.release_slot)
+    if item.kind == "sent":
+        return queue.complete_sent(
+            tx,
+            pk,
+            owner,
+            item.now,
+            smtp_code=item.smtp_code,
+            refused_recipients=item.refused_recipients,
+            outcome_uncertain=item.outcome_uncertain,
+        )
+    if item.kind == "deferred":
+        assert item.deferred_ts is not None and item.text is not None
+        return queue.complete_deferred(
+            tx,
+            pk,
+            owner,
+            item.now,
+            deferred_ts=item.deferred_ts,
+            reason=item.text,
+            smtp_code=item.smtp_code,
+            count_retry=item.count_retry,
+            outcome_uncertain=item.outcome_uncertain,
+        )
+    if item.kind == "error":
+        assert item.text is not None
+        return queue.complete_error(
+            tx,
+            pk,
+            owner,
+            item.now,
+            error=item.text,
+            smtp_code=item.smtp_code,
+            refused_recipients=item.refused_recipients,
+            outcome_uncertain=item.outcome_uncertain,
+            count_retry=item.count_retry,
+        )
+    result = queue.release(tx, owner, [pk], item.now)
+    return bool(result.get("returned") or result.get("failed"))
+
+
+def write_completion(tx: Any, *, item: Completion, owner: str) -> bool:
+    """Store function: record one completion; whether the lease still held."""
+    return _write_one(tx, item, owner)
+
+
+@dataclasses.dataclass(slots=True, eq=False)
+class _Op:
+    fn: Callable[..., Any]
+    kwargs: dict[str, Any]
+    locking: bool = False
+    done: trio.Event = dataclasses.field(default_factory=trio.Event)
+    result: Any = None
+    error: BaseException | None = None
+
+
+def _run_group(tx: Any, ops: Sequence[_Op]) -> list[Any]:
+    return [op.fn(tx, **op.kwargs) for op in ops]
+
+
+class Committer:
+    """Runs the sender's writes as store functions, several per transaction (group commit).
+
+    Every claim, admission and completion of every account of the process goes through
+    ``call``. While one transaction is being written, the calls that arrive queue up and go
+    into the next one, in arrival order; a lone call is written at once. A commit is the
+    expensive part of a write (an fsync on PostgreSQL), so under load the cost per message
+    falls with the number of messages in flight, and an idle sender pays no extra latency.
+    """
+
+    def __init__(self, db: Any, lanes: int = 1) -> None:
+        self._db = db
+        self._queue: list[_Op] = []
+        # Transactions written at the same time. SQLite serialises writers anyway, so one
+        # lane is best there; PostgreSQL overlaps commits, and since a transaction holds at
+        # most one locking operation, the lanes are what lets several accounts admit at once.
+        self._lanes = max(1, lanes)
+        self._writers = 0
+
+    async def call(self, fn: Callable[..., Any], /, *, locking: bool = False, **kwargs: Any) -> Any:
+        """``fn(tx, **kwargs)`` in the next group transaction; its result (or exception).
+
+        ``locking``: ``fn`` locks an account or tenant row (claims, rate-limit admission). A
+        transaction holds at most one such operation: two of them, taken in different orders
+        by two processes, would deadlock.
+        """
+        op = _Op(fn, kwargs, locking)
+        self._queue.append(op)
+        if self._writers < self._lanes:
+            # The caller becomes a writer; later arrivals ride on a writer's next round.
+            await self._drain()
+        if not op.done.is_set():
+            await op.done.wait()
+        if op.error is not None:
+            raise op.error
+        return op.result
+
+    async def _drain(self) -> None:
+        # Trio switches tasks only at checkpoints, so between a writer's last emptiness check
+        # and leaving nobody can enqueue: no caller is ever stranded.
+        self._writers += 1
+        try:
+            # Shielded: a write that reached the database must be reported to its callers, and
+            # cancelling mid-write would only roll it back.
+            with trio.CancelScope(shield=True):
+                while self._queue:
+                    await self._write(self._next_group())
+        finally:
+            self._writers -= 1
+
+    def _next_group(self) -> list[_Op]:
+        """The next transaction's operations: queue order, at most one locking operation.
+
+        Each caller waits for its own operation, so the queue never holds two operations of
+        one caller and any reordering between callers is harmless.
+        """
+        group: list[_Op] = []
+        rest: list[_Op] = []
+        locked = False
+        for op in self._queue:
+            if len(group) >= MAX_GROUP or (op.locking and locked):
+                rest.append(op)
+                continue
+            locked = locked or op.locking
+            group.append(op)
+        self._queue = rest
+        return group
+
+    async def _write(self, group: list[_Op]) -> None:
+        try:
+            results = await self._db.run(_run_group, group)
+        except Exception:
+            if len(group) == 1:
+                group[0].error = sys.exc_info()[1]
+                group[0].done.set()
+                return
+            # One bad operation must not fail its neighbours: retry them one by one.
+            for op in group:
+                await self._write([op])
+            return
+        for op, result in zip(group, results, strict=True):
+            op.result = result
+            op.done.set()
+
+
+class Recorder:
+    """Records completions through the ``Committer``, then logs them and wakes the reporter.
+
+    ``record`` returns once its completion is committed, with whether the lease still held.
+    """
+
+    def __init__(
+        self,
+        committer: Committer,
+        owner: str,
+        log: logging.Logger,
+        *,
+        delivery_log: Callable[[], bool],
+        on_events: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._committer = committer
+        self._owner = owner
+        self._log = log
+        self._delivery_log = delivery_log
+        self._on_events = on_events
+        self._waking = False
+        self._wake_again = False
+
+    async def record(self, item: Completion) -> bool:
+        held = bool(await self._committer.call(write_completion, item=item, owner=self._owner))
+        self.after(item, held)
+        if held and item.kind != "release":
+            await self.events_recorded()
+        return held
+
+    async def events_recorded(self) -> None:
+        """Wake the reporter (§8.6); events recorded during a wake-up share the next one."""
+        if self._waking:
+            self._wake_again = True
+            return
+        self._waking = True
+        try:
+            while True:
+                self._wake_again = False
+                with trio.move_on_after(WAKE_TIMEOUT):
+                    await self._on_events()
+                if not self._wake_again:
+                    break
+        finally:
+            self._waking = False
+
+    def after(self, item: Completion, held: bool) -> None:
+        """Log a recorded completion (§18.6), or the WARNING of a discarded one (§8.3)."""
+        row = item.row
+        if not held:
+            if item.kind != "release":
+                self._log.warning(
+                    "lease lost for tenant=%s id=%s; the %s result of this attempt is discarded",
+                    row["tenant_id"],
+                    row["id"],
+                    item.kind,
+                )
+            return
+        if item.kind == "release" or not self._delivery_log():
+            return
+        self._log.info("%s", delivery_line(item))
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def delivery_line(item: Completion) -> str:
+    """The §18.6 ``delivery …`` log line of a recorded attempt."""
+    row = item.row
+    head = f"tenant={row['tenant_id']} id={row['id']} account={row.get('account_id')}"
+    if item.kind == "sent":
+        line = f"delivery sent {head} rcpts={item.rcpts} attempt={item.attempt}"
+        if item.duration_ms is not None:
+            line += f" duration_ms={item.duration_ms}"
+        return line
+    if item.kind == "deferred":
+        until = iso(float(item.deferred_ts or 0)) + "Z"
+        return (
+            f"delivery deferred {head} attempt={item.attempt} until={until} "
+            f"reason={_quote(item.text or '')}"
+        )
+    return f"delivery failed {head} attempt={item.attempt} reason={_quote(item.text or '')}"

@@ -1,0 +1,76 @@
+"""The dispatch cycle's seam to the SMTP driver (contract §10, §18.3).
+
+The cycle needs of SMTP: a pool per sender process, one classified attempt per message that
+can be cut off at the shutdown deadline, closing idle connections after their ``ttl`` and
+closing everything with ``QUIT`` at shutdown. ``drivers.smtp.SmtpPool`` provides the blocking
+attempt; this module runs it in a worker thread that a cancelled caller may leave behind
+(``abandon_on_cancel``), so a stalled server cannot hold a stopping sender past its deadline.
+An abandoned attempt finishes on its own in the thread; the pool closes its connection if the
+pool was closed meanwhile.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import trio
+
+from mailproxyd.core.mime import Built
+from mailproxyd.core.smtp_outcome import Outcome
+from mailproxyd.drivers.smtp import SmtpAccount, SmtpPool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Delivery:
+    """A classified attempt and what the delivery log line needs."""
+
+    outcome: Outcome
+    duration_ms: int
+    accepted_recipients: int
+
+
+def make_pool(settings: Any) -> SmtpPool:
+    """The SMTP connection pool of one sender process (``GMP_SMTP_TIMEOUT``, §10.2)."""
+    return SmtpPool(timeout=float(settings.smtp_timeout))
+
+
+def pool_key(account: Mapping[str, Any]) -> tuple[str, str]:
+    """Connections are pooled per account: ``(tenant_id, id)`` (§1.1: never shared)."""
+    return (str(account["tenant_id"]), str(account["id"]))
+
+
+async def deliver(pool: SmtpPool, account: Mapping[str, Any], built: Built) -> Delivery:
+    """Send ``built`` through ``account``'s pooled connections; the §10.3 outcome."""
+    smtp_account = SmtpAccount.from_mapping(account)
+    result = await trio.to_thread.run_sync(
+        pool.send_blocking,
+        pool_key(account),
+        smtp_account,
+        built,
+        limiter=pool.limiter,
+        abandon_on_cancel=True,
+    )
+    return Delivery(result.outcome, result.duration_ms, result.accepted_recipients)
+
+
+async def sweep(pool: SmtpPool) -> int:
+    """Close idle connections older than their account's ``ttl`` (§10.2)."""
+    return await pool.sweep()
+
+
+async def close_account(pool: SmtpPool, tenant_id: str, account_id: str) -> None:
+    """Close the account's idle connections (its session slots are being given back).
+
+    Uses the pool's per-account close when it offers one; otherwise idle connections stay
+    until their ``ttl`` (see the ``max_concurrent`` note in ``dispatch_account``).
+    """
+    close = getattr(pool, "close_idle", None)
+    if close is not None:
+        await close((tenant_id, account_id))
+
+
+async def close_pool(pool: SmtpPool) -> None:
+    """Close every pooled connection with ``QUIT`` (shutdown, §18.3 step 4)."""
+    await pool.aclose()

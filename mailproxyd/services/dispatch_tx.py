@@ -1,0 +1,197 @@
+"""The store functions the dispatch cycle composes: claim, admit, release, renew (§8.3, §9).
+
+Each runs inside one transaction (through the sender's ``Committer`` or ``AsyncDatabase.run``)
+and is made only of calls into ``mailproxyd.store``; several store operations share one
+commit because a commit, not a statement, is what a write costs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from mailproxyd.services.dispatch_record import Completion
+from mailproxyd.store import accounts, meta, queue, ratelimit, sessions
+
+DEFAULT_MAX_CONCURRENT = 3
+RATE_LIMITED = "rate_limit"
+RATE_REJECTED = "rate_limit_exceeded"
+
+
+@dataclasses.dataclass(slots=True)
+class Claim:
+    """What one claim transaction returns: the account (None: gone), rows, new session slots."""
+
+    account: dict[str, Any] | None
+    rows: list[dict[str, Any]]
+    new_slots: list[int]
+    bounce_return_path: str | None = None
+    #: Every session slot of the account is held elsewhere; nothing was claimed.
+    busy: bool = False
+    #: Rate-limiter verdicts for the first ``len(admissions)`` rows, taken in the claim.
+    admissions: list[Admission] = dataclasses.field(default_factory=list)
+
+
+def _limit(settings: Mapping[str, Any], key: str) -> int | None:
+    value = settings.get(key)
+    return int(value) if value else None
+
+
+def _limited(account: Mapping[str, Any], tenant_limits: Mapping[str, Any]) -> bool:
+    keys = ("limit_per_minute", "limit_per_hour", "limit_per_day")
+    return any(_limit(account, k) for k in keys) or any(
+        _limit(tenant_limits, k) for k in ("hourly", "daily")
+    )
+
+
+def max_concurrent_of(account: Mapping[str, Any]) -> int:
+    return max(1, int(account.get("max_concurrent") or DEFAULT_MAX_CONCURRENT))
+
+
+def claim_tx(
+    tx: Any,
+    *,
+    tenant_id: str,
+    account_id: str,
+    owner: str,
+    now: float,
+    lease_seconds: float,
+    held_slots: int,
+    default_batch: int,
+    tenant_limits: Mapping[str, Any],
+) -> Claim:
+    """Store function: session slots, a batch, the delivery view of the account and the
+    admission of the first messages (one per session), all in one transaction.
+
+    Every transaction costs a commit (an fsync on PostgreSQL); doing in one what would take
+    four keeps the path from "queued" to "on the wire" short. Without a session slot nothing
+    is claimed: every slot of the account is held elsewhere and claimed messages would wait.
+    """
+    account = accounts.get_for_delivery(tx, tenant_id, account_id)
+    if account is None:
+        return Claim(None, [], [])
+    lease_until = now + lease_seconds
+    limit = max_concurrent_of(account)
+    new_slots: list[int] = []
+    if held_slots == 0:
+        slot = sessions.acquire(tx, tenant_id, account_id, owner, limit, now, lease_until)
+        if slot is None:
+            return Claim(account, [], [], busy=True)
+        new_slots.append(slot)
+    batch = int(account.get("batch_size") or default_batch)
+    rows = queue.claim_batch(tx, tenant_id, account_id, owner, batch, now, lease_seconds)
+    if not rows:
+        for slot in new_slots:
+            sessions.release(tx, slot)
+        return Claim(account, [], [])
+    while held_slots + len(new_slots) < min(limit, len(rows)):
+        slot = sessions.acquire(tx, tenant_id, account_id, owner, limit, now, lease_until)
+        if slot is None:
+            break
+        new_slots.append(slot)
+    instance = meta.get_instance(tx)
+    bounce = instance.get("bounce_return_path") if instance.get("bounce_enabled") else None
+    # Every session is free at the start of a batch: admit that many at once (§8.2 order).
+    # Without any limit admission can never block, and its slot time only matters to a
+    # limit set later: then the whole batch is admitted here, saving a commit per message.
+    first = min(len(rows), held_slots + len(new_slots), limit)
+    if not _limited(account, tenant_limits):
+        first = len(rows)
+    admissions = admit_tx(
+        tx,
+        rows=rows[:first],
+        account=account,
+        tenant_limits=tenant_limits,
+        owner=owner,
+        now=now,
+    )
+    return Claim(account, rows, new_slots, bounce, admissions=admissions)
+
+
+@dataclasses.dataclass(slots=True)
+class Admission:
+    """Rate-limiter verdict for one message: a slot, or the deferral/rejection already recorded."""
+
+    slot_id: int | None
+    completion: Completion | None = None
+    held: bool = True
+
+
+def admit_tx(
+    tx: Any,
+    *,
+    rows: Sequence[Mapping[str, Any]],
+    account: Mapping[str, Any],
+    tenant_limits: Mapping[str, Any],
+    owner: str,
+    now: float,
+) -> list[Admission]:
+    """Store function: reserve rate-limit slots for ``rows`` in order (§8.2, §9).
+
+    A blocked message is deferred to the whole second at which every blocking window has room
+    (``deferred`` event, reason ``rate_limit``, no retry counted) or, when an account window
+    with ``limit_behavior: reject`` blocks, failed with ``rate_limit_exceeded``. Both are
+    recorded here, fenced by the lease, in the same transaction as the reservations.
+    """
+    reject = str(account.get("limit_behavior") or "defer") == "reject"
+    limits = {
+        "per_minute": _limit(account, "limit_per_minute"),
+        "per_hour": _limit(account, "limit_per_hour"),
+        "per_day": _limit(account, "limit_per_day"),
+        "tenant_hourly": _limit(tenant_limits, "hourly"),
+        "tenant_daily": _limit(tenant_limits, "daily"),
+    }
+    out: list[Admission] = []
+    for row in rows:
+        pk = int(row["pk"])
+        verdict = ratelimit.reserve(tx, row["tenant_id"], row["account_id"], pk, now, **limits)
+        if verdict.granted:
+            out.append(Admission(verdict.slot_id))
+            continue
+        attempt = int(row.get("retry_count") or 0) + 1
+        if reject and any(scope.startswith("account_") for scope in verdict.blocking):
+            item = Completion(row, "error", now, text=RATE_REJECTED, attempt=attempt)
+            held = queue.complete_error(tx, pk, owner, now, error=RATE_REJECTED)
+        else:
+            # Rounded to microseconds first, so float noise never pushes a whole second up.
+            free = verdict.free_at if verdict.free_at is not None else now + 1
+            until = float(math.ceil(round(free, 6)))
+            item = Completion(
+                row, "deferred", now, text=RATE_LIMITED, deferred_ts=until, attempt=attempt
+            )
+            held = queue.complete_deferred(
+                tx, pk, owner, now, deferred_ts=until, reason=RATE_LIMITED, count_retry=False
+            )
+        out.append(Admission(None, item, held))
+    return out
+
+
+def release_tx(
+    tx: Any,
+    *,
+    owner: str,
+    pks: Sequence[int],
+    slots: Sequence[int],
+    rate_slots: Sequence[int] = (),
+    now: float,
+) -> int:
+    """Store function: hand back claimed-but-not-started messages (with the rate-limit slots
+    they were admitted with) and session slots."""
+    for slot in slots:
+        sessions.release(tx, slot)
+    for rate_slot in rate_slots:
+        ratelimit.release(tx, rate_slot)
+    if not pks:
+        return 0
+    return int(queue.release(tx, owner, pks, now).get("returned", 0))
+
+
+def renew_tx(
+    tx: Any, *, owner: str, pks: Sequence[int], slots: Sequence[int], lease_until: float
+) -> int:
+    """Store function: extend the leases of unfinished messages and the held session slots."""
+    for slot in slots:
+        sessions.renew(tx, slot, owner, lease_until)
+    return queue.renew_leases(tx, owner, pks, lease_until)
