@@ -1,0 +1,14 @@
+"""The ``mail-proxy`` command line (contract §15).
+
+``main`` is the console entry point. The launcher (``launcher``) reads the grammar of §15.1 —
+``mail-proxy COMMAND``, ``mail-proxy NAME COMMAND``, ``mail-proxy NAME TENANT COMMAND`` — and
+hands the rest of the words to one of three cyclopts apps (``apps``). Commands live in
+``cli/commands/``, one module per group; every module there is imported automatically, so adding
+a command is a matter of adding one module.
+"""
+
+from __future__ import annotations
+
+from mailproxyd.cli.launcher import main
+
+__all__ = ["main"]

@@ -1,0 +1,77 @@
+"""The API worker process: ``python -m mailproxyd.workers.api``.
+
+Runs the quart-trio application of ``mailproxyd.api`` under hypercorn inside trio. The listening
+socket is bound before anything else so that a port in use is reported as a fatal start error
+(the node exits 1, §18.4) instead of a crash loop, and ``started()`` is reported only once
+hypercorn really accepts connections. A stop closes the listener and gives requests in progress
+up to 10 s (§18.3).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio.run import worker_serve
+from hypercorn.utils import wrap_app
+
+from mailproxyd.api.app import create_app
+from mailproxyd.workers._runtime import FatalWorkerError, WorkerContext, run_worker
+
+REQUEST_GRACE_SECONDS = 10.0
+
+
+def _config(ctx: WorkerContext) -> Config:
+    config = Config()
+    host = str(ctx.settings.host)
+    # IPv6 literals need brackets in a hypercorn bind string.
+    bind_host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    config.bind = [f"{bind_host}:{ctx.settings.port}"]
+    config.graceful_timeout = REQUEST_GRACE_SECONDS
+    config.accesslog = None
+    # /events pings every 20 s (contract §5.9); hypercorn sends the WebSocket pings.
+    config.websocket_ping_interval = 20.0
+    config.errorlog = logging.getLogger("mailproxyd.api.hypercorn")
+    # Bodies are capped by the application (GMP_MAX_REQUEST_MB); hypercorn's own caps stay wide.
+    config.h11_max_incomplete_size = 64 * 1024
+    return config
+
+
+async def api_body(
+    ctx: WorkerContext, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    config = _config(ctx)
+    try:
+        sockets = config.create_sockets()
+    except OSError as exc:
+        where = f"{ctx.settings.host}:{ctx.settings.port}"
+        if exc.errno == errno.EADDRINUSE:
+            raise FatalWorkerError(
+                f"port {ctx.settings.port} is already in use ({where})"
+            ) from None
+        raise FatalWorkerError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+    for sock in sockets.insecure_sockets:
+        sock.listen(config.backlog)
+    app = wrap_app(create_app(ctx), config.wsgi_max_body_size, None)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            lambda task_status: worker_serve(
+                app,
+                config,
+                sockets=sockets,
+                shutdown_trigger=ctx.stopping.wait,
+                task_status=task_status,
+            )
+        )
+        ctx.log.info("listening on http://%s:%s", ctx.settings.host, ctx.settings.port)
+        task_status.started()
+
+
+def main() -> None:
+    run_worker("api", api_body)
+
+
+if __name__ == "__main__":
+    main()

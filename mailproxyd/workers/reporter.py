@@ -1,0 +1,78 @@
+"""The reporter worker process: ``python -m mailproxyd.workers.reporter``.
+
+Delivery reports (§13) through ``services.report``: in normal mode its ``reporter_loop`` runs,
+woken by event wake-ups relayed from the supervisor; in test mode one ``run_report_cycle`` runs
+per run-now, after the senders have finished (the supervisor orders that, §8.7). At a stop the
+loop is cancelled and ``flush_before_exit`` makes the last POSTs within the grace (§18.3 step 3).
+"""
+
+from __future__ import annotations
+
+import trio
+
+from mailproxyd.drivers.http import SyncClient
+from mailproxyd.services import report
+from mailproxyd.workers._runtime import WorkerContext, run_worker
+
+
+async def reporter_body(
+    ctx: WorkerContext, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    async with SyncClient(max_connections=max(10, ctx.settings.sync_concurrency)) as client:
+        rctx = report.ReportContext(
+            db=ctx.db,  # type: ignore[arg-type]
+            settings=ctx.settings,
+            client=client,
+            owner=ctx.owner,
+        )
+        ctx.on_reload.append(lambda new: setattr(rctx, "settings", new))
+        task_status.started()
+        if ctx.settings.test_mode:
+            await _test_mode(ctx, rctx)
+        else:
+            await _normal_mode(ctx, rctx)
+        # Shutdown step 3: last POSTs for tenants with unacknowledged events, within the grace.
+        # Shielded from the caller's cancellation, but not from our own deadline.
+        with trio.CancelScope(shield=True), trio.move_on_at(ctx.stop_deadline):
+            try:
+                await report.flush_before_exit(rctx, now_fn=ctx.now)
+            except Exception as exc:
+                ctx.log.warning("final report flush failed: %s", exc)
+
+
+async def _normal_mode(ctx: WorkerContext, rctx: report.ReportContext) -> None:
+    bell = report.Doorbell()
+
+    async def relay_wakes() -> None:
+        while True:
+            await ctx.wake.wait()
+            bell.ring()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(relay_wakes)
+        # The loop returns once ``stopping`` is set and its POSTs in flight have finished
+        # (§18.3 step 3); the final flush below then covers what is still unacknowledged.
+        await report.reporter_loop(rctx, bell, now_fn=ctx.now, stopping=ctx.stopping)
+        nursery.cancel_scope.cancel()
+
+
+async def _test_mode(ctx: WorkerContext, rctx: report.ReportContext) -> None:
+    while not ctx.stopping.is_set():
+        await ctx.cycles.wait()
+        if ctx.stopping.is_set():
+            break
+        try:
+            with trio.move_on_at(ctx.stop_deadline):
+                await report.run_report_cycle(rctx, now_fn=ctx.now, test_mode=True)
+        except Exception:
+            # One failed cycle (say, the database briefly away) must not end the worker.
+            ctx.log.exception("report cycle failed")
+        await ctx.cycle_done()
+
+
+def main() -> None:
+    run_worker("reporter", reporter_body)
+
+
+if __name__ == "__main__":
+    main()
