@@ -26,12 +26,11 @@ def test_token_prints_and_regenerates_for_a_running_node(daemon: Daemon) -> None
     new_token = fresh.stdout.strip()
     assert new_token != old_token and len(new_token) == 43
     assert daemon.cli("tok", "token").stdout.strip() == new_token
+
     # The running node switched at once: the old token stops working, the new one works.
-    status = lambda token: (
-        httpx.get(  # noqa: E731
-            base.group(1) + "/status", headers={"X-API-Token": token}
-        ).status_code
-    )
+    def status(token: str) -> int:
+        return httpx.get(base.group(1) + "/status", headers={"X-API-Token": token}).status_code
+
     assert (status(old_token), status(new_token)) == (401, 200)
     assert daemon.cli("stop", "tok").returncode == 0
     missing = daemon.cli("nope", "token")
