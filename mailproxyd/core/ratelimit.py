@@ -1,27 +1,38 @@
 """Rate-limit arithmetic (contract §9): sliding windows over reserved slot times.
 
 The store reserves slots atomically; this module only decides, from the slot times counted in
-each window and the limits, whether one more send is admitted and, if not, the earliest whole
-second at which every blocking window has room again. A slot at time ``s`` counts in a window of
-length ``W`` at time ``t`` when ``t − W < s ≤ t``.
+each window and the limits, whether one more send is admitted and, if not, the earliest time at
+which every blocking window has room again. It is the only copy of that arithmetic: the store
+counts slots in SQL and asks :func:`slots_to_leave` / :func:`free_time_of_oldest` what they mean.
+
+A slot at time ``s`` counts in a window of length ``W`` at time ``t`` when ``t − W < s`` (§9).
+A slot stamped *after* ``t`` counts as well: it is an admission that has already happened, seen
+by a process whose clock reads earlier (another node, or a ``now`` read just before the
+transaction waited for the lock). Ignoring it would let that process overshoot the limit.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
     "ACCOUNT_WINDOWS",
+    "MAX_WINDOW",
     "TENANT_WINDOWS",
     "Decision",
     "Window",
     "account_windows",
     "decide",
     "free_time",
+    "free_time_of_oldest",
+    "latest",
+    "slots_to_leave",
     "tenant_windows",
+    "whole_second",
+    "window_start",
 ]
 
 # (limit field, window seconds) per scope.
@@ -74,18 +85,50 @@ def tenant_windows(rate_limits: Mapping[str, Any] | None) -> list[Window]:
     ]
 
 
+def window_start(window: Window, now: float) -> float:
+    """Slots stamped strictly after this time count in ``window`` at ``now``."""
+    return now - window.seconds
+
+
+def slots_to_leave(window: Window, count: int) -> int:
+    """How many of the oldest counted slots must leave before one more fits (0: room now).
+
+    More than one when the limit was lowered below the slots already counted.
+    """
+    return max(0, count - window.limit + 1)
+
+
+def free_time_of_oldest(window: Window, count: int, oldest: Sequence[float]) -> float | None:
+    """When ``window`` has room again, from the number of slots it counts and the oldest ones.
+
+    ``oldest``: at least the ``slots_to_leave(window, count)`` oldest counted slot times,
+    ascending — all a store needs to fetch, however many slots the window holds. With
+    ``n ≥ limit`` counted slots the count drops below the limit when slot ``n − limit``
+    (0-based) leaves the window, at its time + ``W``. ``None`` when there is room now.
+    """
+    needed = slots_to_leave(window, count)
+    if needed == 0:
+        return None
+    if len(oldest) < needed:
+        raise ValueError(f"need the {needed} oldest slot times, got {len(oldest)}")
+    return float(oldest[needed - 1]) + window.seconds
+
+
 def free_time(window: Window, slots: Sequence[float], now: float) -> float | None:
     """When ``window`` has room for one more slot: ``None`` if it has room at ``now``.
 
-    ``slots`` are the reserved slot times of the window's scope, sorted ascending (older ones
-    are ignored). With ``n ≥ limit`` counted slots the count drops below the limit when slot
-    ``n − limit`` (0-based) leaves the window, at its time + ``W``.
+    ``slots`` are the reserved slot times of the window's scope, sorted ascending; those that
+    left the window are ignored.
     """
-    counted = [s for s in slots if now - window.seconds < s <= now]
-    n = len(counted)
-    if n < window.limit:
-        return None
-    return counted[n - window.limit] + window.seconds
+    counted = [s for s in slots if s > window_start(window, now)]
+    return free_time_of_oldest(window, len(counted), counted)
+
+
+def latest(times: Iterable[float | None]) -> float | None:
+    """The latest of the given free times (``None`` when none blocks): every blocking window
+    must have room before the send is admitted."""
+    known = [t for t in times if t is not None]
+    return max(known) if known else None
 
 
 def decide(
@@ -96,18 +139,24 @@ def decide(
 ) -> Decision:
     """Admit one send, or say until when it is blocked (the maximum over blocking windows)."""
     blocking: list[str] = []
-    latest: float | None = None
+    free_times: list[float | None] = []
     reject = False
     for window, slots in windows:
         free = free_time(window, sorted(slots), now)
         if free is None:
             continue
         blocking.append(window.name)
-        latest = free if latest is None else max(latest, free)
+        free_times.append(free)
         if window.scope == "account" and limit_behavior == "reject":
             reject = True
-    if latest is None:
+    free_at = latest(free_times)
+    if free_at is None:
         return Decision(True)
+    return Decision(False, whole_second(free_at), tuple(blocking), reject)
+
+
+def whole_second(ts: float) -> int:
+    """``ts`` rounded up to a whole second (§9's ``deferred_ts``)."""
     # Round to microseconds first so that float noise on a whole second (…660.0000000001)
     # does not push the free time a full second later.
-    return Decision(False, math.ceil(round(latest, 6)), tuple(blocking), reject)
+    return math.ceil(round(ts, 6))

@@ -64,10 +64,6 @@ class ReportContext:
     # Further sweeps run right after retention (the expired large-file sweep, §8.7 step 2):
     # each is called with ``now``; a failing one is logged and does not stop the others.
     extra_sweeps: list[Callable[[float], Awaitable[object]]] = field(default_factory=list)
-    # The store keeps no "the last acknowledged answer asked for more" flag: follow-ups happen at
-    # once, within one serving of the tenant, so this process-local memory only carries the wish
-    # across a DND that suppressed it.
-    queued_wishes: dict[str, bool] = field(default_factory=dict)
 
 
 @dataclass
@@ -103,15 +99,19 @@ class TenantServing:
 # --- store adapters: the only place that knows the store's function names ---------------------
 
 
-def _state_from_row(row: Mapping[str, Any], wish: bool) -> SyncState:
-    """The pure state from a store row (``store.sync.get_state`` or ``tenants_to_consider``)."""
+def _state_from_row(row: Mapping[str, Any]) -> SyncState:
+    """The pure state from a store row (``store.sync.get_state`` or ``tenants_to_consider``).
+
+    ``queued_wanted`` comes from the database like the rest, so a ``queued > 0`` answer held
+    back by DND, or followed by a reporter restart, still leads to its follow-up call.
+    """
     return SyncState(
         last_sync_ts=row.get("last_sync_ts"),
         dnd_until=row.get("dnd_until"),
         consecutive_failures=int(row.get("consecutive_failures") or 0),
         backoff_until=row.get("backoff_until"),
         queued_calls=int(row.get("queued_calls") or 0),
-        queued_wanted=wish,
+        queued_wanted=bool(row.get("queued_wanted")),
         heartbeat_due=bool(row.get("heartbeat_due")),
         last_error=row.get("last_error"),
     )
@@ -124,6 +124,7 @@ def _state_columns(state: SyncState) -> dict[str, Any]:
         "consecutive_failures": state.consecutive_failures,
         "backoff_until": state.backoff_until,
         "queued_calls": state.queued_calls,
+        "queued_wanted": state.queued_wanted,
         "heartbeat_due": state.heartbeat_due,
         "last_error": state.last_error,
     }
@@ -173,7 +174,7 @@ def _due_tenants(
         if not row.get("client_base_url"):
             continue
         tenant_id = str(row["id"])
-        state = _state_from_row(row, ctx.queued_wishes.get(tenant_id, False))
+        state = _state_from_row(row)
         decision = sync.decide(
             state,
             active=bool(row.get("active", True)),
@@ -243,7 +244,7 @@ async def serve_tenant(
             if snapshot is None or not snapshot[0].get("client_base_url"):
                 break  # deleted, or no longer has a sync URL
             tenant, state_row, rows = snapshot
-            state = _state_from_row(state_row, ctx.queued_wishes.get(tenant_id, False))
+            state = _state_from_row(state_row)
             now = now_fn()
             if only_events:
                 due = bool(rows) and not state.in_backoff(now)
@@ -263,7 +264,6 @@ async def serve_tenant(
             reply = (await _call(ctx, tenant, rows, stats, now_fn=now_fn)).reply
             now = now_fn()
             new_state = sync.after_call(state, reply, reason=decision.reason, now=now)
-            ctx.queued_wishes[tenant_id] = new_state.queued_wanted
             acked_ids = [int(r["event_id"]) for r in rows] if reply.acknowledged else []
             still_locked = await ctx.db.run(
                 _record_call,
@@ -387,7 +387,7 @@ async def flush_before_exit(
         for row in overview
         if row.get("client_base_url")
         and int(row.get("unreported_events") or 0) > 0
-        and not _state_from_row(row, False).in_backoff(now)
+        and not _state_from_row(row).in_backoff(now)
     ]
     limiter = trio.CapacityLimiter(ctx.settings.sync_concurrency)
 

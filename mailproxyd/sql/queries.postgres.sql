@@ -12,14 +12,22 @@ SELECT 1 FROM accounts WHERE tenant_id = :tenant_id AND id = :account_id FOR UPD
 -- name: lock_tenant
 SELECT 1 FROM tenants WHERE id = :tenant_id FOR UPDATE;
 
+-- The lock a foreign-key check would take: concurrent enqueues do not block each other, a
+-- tenant deletion (lock_tenant, FOR UPDATE) waits for them and they wait for it.
+-- name: tenant_key_share
+SELECT 1 AS present FROM tenants WHERE id = :tenant_id FOR KEY SHARE;
+
 -- name: seq_reserve
 SELECT nextval('message_seq') AS value FROM generate_series(1, :n);
 
 -- Locking the existing rows keeps a concurrent claim (SKIP LOCKED) off messages being replaced.
+-- The ids as an array make this one index scan of (tenant_id, id) whatever the statistics say:
+-- written as IN (subquery), a young table whose statistics still describe it as small got a
+-- hash join over every message of the tenant (11 ms at 10,000 rows, growing with the backlog).
 -- name: messages_existing
 SELECT pk, id, status, seq, message_id FROM messages
 WHERE tenant_id = :tenant_id
-  AND id IN (SELECT value FROM json_array_elements_text(CAST(:ids AS json)))
+  AND id = ANY(ARRAY(SELECT json_array_elements_text(CAST(:ids AS json))))
 FOR UPDATE;
 
 -- name: claim_batch
@@ -101,6 +109,32 @@ WHERE (CAST(:tenant_id AS TEXT) IS NULL OR tenant_id = CAST(:tenant_id AS TEXT))
        OR strpos(endpoint, CAST(:endpoint_filter AS TEXT)) > 0)
 ORDER BY id DESC
 LIMIT :limit OFFSET :offset;
+
+-- Set-based acknowledgement in one round trip: the events, then their messages' reported_ts.
+-- A JSON array joined as a set beats both one UPDATE per event (~20x) and a bound bigint[]
+-- (whose per-element encoding costs more than the UPDATE itself at 1,000 ids).
+-- name: events_ack_many
+WITH acked AS (
+    UPDATE events SET reported_ts = :now
+    WHERE event_id IN (SELECT CAST(value AS bigint)
+                       FROM json_array_elements_text(CAST(:ids AS json)))
+      AND reported_ts IS NULL
+    RETURNING message_pk),
+marked AS (
+    UPDATE messages SET reported_ts = :now
+    WHERE pk IN (SELECT message_pk FROM acked))
+SELECT message_pk FROM acked;
+
+-- name: messages_set_reported_many
+UPDATE messages SET reported_ts = :now
+WHERE pk IN (SELECT CAST(value AS bigint) FROM json_array_elements_text(CAST(:pks AS json)));
+
+-- New messages of a batch (queue.enqueue): each row maps these column names to values.
+-- name: message_copy
+COPY messages (tenant_id, id, account_id, priority, seq, status, ready_ts, deferred_ts,
+               deferred_reason, batch_code, message_id, payload, error, error_ts, created_at,
+               updated_at)
+FROM STDIN;
 
 -- ---------------------------------------------------------------- bulk forms of executemany
 -- Tx.many(name, rows) runs <name>_bulk once with all rows as a JSON array in :rows.

@@ -70,6 +70,15 @@ WHERE id = :tenant_id;
 -- name: tenant_delete
 DELETE FROM tenants WHERE id = :tenant_id;
 
+-- messages.tenant_id has no foreign key (schema): a tenant's messages go explicitly; their
+-- events follow through events.message_pk.
+-- name: tenant_messages_delete
+DELETE FROM messages WHERE tenant_id = :tenant_id;
+
+-- What stands in for the messages.tenant_id foreign key at enqueue (PostgreSQL: FOR KEY SHARE).
+-- name: tenant_key_share
+SELECT 1 AS present FROM tenants WHERE id = :tenant_id;
+
 -- name: tenant_set_api_key
 UPDATE tenants SET api_key_digest = :digest, api_key_expires_at = :expires_at, updated_at = :now
 WHERE id = :tenant_id;
@@ -388,9 +397,15 @@ ORDER BY event_id LIMIT :limit;
 -- name: events_unreported_count
 SELECT count(*) FROM events WHERE tenant_id = :tenant_id AND reported_ts IS NULL;
 
--- name: event_ack
-UPDATE events SET reported_ts = :now WHERE event_id = :event_id AND reported_ts IS NULL
+-- Set-based acknowledgement: :ids is a JSON array of event ids. Returns the message of every
+-- event it acknowledged (one row per event, so the caller counts them).
+-- name: events_ack_many
+UPDATE events SET reported_ts = :now
+WHERE event_id IN (SELECT value FROM json_each(:ids)) AND reported_ts IS NULL
 RETURNING message_pk;
+
+-- name: messages_set_reported_many
+UPDATE messages SET reported_ts = :now WHERE pk IN (SELECT value FROM json_each(:pks));
 
 -- name: events_tail
 SELECT event_id, message_pk, tenant_id, id, account_id, priority, batch_code, event_type,
@@ -474,7 +489,7 @@ DELETE FROM session_slots WHERE lease_until < :now;
 
 -- name: sync_get
 SELECT tenant_id, last_sync_ts, last_attempt_ts, dnd_until, consecutive_failures, backoff_until,
-       last_error, queued_calls, heartbeat_due, lock_owner, lock_until
+       last_error, queued_calls, queued_wanted, heartbeat_due, lock_owner, lock_until
 FROM sync_state WHERE tenant_id = :tenant_id;
 
 -- name: sync_ensure
@@ -485,13 +500,14 @@ ON CONFLICT (tenant_id) DO NOTHING;
 UPDATE sync_state
 SET last_sync_ts = :last_sync_ts, last_attempt_ts = :last_attempt_ts, dnd_until = :dnd_until,
     consecutive_failures = :consecutive_failures, backoff_until = :backoff_until,
-    last_error = :last_error, queued_calls = :queued_calls, heartbeat_due = :heartbeat_due
+    last_error = :last_error, queued_calls = :queued_calls, queued_wanted = :queued_wanted,
+    heartbeat_due = :heartbeat_due
 WHERE tenant_id = :tenant_id;
 
 -- name: sync_status
 SELECT t.id, t.name, t.active, t.client_base_url, s.last_sync_ts, s.last_attempt_ts,
        s.dnd_until, s.consecutive_failures, s.backoff_until, s.last_error, s.queued_calls,
-       s.heartbeat_due,
+       s.queued_wanted, s.heartbeat_due,
        (SELECT count(*) FROM events e
         WHERE e.tenant_id = t.id AND e.reported_ts IS NULL) AS unreported_events
 FROM tenants t LEFT JOIN sync_state s ON s.tenant_id = t.id

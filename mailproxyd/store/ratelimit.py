@@ -3,26 +3,34 @@
 ``reserve`` counts the slots of each configured window and takes one slot only when every
 window has room. It is atomic across processes: on PostgreSQL it first locks the tenant row
 (when tenant-wide limits apply) or the account row ``FOR UPDATE``; on SQLite the write
-transaction (``BEGIN IMMEDIATE``) already serialises writers.
+transaction (``BEGIN IMMEDIATE``) already serialises writers. The counting happens in SQL; what
+the counts mean (room, which slot must leave, when) is :mod:`mailproxyd.core.ratelimit`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mailproxyd.core.ratelimit_window import (
-    DAY,
-    HOUR,
-    MINUTE,
-    SLOT_HORIZON,
-    free_at,
-    is_limited,
+from mailproxyd.core.ratelimit import (
+    MAX_WINDOW,
+    Window,
+    free_time_of_oldest,
     latest,
     slots_to_leave,
     window_start,
 )
 
 from .database import Tx
+
+# (scope name, level, window seconds) in the order ``Reservation.blocking`` lists them; the
+# level picks the query that counts the scope's slots (one account, or the whole tenant).
+_SCOPES = (
+    ("account_minute", "account", 60),
+    ("account_hour", "account", 3600),
+    ("account_day", "account", 86400),
+    ("tenant_hour", "tenant", 3600),
+    ("tenant_day", "tenant", 86400),
+)
 
 
 @dataclass
@@ -54,29 +62,26 @@ def reserve(
 ) -> Reservation:
     """Take a slot for one send of ``(tenant, account)`` at ``now`` if every limit allows it."""
     ids = {"tenant_id": tenant_id, "account_id": account_id}
-    tenant_limited = is_limited(tenant_hourly) or is_limited(tenant_daily)
-    tx.one("lock_tenant" if tenant_limited else "lock_account", ids)
+    limits = (per_minute, per_hour, per_day, tenant_hourly, tenant_daily)
+    # 0, None (and nonsense below 0) mean unlimited (§5.4).
     windows = [
-        ("account_minute", "account", per_minute, MINUTE),
-        ("account_hour", "account", per_hour, HOUR),
-        ("account_day", "account", per_day, DAY),
-        ("tenant_hour", "tenant", tenant_hourly, HOUR),
-        ("tenant_day", "tenant", tenant_daily, DAY),
+        Window(scope, seconds, int(limit), level)
+        for (scope, level, seconds), limit in zip(_SCOPES, limits, strict=True)
+        if limit is not None and int(limit) > 0
     ]
+    tenant_limited = any(window.scope == "tenant" for window in windows)
+    tx.one("lock_tenant" if tenant_limited else "lock_account", ids)
     blocking: list[str] = []
     free_times: list[float | None] = []
-    for scope, level, limit, window in windows:
-        if not is_limited(limit):
-            continue
-        assert limit is not None
-        params = {**ids, "since": window_start(now, window)}
-        count = int(tx.value(f"rate_count_{level}", params) or 0)
-        needed = slots_to_leave(count, limit)
+    for window in windows:
+        params = {**ids, "since": window_start(window, now)}
+        count = int(tx.value(f"rate_count_{window.scope}", params) or 0)
+        needed = slots_to_leave(window, count)
         if needed == 0:
             continue
-        oldest = [row["slot_ts"] for row in tx.all(f"rate_oldest_{level}", {**params, "n": needed})]
-        blocking.append(scope)
-        free_times.append(free_at(oldest, count, limit, window))
+        rows = tx.all(f"rate_oldest_{window.scope}", {**params, "n": needed})
+        blocking.append(window.name)
+        free_times.append(free_time_of_oldest(window, count, [row["slot_ts"] for row in rows]))
     if blocking:
         return Reservation(granted=False, blocking=blocking, free_at=latest(free_times))
     slot_id = tx.value("rate_insert", {**ids, "message_pk": message_pk, "now": now})
@@ -90,4 +95,4 @@ def release(tx: Tx, slot_id: int) -> None:
 
 def prune(tx: Tx, now: float) -> int:
     """Delete slots older than the longest window (24 h); returns how many."""
-    return tx.execute("rate_prune", {"before": now - SLOT_HORIZON})
+    return tx.execute("rate_prune", {"before": now - MAX_WINDOW})

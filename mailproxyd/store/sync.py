@@ -1,9 +1,11 @@
 """Per-tenant sync state and the reporter lock (contract §13.4, §13.5, §5.5).
 
 The state row holds the last acknowledged call, do-not-disturb time, back-off, the count of
-consecutive ``queued``-driven calls and whether a heartbeat was forced by run-now. The reporter
-decides *when* to call (pure core); the store only keeps the facts. ``try_lock`` makes sure one
-reporter at a time pushes a tenant's events, across processes and nodes.
+consecutive ``queued``-driven calls, whether the last acknowledged answer still wants a
+``queued`` follow-up (so the wish survives DND and a reporter restart, §2.2) and whether a
+heartbeat was forced by run-now. The reporter decides *when* to call (pure core); the store only
+keeps the facts. ``try_lock`` makes sure one reporter at a time pushes a tenant's events, across
+processes and nodes.
 """
 
 from __future__ import annotations
@@ -21,8 +23,11 @@ _STATE_FIELDS = (
     "backoff_until",
     "last_error",
     "queued_calls",
+    "queued_wanted",
     "heartbeat_due",
 )
+# Stored as 0/1 integers on both backends, returned as bools.
+_FLAGS = ("queued_wanted", "heartbeat_due")
 _EMPTY: dict[str, Any] = {
     "last_sync_ts": None,
     "last_attempt_ts": None,
@@ -31,6 +36,7 @@ _EMPTY: dict[str, Any] = {
     "backoff_until": None,
     "last_error": None,
     "queued_calls": 0,
+    "queued_wanted": False,
     "heartbeat_due": False,
 }
 
@@ -39,7 +45,8 @@ def _state(row: dict[str, Any] | None) -> dict[str, Any]:
     state = dict(_EMPTY)
     if row:
         state.update({key: row[key] for key in _STATE_FIELDS if row.get(key) is not None})
-    state["heartbeat_due"] = bool(state["heartbeat_due"])
+    for key in _FLAGS:
+        state[key] = bool(state[key])
     return state
 
 
@@ -55,17 +62,22 @@ def save_state(tx: Tx, tenant_id: str, **changes: Any) -> dict[str, Any]:
         raise ValueError(f"unknown sync state fields: {sorted(unknown)}")
     tx.execute("sync_ensure", {"tenant_id": tenant_id})
     state = {**get_state(tx, tenant_id), **changes}
-    tx.execute(
-        "sync_save",
-        {**state, "tenant_id": tenant_id, "heartbeat_due": flag(state["heartbeat_due"])},
-    )
-    return state
+    stored = {key: flag(state[key]) for key in _FLAGS}
+    tx.execute("sync_save", {**state, **stored, "tenant_id": tenant_id})
+    return _state(state)
 
 
 def record_success(
-    tx: Tx, tenant_id: str, now: float, *, dnd_until: float | None, queued_calls: int = 0
+    tx: Tx,
+    tenant_id: str,
+    now: float,
+    *,
+    dnd_until: float | None,
+    queued_calls: int = 0,
+    queued_wanted: bool = False,
 ) -> dict[str, Any]:
-    """An acknowledged call: resets back-off, sets or clears DND (§13.5)."""
+    """An acknowledged call: resets back-off, sets or clears DND, stores whether the answer
+    asked for a ``queued`` follow-up (§13.5)."""
     return save_state(
         tx,
         tenant_id,
@@ -76,6 +88,7 @@ def record_success(
         backoff_until=None,
         last_error=None,
         queued_calls=queued_calls,
+        queued_wanted=queued_wanted,
         heartbeat_due=False,
     )
 

@@ -167,7 +167,13 @@ def count(tx: Tx, tenant_id: str | None = None) -> int:
 
 def delete(tx: Tx, tenant_id: str) -> None:
     """Delete the tenant with its key, accounts, messages, events, sync state and slots."""
-    if tx.execute("tenant_delete", {"tenant_id": tenant_id}) == 0:
+    params = {"tenant_id": tenant_id}
+    # Locked first, so an enqueue (which share-locks the tenant) cannot slip messages in
+    # between the two deletes; messages are not covered by a cascading foreign key.
+    if tx.one("lock_tenant", params) is None:
+        raise not_found(tenant_id)
+    tx.execute("tenant_messages_delete", params)
+    if tx.execute("tenant_delete", params) == 0:
         raise not_found(tenant_id)
 
 

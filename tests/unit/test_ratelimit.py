@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import pytest
+
 from mailproxyd.core.ratelimit import (
     Window,
     account_windows,
     decide,
     free_time,
+    free_time_of_oldest,
+    latest,
+    slots_to_leave,
     tenant_windows,
+    whole_second,
+    window_start,
 )
 
 T0 = 1767225600.0
@@ -36,8 +43,13 @@ def test_window_is_half_open() -> None:
     assert free_time(MINUTE, [T0, T0, T0], T0 + 59.999) == T0 + 60
     assert free_time(MINUTE, [T0, T0, T0], T0 + 60) is None
     assert decide([(MINUTE, [T0, T0, T0])], T0 + 30).free_at == int(T0) + 60
-    # Slots in the future (clock skew between nodes) do not count yet.
-    assert free_time(MINUTE, [T0 + 5, T0 + 5, T0 + 5], T0) is None
+
+
+def test_slots_stamped_after_now_count() -> None:
+    # Admissions made by a process whose clock reads later (or that read its clock after this
+    # one did) already happened: ignoring them would overshoot the limit.
+    assert free_time(MINUTE, [T0 + 5, T0 + 5, T0 + 5], T0) == T0 + 65
+    assert not decide([(MINUTE, [T0, T0 + 1, T0 + 5])], T0 + 0.5).admit
 
 
 def test_more_slots_than_limit_uses_the_slot_that_brings_count_below() -> None:
@@ -77,3 +89,31 @@ def test_windows_from_settings() -> None:
 def test_whole_second_free_time_is_not_pushed_by_float_noise() -> None:
     slots = [1767225600.1 + 0.9] * 3  # 1767225601.0 give or take a float ulp
     assert decide([(MINUTE, slots)], 1767225602).free_at == 1767225661
+
+
+def test_free_time_from_the_count_and_the_oldest_slots() -> None:
+    # What the store uses: it counts in SQL and fetches only the slots that must leave.
+    assert free_time_of_oldest(MINUTE, 0, []) is None
+    assert free_time_of_oldest(MINUTE, 2, [10.0, 11.0]) is None
+    assert free_time_of_oldest(MINUTE, 3, [10.2]) == pytest.approx(70.2)
+    # Limit lowered to 2 with 4 counted slots: the third-oldest must leave first.
+    two = Window("limit_per_minute", 60, 2)
+    assert free_time_of_oldest(two, 4, [1.0, 2.0, 3.0]) == 63.0
+    assert slots_to_leave(two, 4) == 3 and slots_to_leave(two, 1) == 0
+    with pytest.raises(ValueError):
+        free_time_of_oldest(two, 4, [1.0])
+    assert window_start(MINUTE, T0) == T0 - 60
+
+
+def test_free_time_agrees_with_the_count_form() -> None:
+    slots = sorted([T0 + 0.1 * i for i in range(12)] + [T0 - 61, T0 - 59.95])
+    now = T0 + 2
+    for limit in range(1, 16):
+        window = Window("limit_per_minute", 60, limit)
+        counted = [s for s in slots if s > window_start(window, now)]
+        assert free_time(window, slots, now) == free_time_of_oldest(window, len(counted), counted)
+
+
+def test_latest_and_whole_second() -> None:
+    assert latest([None, 5.0, 3.0]) == 5.0 and latest([None]) is None and latest([]) is None
+    assert whole_second(T0 + 0.000_000_1) == int(T0) and whole_second(T0 + 0.2) == int(T0) + 1

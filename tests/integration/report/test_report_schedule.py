@@ -11,7 +11,7 @@ import time
 import pytest
 
 from mailproxyd.drivers.http import SyncClient
-from mailproxyd.services.report import run_report_cycle
+from mailproxyd.services.report import run_report_cycle, serve_tenant
 from mailproxyd.store import sync as store_sync
 from tests.tenantservers import non_json, not_ok, ok, slow, status
 
@@ -159,6 +159,47 @@ async def test_queued_follow_ups_capped_at_20(report_env, tenant_server, sync_cl
     report_env.record_sent("t", ["a"], now=clock.now)
     assert (await run_report_cycle(ctx, now_fn=clock)).calls == 21
     assert [len(c.items) for c in srv.calls[21:23]] == [1, 0]
+
+
+async def test_queued_wish_and_its_cap_survive_a_reporter_restart(
+    report_env, tenant_server
+) -> None:
+    srv = tenant_server(ok(queued=5))
+    report_env.add_tenant("t", srv.base_url)
+    clock = Clock()
+    async with SyncClient() as client:
+        # The heartbeat and 10 calls only for queued, then this reporter is gone.
+        ctx = report_env.ctx(client, owner="node-a/reporter-1")
+        served = await serve_tenant(ctx, "t", now_fn=clock, max_calls=11)
+        assert served.stats.calls == 11
+    state = report_env.state("t")
+    assert state["queued_wanted"] is True and state["queued_calls"] == 10
+    # A new process: nothing but the database tells it the tenant asked for more.
+    async with SyncClient() as client:
+        ctx = report_env.ctx(client, owner="node-a/reporter-2")
+        assert (await run_report_cycle(ctx, now_fn=clock)).calls == 10  # up to the cap of 20
+        assert report_env.state("t")["queued_calls"] == 20
+        assert (await run_report_cycle(ctx, now_fn=clock)).calls == 0
+    assert len(srv.calls) == 21
+
+
+async def test_queued_wish_held_by_dnd_is_followed_after_restart(report_env, tenant_server) -> None:
+    srv = tenant_server(ok())
+    clock = Clock()
+    srv.script(ok(queued=3, next_sync_after=clock.now + 3600))
+    report_env.add_tenant("t", srv.base_url)
+    hours = {"sync_interval": 7200}  # no heartbeat due in this test: only the wish can call
+    async with SyncClient() as client:
+        assert (await cycle(report_env, client, clock, **hours)).calls == 1
+    assert report_env.state("t")["queued_wanted"] is True
+    async with SyncClient() as client:
+        clock.now += 1800
+        assert (await cycle(report_env, client, clock, **hours)).calls == 0  # DND holds it
+        clock.now += 1800  # DND over: the follow-up the tenant asked for is made
+        assert (await cycle(report_env, client, clock, **hours)).calls == 1
+    state = report_env.state("t")
+    assert state["queued_wanted"] is False and state["queued_calls"] == 1
+    assert len(srv.calls) == 2
 
 
 async def test_queued_stops_when_tenant_is_done(report_env, tenant_server, sync_client) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from mailproxyd.store import Database, events, queue, sync, tenants
 
 from .conftest import NOW, make_item, setup_tenant
@@ -34,6 +36,26 @@ def test_unreported_in_event_order_and_acknowledge(database: Database) -> None:
         assert [e["id"] for e in events.unreported(tx, "beta", 10)] == ["b1"]
         record = queue.get_message(tx, "acme", "a1", NOW)
         assert record is not None and record["reported_ts"] == NOW + 1
+
+
+def test_acknowledge_in_chunks_counts_each_event_once(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(events, "ACK_CHUNK", 3)  # several statements for seven ids
+    setup_tenant(database, "acme", client_base_url=URL)
+    keys = [f"m{i}" for i in range(7)]
+    _fail_all(database, "acme", keys)
+    with database.transaction() as tx:
+        ids = [e["event_id"] for e in events.unreported(tx, "acme", 100)]
+        assert events.acknowledge(tx, ids[:2], NOW + 1) == 2
+        # Already acknowledged, repeated and unknown ids are not counted; the rest are.
+        assert events.acknowledge(tx, [*ids, ids[4], ids[4], 10**9], NOW + 2) == 5
+        assert events.unreported_count(tx, "acme") == 0
+        reported = {k: queue.get_message(tx, "acme", k, NOW) for k in keys}
+        assert {k: r["reported_ts"] for k, r in reported.items() if r} == {
+            k: NOW + 1 if k in ("m0", "m1") else NOW + 2 for k in keys
+        }
+        assert events.acknowledge(tx, [], NOW + 3) == 0
 
 
 def test_tail_across_tenants(database: Database) -> None:
@@ -82,14 +104,21 @@ def test_sync_state_round_trip(database: Database) -> None:
             "backoff_until": None,
             "last_error": None,
             "queued_calls": 0,
+            "queued_wanted": False,
             "heartbeat_due": False,
         }
         sync.record_failure(tx, "acme", NOW, error="HTTP 502", backoff_until=NOW + 1)
         state = sync.record_failure(tx, "acme", NOW + 1, error="HTTP 503", backoff_until=NOW + 3)
         assert state["consecutive_failures"] == 2 and state["last_error"] == "HTTP 503"
         assert state["last_sync_ts"] is None
-        state = sync.record_success(tx, "acme", NOW + 5, dnd_until=NOW + 3600, queued_calls=1)
+        state = sync.record_success(
+            tx, "acme", NOW + 5, dnd_until=NOW + 3600, queued_calls=1, queued_wanted=True
+        )
         assert state["consecutive_failures"] == 0 and state["backoff_until"] is None
+        assert sync.get_state(tx, "acme")["queued_wanted"] is True
+        # A failed call leaves the wish; an acknowledged answer without queued clears it.
+        sync.record_failure(tx, "acme", NOW + 5.5, error="HTTP 500", backoff_until=NOW + 6.5)
+        assert sync.get_state(tx, "acme")["queued_wanted"] is True
         assert state["dnd_until"] == NOW + 3600 and state["last_sync_ts"] == NOW + 5
         assert sync.record_success(tx, "acme", NOW + 6, dnd_until=NOW)["dnd_until"] is None  # past
         sync.save_state(tx, "acme", dnd_until=NOW + 99, backoff_until=NOW + 50)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -123,6 +124,7 @@ def test_unknown_tenant_errors(database: Database) -> None:
             lambda: tenants.update(tx, "ghost", {"name": "x"}, NOW),
             lambda: tenants.delete(tx, "ghost"),
             lambda: tenants.suspend(tx, "ghost", None, NOW),
+            lambda: queue.enqueue(tx, "ghost", [make_item("m1")], [], NOW),
             lambda: accounts.create_or_replace(
                 tx, "ghost", {"id": "a", "host": "h", "port": 25}, NOW
             ),
@@ -149,6 +151,38 @@ def test_delete_tenant_cascades(database: Database) -> None:
         for table in ("accounts", "messages", "events", "suspensions"):
             rows = tx.raw(f"SELECT count(*) AS n FROM {table} WHERE tenant_id = 'acme'")
             assert rows[0]["n"] == 0, table
+
+
+def test_tenant_deleted_while_a_batch_is_being_enqueued_leaves_no_messages(
+    database: Database,
+) -> None:
+    # messages.tenant_id has no foreign key: the store's own locks must keep the rule.
+    setup_tenant(database, "acme")
+    enqueuing = threading.Event()
+    deleted: list[BaseException | None] = []
+
+    def delete() -> None:
+        enqueuing.wait(5)
+        try:
+            database.run(tenants.delete, "acme")
+            deleted.append(None)
+        except BaseException as exc:  # reported by the assertion below
+            deleted.append(exc)
+
+    worker = threading.Thread(target=delete)
+    worker.start()
+    with database.transaction() as tx:
+        queue.enqueue(tx, "acme", [make_item(f"m{i}") for i in range(50)], [], NOW)
+        enqueuing.set()
+        worker.join(0.3)
+        assert worker.is_alive()  # the deletion waits for the enqueue to commit
+    worker.join(10)
+    assert deleted == [None]
+    with database.transaction(write=False) as tx:
+        rows = tx.raw("SELECT count(*) AS n FROM messages WHERE tenant_id = 'acme'")
+        assert rows[0]["n"] == 0
+        with pytest.raises(NotFound):
+            queue.enqueue(tx, "acme", [make_item("late")], [], NOW)
 
 
 def test_suspension_rules(acme: Database) -> None:
