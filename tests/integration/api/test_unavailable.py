@@ -10,6 +10,7 @@ import pytest
 
 from mailproxyd.core.crypto import SecretBox
 from tests.apiclient import PG_ADMIN_URL, ApiServer
+from tests.dbfixtures import _pg_unavailable
 
 
 @pytest.fixture
@@ -20,7 +21,7 @@ def doomed_pg_url() -> Iterator[str]:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
     except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable: {exc}")
+        _pg_unavailable(str(exc))
     url = f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
     try:
         yield url
@@ -40,8 +41,6 @@ def test_database_gone_gives_503(api_server: ApiServer, doomed_pg_url: str) -> N
     """The API's database disappears under it (a SQLite file, once open, cannot vanish)."""
     from mailproxyd.store import AsyncDatabase, open_database
 
-    if api_server.settings.is_postgres:
-        pytest.skip("swaps the server's database for a doomed one: once per session is enough")
     db = open_database(doomed_pg_url, box=SecretBox(secrets.token_bytes(32)), connect_timeout=1)
     ctx = api_server.ctx
     original = ctx.db
