@@ -25,9 +25,11 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+## lint: ruff (rules, banned imports, formatting) and mypy on the package
 lint: $(STAMP)
 	$(BIN)/ruff check mailproxyd tests bench
 	$(BIN)/ruff format --check mailproxyd tests bench
+	$(BIN)/mypy
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

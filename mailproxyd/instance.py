@@ -347,8 +347,9 @@ def list_instances(environ: Mapping[str, str] | None = None) -> list[dict[str, o
         port = _configured_port(child)
         pid = running_pid(child)
         info = read_pid_file(child) if pid else None
-        if info and isinstance(info.get("port"), int):
-            port = int(info["port"])  # type: ignore[arg-type]
+        recorded = info.get("port") if info else None
+        if isinstance(recorded, int):
+            port = recorded
         entry: dict[str, object] = {
             "name": child.name,
             "status": "running" if pid else "stopped",
