@@ -174,7 +174,7 @@ def measure(db: Database, rounds: int) -> dict[str, float]:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,1000000")
     parser.add_argument("--backends", default="sqlite,postgres")
@@ -185,7 +185,7 @@ def main() -> None:
             "MAIL_PROXY_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
         ),
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     box = SecretBox(secrets.token_bytes(32))
     sizes = [int(s) for s in args.sizes.split(",")]
     results: dict[tuple[str, int], dict[str, float]] = {}

@@ -61,7 +61,7 @@ def serve(db_path: str, token: str, key_hex: str) -> None:
     key = bytes.fromhex(key_hex)
     db = open_database(settings.database, box=SecretBox(key))
 
-    async def main() -> None:
+    async def main(argv: list[str] | None = None) -> None:
         ctx = WorkerContext(
             kind="api",
             index=0,
@@ -182,7 +182,7 @@ def bench_direct(total: int, batch: int, workdir: Path) -> float:
         db.close()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--serve":
         serve(sys.argv[2], sys.argv[3], sys.argv[4])
         return
@@ -190,7 +190,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="mp-ingest-") as tmp:
         workdir = Path(tmp)
         http_rate = bench_http(args.messages, args.batch, workdir)
