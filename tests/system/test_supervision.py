@@ -49,3 +49,17 @@ def test_a_silent_worker_is_killed_and_restarted(daemon: Daemon) -> None:
     assert fresh["index"] == sender["index"] and fresh["restarts"] == 1
     wait_for(lambda: not pid_running(frozen), 10, what="the frozen worker to be gone")
     assert f"(pid {frozen}) silent for" in node.log()
+
+
+@pytest.mark.slow
+def test_an_unreachable_database_at_start_is_retried_for_30_s_then_exit_1(daemon: Daemon) -> None:
+    # A port nothing listens on: connection refused at once, every time.
+    node = daemon.serve(database="postgresql://postgres@127.0.0.1:9/none", wait=False)
+    started = time.monotonic()
+    code = node.wait_exit(90)
+    elapsed = time.monotonic() - started
+    assert code == 1
+    assert 29 <= elapsed <= 75, elapsed
+    log = node.log()
+    assert "retrying" in log and "gave up after 30 s" in log
+    assert "Traceback" not in log
