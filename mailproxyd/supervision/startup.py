@@ -18,6 +18,7 @@ import trio
 
 from mailproxyd.core.crypto import SecretBox, fingerprint
 from mailproxyd.errors import DatabaseUnavailable, MailProxyError, StartRefused
+from mailproxyd.instance import pid_alive
 from mailproxyd.settings import Settings
 from mailproxyd.store import AsyncDatabase, Database, Tx, meta, open_database
 from mailproxyd.supervision.logsetup import get_logger
@@ -36,16 +37,6 @@ class OpenedNode:
     key: bytes
     scheduler_active: bool
     released_leases: int
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 async def open_with_retry(settings: Settings) -> Database:
@@ -94,7 +85,7 @@ def _prepare(db: Database, settings: Settings) -> OpenedNode:
             socket.gethostname(),
             os.getpid(),
             time.time(),
-            _pid_alive,
+            pid_alive,
         )
         return meta.get_scheduler_active(tx), _release_node_leases(tx, settings.node_id)
 
