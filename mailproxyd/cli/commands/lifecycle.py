@@ -20,10 +20,12 @@ from mailproxyd.errors import MailProxyError
 from mailproxyd.settings import Settings, load_settings
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
-Port = Annotated[int | None, Parameter(name=["--port", "-p"], help="HTTP listen port.")]
+# Numbers are taken as text and validated by the settings, so a bad value gets the exact
+# `configuration error: --port: …` line of §3.1 rather than the argument parser's wording.
+Port = Annotated[str | None, Parameter(name=["--port", "-p"], help="HTTP listen port.")]
 Host = Annotated[str | None, Parameter(help="HTTP listen address.")]
 DatabaseUrl = Annotated[str | None, Parameter(help="PostgreSQL database URL.")]
-Senders = Annotated[int | None, Parameter(help="Number of sender processes (1-64).")]
+Senders = Annotated[str | None, Parameter(help="Number of sender processes (1-64).")]
 Level = Annotated[str | None, Parameter(help="DEBUG, INFO, WARNING, ERROR or CRITICAL.")]
 TestMode = Annotated[bool, Parameter(help="Loops stay idle until run-now.")]
 JsonFlag = Annotated[bool, Parameter(name="--json", help="Print one JSON document.")]
@@ -80,14 +82,14 @@ def start(
     created = None
     if not instance.instance_exists(name):
         # Validate the flags before anything is written (an invalid --port stops with exit 2).
-        load_settings("instance", name=name, flags=flags)
+        valid = load_settings("instance", name=name, flags=flags)
         created = instance.create_instance(
             name,
-            host=host,
-            port=port,
-            database_url=database_url,
-            sender_processes=sender_processes,
-            log_level=log_level,
+            host=valid.host if host is not None else None,
+            port=valid.port if port is not None else None,
+            database_url=valid.database_url,
+            sender_processes=valid.sender_processes if sender_processes is not None else None,
+            log_level=valid.log_level if log_level is not None else None,
             test_mode=test_mode or None,
             now=time.time(),
         )
