@@ -1,0 +1,158 @@
+"""What every administration use case shares: the context, command logging, transactions.
+
+A mutation is one database transaction (``ctx.db.run``) that includes its command-log entry
+(§5.7), so a change and its log line commit together. A request refused by validation or a
+missing resource is logged too, with its status, in a transaction of its own (nothing else
+changed). ``log_command`` and ``needs_redaction`` are also used by ``services.enqueue``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+from mailproxyd.core.redact import SECRET_KEYS, redact_payload
+from mailproxyd.errors import (
+    Conflict,
+    DatabaseUnavailable,
+    MailProxyError,
+    NotFound,
+    ValidationFailed,
+)
+from mailproxyd.store import commandlog, tenants
+
+# The name predates the split into a package; operators' log filters may rely on it.
+log = logging.getLogger("mailproxyd.services.admin")
+
+T = TypeVar("T")
+
+
+class AdminContext(Protocol):
+    """What these use cases need: settings, the async database, the supervisor link, a clock."""
+
+    settings: Any
+    db: Any
+    link: Any
+
+    def now(self) -> float: ...
+
+
+def _status_of(exc: BaseException) -> int | None:
+    """The status a refusal is logged with; ``None`` for failures that are not refusals."""
+    if isinstance(exc, ValidationFailed):
+        return 422
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, Conflict):
+        return 409
+    return None
+
+
+def log_command(
+    tx: Any,
+    *,
+    endpoint: str,
+    tenant_id: str | None,
+    payload: Any,
+    status: int,
+    now: float,
+    redacted: bool = False,
+) -> None:
+    """Append a command-log entry with secrets and base64 data redacted (§5.7).
+
+    ``redacted``: the caller proved the payload holds nothing to redact (see
+    :func:`needs_redaction`), so the walk over a large batch is skipped.
+    """
+    safe = payload if redacted else redact_payload(payload)
+    commandlog.append(tx, now, endpoint, tenant_id, safe, status)
+
+
+# Any of these in the raw JSON may mean a secret or base64 data to redact. A ``\u`` escape
+# could spell a key name in disguise, so it sends the payload down the full walk too.
+_REDACTION_MARKERS = (
+    *(f'"{key}"'.encode() for key in sorted(SECRET_KEYS)),
+    b'"attachments"',
+    b"\\u",
+)
+
+
+def needs_redaction(raw: bytes) -> bool:
+    """False only when the JSON text ``raw`` cannot contain anything ``redact_payload`` masks."""
+    return any(marker in raw for marker in _REDACTION_MARKERS)
+
+
+async def mutation(
+    ctx: AdminContext,
+    endpoint: str,
+    tenant_id: str | None,
+    payload: Any,
+    fn: Callable[..., Any],
+    /,
+    *args: Any,
+    **kwargs: Any,
+) -> Any:
+    """Run ``fn(tx, *args, now=…, **kwargs)`` and log the command in the same transaction."""
+    now = ctx.now()
+
+    def work(tx: Any) -> Any:
+        result = fn(tx, *args, now=now, **kwargs)
+        log_command(
+            tx, endpoint=endpoint, tenant_id=tenant_id, payload=payload, status=200, now=now
+        )
+        return result
+
+    try:
+        return await ctx.db.run(work)
+    except MailProxyError as exc:
+        status = _status_of(exc)
+        if status is not None:
+            await log_failure(ctx, endpoint, tenant_id, payload, status, now)
+        raise
+
+
+async def log_failure(
+    ctx: AdminContext, endpoint: str, tenant_id: str | None, payload: Any, status: int, now: float
+) -> None:
+    """Record a refused request in a transaction of its own; a lost line only warns."""
+    try:
+        await ctx.db.run(
+            log_command,
+            endpoint=endpoint,
+            tenant_id=tenant_id,
+            payload=payload,
+            status=status,
+            now=now,
+        )
+    except (DatabaseUnavailable, ValidationFailed):
+        # The refusal itself is what the caller must see; a lost log line is not worth more.
+        log.warning("could not record refused %s in the command log", endpoint)
+
+
+async def validated(
+    ctx: AdminContext,
+    endpoint: str,
+    tenant_id: str | None,
+    payload: Any,
+    validate: Callable[[], T],
+) -> T:
+    """``validate()``'s result; a ``ValidationFailed`` is logged with 422 before it propagates.
+
+    For checks that run before any transaction, so ``mutation`` cannot log them itself.
+    """
+    try:
+        return validate()
+    except ValidationFailed:
+        await log_failure(ctx, endpoint, tenant_id, payload, 422, ctx.now())
+        raise
+
+
+def require_tenant(tx: Any, tenant_id: str) -> None:
+    """``NotFound`` (``tenant_not_found``) unless the tenant exists."""
+    if not tenants.exists(tx, tenant_id):
+        raise tenants.not_found(tenant_id)
+
+
+async def read(ctx: AdminContext, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """Run ``fn(tx, *args, **kwargs)`` in a read-only transaction."""
+    return await ctx.db.run(fn, *args, write=False, **kwargs)

@@ -1,0 +1,104 @@
+"""SMTP account use cases (§5.4): create/replace, list, read, partial update, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mailproxyd.core import models
+from mailproxyd.services.admin._common import (
+    AdminContext,
+    mutation,
+    read,
+    require_tenant,
+    validated,
+)
+from mailproxyd.store import accounts
+
+# One copy of the wire form, kept under this package's name for its callers.
+present_account = models.present_account
+
+
+def _without_tenant(payload: dict[str, Any]) -> dict[str, Any]:
+    """The account fields of a request body: ``tenant_id`` addresses, it is not a field."""
+    return {k: v for k, v in payload.items() if k != "tenant_id"}
+
+
+def _create_account(tx: Any, tenant_id: str, fields: dict[str, Any], *, now: float) -> bool:
+    require_tenant(tx, tenant_id)
+    return bool(accounts.create_or_replace(tx, tenant_id, fields, now))
+
+
+async def create_account(ctx: AdminContext, tenant_id: str, payload: dict[str, Any]) -> bool:
+    """``POST /account``: create or replace; True when created (§5.4)."""
+    body = _without_tenant(payload)
+    batch_default = ctx.settings.batch_size_per_account
+    fields = await validated(
+        ctx,
+        "addAccount",
+        tenant_id,
+        payload,
+        lambda: models.validate_account(body, batch_default=batch_default),
+    )
+    return await mutation(ctx, "addAccount", tenant_id, payload, _create_account, tenant_id, fields)
+
+
+async def list_accounts(ctx: AdminContext, tenant_id: str) -> list[dict[str, Any]]:
+    """A tenant's accounts in their wire form; ``NotFound`` for an unknown tenant."""
+
+    def work(tx: Any) -> list[dict[str, Any]]:
+        require_tenant(tx, tenant_id)
+        return [present_account(a) for a in accounts.list_accounts(tx, tenant_id)]
+
+    return await read(ctx, work)
+
+
+async def get_account(ctx: AdminContext, tenant_id: str, account_id: str) -> dict[str, Any]:
+    """One account in its wire form; ``NotFound`` for an unknown tenant or account."""
+
+    def work(tx: Any) -> dict[str, Any]:
+        require_tenant(tx, tenant_id)
+        return present_account(accounts.get(tx, tenant_id, account_id))
+
+    return await read(ctx, work)
+
+
+def _update_account(
+    tx: Any, tenant_id: str, account_id: str, body: dict[str, Any], *, now: float
+) -> None:
+    require_tenant(tx, tenant_id)
+    current = accounts.get(tx, tenant_id, account_id)
+    # Judged against the stored account: use_tls derivation and conflicts need it (§10.1).
+    changes = models.validate_account_update(body, account_id=account_id, current=current)
+    accounts.update(tx, tenant_id, account_id, changes, now)
+
+
+async def update_account(
+    ctx: AdminContext, tenant_id: str, account_id: str, payload: dict[str, Any]
+) -> None:
+    """``PUT /account/{id}``: partial update; ``null`` returns a field to its default (§5.4)."""
+    body = _without_tenant(payload)
+    await mutation(
+        ctx, "updateAccount", tenant_id, payload, _update_account, tenant_id, account_id, body
+    )
+
+
+def _delete_account(tx: Any, tenant_id: str, account_id: str, *, now: float) -> int:
+    require_tenant(tx, tenant_id)
+    return int(accounts.delete(tx, tenant_id, account_id, now))
+
+
+async def delete_account(ctx: AdminContext, tenant_id: str, account_id: str) -> int:
+    """Delete an account; its queued messages fail ``account deleted``; returns their count."""
+    failed = await mutation(
+        ctx,
+        "deleteAccount",
+        tenant_id,
+        {"tenant_id": tenant_id, "id": account_id},
+        _delete_account,
+        tenant_id,
+        account_id,
+    )
+    if failed:
+        # The failed messages are new events for the tenant: report them without waiting.
+        await ctx.link.send({"type": "wake", "target": "reporter", "reason": "event"})
+    return int(failed)

@@ -1,0 +1,35 @@
+"""Instance use cases (§5.6): name, version and bounce settings, and the bounce reload."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mailproxyd import __version__
+from mailproxyd.core import models
+from mailproxyd.services.admin._common import AdminContext, mutation, read
+from mailproxyd.store import meta
+
+
+async def get_instance(ctx: AdminContext) -> dict[str, Any]:
+    """Instance name, version and bounce settings (§5.6), password as a flag only."""
+    found = dict(await read(ctx, meta.get_instance))
+    found["version"] = __version__
+    # A name never set through the API falls back to the configured one.
+    if found.get("name") is None and getattr(ctx.settings, "instance_name", None):
+        found["name"] = ctx.settings.instance_name
+    return models.present_instance(found)
+
+
+async def update_instance(ctx: AdminContext, payload: dict[str, Any]) -> None:
+    """``PUT /instance``: partial update of the name and the bounce settings (§5.6)."""
+
+    def work(tx: Any, *, now: float) -> None:
+        changes = models.validate_instance_update(payload, current=meta.get_instance(tx))
+        meta.update_instance(tx, changes, now)
+
+    await mutation(ctx, "updateInstance", None, payload, work)
+
+
+async def reload_bounce(ctx: AdminContext) -> None:
+    """Restart the bounce poller with the stored settings: a wake-up for the reporters."""
+    await ctx.link.send({"type": "wake", "target": "reporter", "reason": "reload_bounce"})

@@ -1,0 +1,98 @@
+"""Tenant use cases (§5.5): create/replace, list, read, update, delete, and the API keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mailproxyd.core import models
+from mailproxyd.services.admin._common import (
+    AdminContext,
+    mutation,
+    read,
+    require_tenant,
+    validated,
+)
+from mailproxyd.store import tenants
+
+# One copy of the wire form, kept under this package's name for its callers.
+present_tenant = models.present_tenant
+
+
+async def create_tenant(ctx: AdminContext, payload: dict[str, Any]) -> dict[str, Any]:
+    """``POST /tenant``: ``{"created": bool, "api_key"?: str}`` (the key only on creation)."""
+    tenant_id = payload.get("id") if isinstance(payload.get("id"), str) else None
+    fields = await validated(
+        ctx, "addTenant", tenant_id, payload, lambda: models.validate_tenant(payload)
+    )
+
+    def work(tx: Any, *, now: float) -> dict[str, Any]:
+        return dict(tenants.create_or_replace(tx, fields, now))
+
+    result = await mutation(ctx, "addTenant", fields["id"], payload, work)
+    out: dict[str, Any] = {"created": bool(result["created"])}
+    if result.get("api_key"):
+        out["api_key"] = result["api_key"]
+    return out
+
+
+async def list_tenants(ctx: AdminContext, *, active_only: bool = False) -> list[dict[str, Any]]:
+    """Every tenant (or only the active ones) in its wire form."""
+    found = await read(ctx, tenants.list_tenants, active_only)
+    return [present_tenant(t) for t in found]
+
+
+async def get_tenant(ctx: AdminContext, tenant_id: str) -> dict[str, Any]:
+    """One tenant in its wire form; ``NotFound`` (``tenant_not_found``)."""
+    return present_tenant(await read(ctx, tenants.get, tenant_id))
+
+
+async def update_tenant(ctx: AdminContext, tenant_id: str, payload: dict[str, Any]) -> None:
+    """``PUT /tenant/{id}``: partial update, ``client_auth`` merged key by key (§5.5)."""
+
+    def work(tx: Any, *, now: float) -> None:
+        current = tenants.get(tx, tenant_id)
+        changes = models.validate_tenant_update(payload, current=current)
+        tenants.update(tx, tenant_id, changes, now)
+
+    await mutation(ctx, "updateTenant", tenant_id, payload, work)
+
+
+async def delete_tenant(ctx: AdminContext, tenant_id: str) -> None:
+    """Delete a tenant with everything it owns."""
+
+    def work(tx: Any, *, now: float) -> None:
+        tenants.delete(tx, tenant_id)
+
+    await mutation(ctx, "deleteTenant", tenant_id, {"id": tenant_id}, work)
+
+
+async def tenant_for_api_key(ctx: AdminContext, key: str) -> str | None:
+    """The tenant owning the unexpired API key ``key`` (looked up by digest), else ``None``."""
+    found = await read(ctx, tenants.find_by_api_key, key, ctx.now())
+    return None if found is None else str(found["id"])
+
+
+async def issue_api_key(
+    ctx: AdminContext, tenant_id: str, expires_at: int | None
+) -> dict[str, Any]:
+    """A new tenant key (the old one stops working at once): ``{"api_key", "expires_at"?}``."""
+
+    def work(tx: Any, *, now: float) -> str:
+        require_tenant(tx, tenant_id)
+        return str(tenants.issue_api_key(tx, tenant_id, now, expires_at))
+
+    payload = {"expires_at": expires_at} if expires_at is not None else {}
+    key = await mutation(ctx, "createApiKey", tenant_id, payload, work)
+    out: dict[str, Any] = {"api_key": key}
+    if expires_at is not None:
+        out["expires_at"] = int(expires_at)
+    return out
+
+
+async def revoke_api_key(ctx: AdminContext, tenant_id: str) -> None:
+    """Revoke the tenant's API key; it stops working at once."""
+
+    def work(tx: Any, *, now: float) -> None:
+        tenants.revoke_api_key(tx, tenant_id, now)
+
+    await mutation(ctx, "revokeApiKey", tenant_id, {}, work)
