@@ -11,6 +11,7 @@ Exit codes (§18.4): 0 clean shutdown, 1 fatal runtime error, 2 configuration er
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sys
@@ -107,9 +108,18 @@ class Supervisor:
     def instance_key(self) -> bytes:
         return self._key
 
+    def worker_settings(self) -> str:
+        """The resolved settings, secrets included, as sent in a worker's ``init`` message."""
+        return self.settings.to_json()
+
     def worker_environment(self) -> dict[str, str]:
         env = dict(self._environ)
-        env[SETTINGS_ENV] = self.settings.to_json()
+        # The environment copy of the settings carries no secret: a worker's environment is
+        # readable through /proc and inherited by anything it spawns. The full settings come
+        # over the link (``init``).
+        env[SETTINGS_ENV] = dataclasses.replace(
+            self.settings, api_token=None, metrics_token=None, secret_key=None
+        ).to_json()
         # Workers are not the service's main process: keep systemd's sockets to ourselves.
         for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID"):
             env.pop(name, None)

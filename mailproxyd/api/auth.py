@@ -102,7 +102,12 @@ def resolve_tenant(
     foreign tenant is never told apart from a mismatch or a missing one.
     """
     if not principal.is_admin:
-        named = (current().args.get("tenant_id"), None if body is None else body.get("tenant_id"))
+        # Every value of a repeated query parameter counts: ?tenant_id=mine&tenant_id=other
+        # names the other tenant too.
+        named = (
+            *current().args.getlist("tenant_id"),
+            None if body is None else body.get("tenant_id"),
+        )
         for value in named:
             if value not in (None, "") and value != principal.tenant_id:
                 raise forbidden_tenant(value)

@@ -36,14 +36,17 @@ def decode_object(raw: bytes, *, optional: bool) -> dict[str, Any]:
         return {}
     try:
         value = _decoder.decode(raw)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         raise invalid_json() from None
     if value is None and optional:
         return {}
     if not isinstance(value, dict):
         raise invalid_json()
     if b"\\u0000" in raw:
-        path = nul_path(value)
+        try:
+            path = nul_path(value)
+        except RecursionError:
+            raise invalid_json() from None
         if path is not None:
             raise ValidationFailed([(path, NUL_PROBLEM)])
     return value
@@ -146,7 +149,10 @@ def merged_param(name: str, body: dict[str, Any] | None) -> str | None:
 
     An empty string counts as absent, as it does inside add-messages envelopes (§6.1).
     """
-    from_query = current().args.get(name) or None
+    values = {v for v in current().args.getlist(name) if v}
+    if len(values) > 1:
+        raise ValidationFailed([(name, "query values differ")])
+    from_query = values.pop() if values else None
     from_body = None if body is None else body.get(name)
     if from_body == "":
         from_body = None

@@ -80,7 +80,7 @@ def parse_request(line: bytes | str) -> Request:
         text = line
     try:
         obj = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # deep nesting must not escape as a crash
         raise ProtocolError(PARSE_ERROR, "line is not valid JSON") from None
     if not isinstance(obj, dict):
         raise ProtocolError(INVALID_REQUEST, "request must be a JSON object")

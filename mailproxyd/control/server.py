@@ -105,6 +105,16 @@ async def serve_control(
 
 
 async def _serve_connection(stream: trio.SocketStream, handler: Handler, allowed: set[int]) -> None:
+    # One misbehaving connection must never take the listener (and the node) down with it.
+    try:
+        await _serve_connection_inner(stream, handler, allowed)
+    except Exception:
+        _log.exception("control socket: connection failed")
+
+
+async def _serve_connection_inner(
+    stream: trio.SocketStream, handler: Handler, allowed: set[int]
+) -> None:
     async with stream:
         try:
             uid = peer_uid(stream.socket)

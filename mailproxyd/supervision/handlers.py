@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from mailproxyd.control.protocol import INVALID_PARAMS, METHOD_NOT_FOUND, ProtocolError
+from mailproxyd.core.ids import is_batch_code, is_identifier
 
 if TYPE_CHECKING:
     from mailproxyd.settings import Settings
@@ -37,6 +38,11 @@ async def handle_control(sup: Supervisor, method: str, params: dict[str, Any]) -
 
     ctx = sup.service_context()
     tenant_id = params.get("tenant_id")
+    if tenant_id is not None and not (isinstance(tenant_id, str) and is_identifier(tenant_id)):
+        raise ProtocolError(INVALID_PARAMS, "tenant_id: must be a tenant identifier")
+    batch_code = params.get("batch_code")
+    if batch_code is not None and not (isinstance(batch_code, str) and is_batch_code(batch_code)):
+        raise ProtocolError(INVALID_PARAMS, "batch_code: must be a batch code")
     if method == "stats":
         return dict(await admin.stats(ctx, tenant_id))
     if method == "run_now":
@@ -47,7 +53,7 @@ async def handle_control(sup: Supervisor, method: str, params: dict[str, Any]) -
             active = await admin.set_scheduler_active(ctx, method == "activate")
             return {"scheduler_active": active, "active": active}
         fn = admin.suspend if method == "suspend" else admin.activate
-        return dict(await fn(ctx, tenant_id, params.get("batch_code")))
+        return dict(await fn(ctx, tenant_id, batch_code))
     raise ProtocolError(METHOD_NOT_FOUND, f"unknown method: {method}")
 
 

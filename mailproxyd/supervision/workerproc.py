@@ -41,6 +41,8 @@ class SlotHost(Protocol):
 
     def instance_key(self) -> bytes: ...
 
+    def worker_settings(self) -> str: ...
+
     async def on_worker_message(self, slot: WorkerSlot, message: Message) -> None: ...
 
     def slot_changed(self, slot: WorkerSlot) -> None: ...
@@ -120,7 +122,8 @@ async def _run_once(host: SlotHost, slot: WorkerSlot) -> int:
             host.slot_changed(slot)
             key = base64.urlsafe_b64encode(host.instance_key()).rstrip(b"=").decode()
             try:
-                await channel.send({"type": "init", "key": key})
+                # Secrets travel over the link, never in the environment (/proc/<pid>/environ).
+                await channel.send({"type": "init", "key": key, "settings": host.worker_settings()})
             except ChannelClosed:
                 pass
             reader_done = trio.Event()

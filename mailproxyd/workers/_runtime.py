@@ -2,7 +2,8 @@
 
 A worker is started as ``python -m mailproxyd.workers.<kind> --index N`` with
 
-* ``MAIL_PROXY_WORKER_SETTINGS``: the supervisor's resolved settings (``Settings.to_json()``),
+* ``MAIL_PROXY_WORKER_SETTINGS``: the supervisor's resolved settings without their secrets
+  (the full settings, secrets included, come in the ``init`` message),
 * ``MAIL_PROXY_WORKER_FD``: its end of a UNIX socket pair carrying JSON lines both ways
   (docs/internals.md, "Worker ↔ supervisor channel"). The first line from the supervisor is
   ``{"type": "init", "key": …}``: the instance key travels over the link, never in the
@@ -246,6 +247,9 @@ async def _main(kind: str, index: int, body: WorkerBody, log: logging.Logger) ->
         log.error("no init message from the supervisor; exiting")
         return 1
     key = base64.urlsafe_b64decode(str(first["key"]) + "=")
+    if isinstance(first.get("settings"), str):
+        settings = Settings.from_json(first["settings"])
+        logsetup.set_level(settings.log_level)
     link = SupervisorLink(channel)
     db = await _open_database(settings, key)
     ctx = WorkerContext(

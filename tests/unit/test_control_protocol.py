@@ -150,3 +150,11 @@ def test_restart_backoff_doubles_to_sixty_and_resets() -> None:
     assert delays == [1, 2, 4, 8, 16, 32, 60, 60]
     assert next_failure_count(3, ran_for=5) == 4
     assert next_failure_count(6, ran_for=61) == 1
+
+
+def test_deeply_nested_line_is_a_parse_error_not_a_crash() -> None:
+    from mailproxyd.control import protocol
+
+    with pytest.raises(protocol.ProtocolError) as info:
+        protocol.parse_request(b"[" * 100_000)
+    assert info.value.code == protocol.PARSE_ERROR
