@@ -104,6 +104,7 @@ class AccountRun:
                 held_slots=len(self.slots),
                 default_batch=int(settings.batch_size_per_account),
                 tenant_limits=self.tenant_limits,
+                processes=int(settings.sender_processes),
             )
         self.slots.extend(claim.new_slots)
         for row in claim.rows:

@@ -61,6 +61,7 @@ def claim_tx(
     held_slots: int,
     default_batch: int,
     tenant_limits: Mapping[str, Any],
+    processes: int = 1,
 ) -> Claim:
     """Store function: session slots, a batch, the delivery view of the account and the
     admission of the first messages (one per session), all in one transaction.
@@ -68,6 +69,12 @@ def claim_tx(
     Every transaction costs a commit (an fsync on PostgreSQL); doing in one what would take
     four keeps the path from "queued" to "on the wire" short. Without a session slot nothing
     is claimed: every slot of the account is held elsewhere and claimed messages would wait.
+
+    ``processes``: the sender processes expected to share the work. The first claim of a
+    drain takes only this process's share of the account's sessions; later claims of the
+    same drain take whatever is still free. The first sender to wake would otherwise take
+    every session of every account and the others would find them all busy: the whole load
+    on one process (one core, one GIL) while the rest idle.
     """
     account = accounts.get_for_delivery(tx, tenant_id, account_id)
     if account is None:
@@ -86,7 +93,10 @@ def claim_tx(
         for slot in new_slots:
             sessions.release(tx, slot)
         return Claim(account, [], [])
-    while held_slots + len(new_slots) < min(limit, len(rows)):
+    wanted = min(limit, len(rows))
+    if held_slots == 0 and processes > 1:
+        wanted = min(wanted, max(1, math.ceil(limit / processes)))
+    while held_slots + len(new_slots) < wanted:
         slot = sessions.acquire(tx, tenant_id, account_id, owner, limit, now, lease_until)
         if slot is None:
             break

@@ -88,6 +88,16 @@ SELECT pk, tenant_id, id, account_id, priority, batch_code, retry_count, expiry_
 FROM messages WHERE pk = :pk AND status = 'sending' AND lease_owner = :owner
 FOR UPDATE;
 
+-- Locked in pk order, so two transactions completing overlapping sets cannot deadlock.
+-- name: messages_fenced_many
+SELECT pk, tenant_id, id, account_id, priority, batch_code, retry_count, expiry_count,
+       outcome_uncertain, account_deleted
+FROM messages
+WHERE status = 'sending' AND lease_owner = :owner
+  AND pk IN (SELECT CAST(value AS bigint) FROM json_array_elements_text(CAST(:pks AS json)))
+ORDER BY pk
+FOR UPDATE;
+
 -- name: message_history
 SELECT event_id, message_pk, event_type, event_ts, description, metadata, reported_ts
 FROM events
@@ -179,6 +189,17 @@ FROM json_to_recordset(CAST(:rows AS json)) AS r(
 UPDATE messages AS m SET reported_ts = r.now
 FROM json_to_recordset(CAST(:rows AS json)) AS r(message_pk bigint, now double precision)
 WHERE m.pk = r.message_pk;
+
+-- name: message_complete_sent_bulk
+UPDATE messages AS m
+SET status = 'sent', ready_ts = NULL, sent_ts = r.now, smtp_code = r.smtp_code,
+    refused_recipients = r.refused_recipients, outcome_uncertain = r.outcome_uncertain,
+    lease_owner = NULL, lease_until = NULL, deferred_ts = NULL, deferred_reason = NULL,
+    error = NULL, error_ts = NULL, updated_at = r.now
+FROM json_to_recordset(CAST(:rows AS json)) AS r(
+    pk bigint, now double precision, smtp_code integer, refused_recipients text,
+    outcome_uncertain integer)
+WHERE m.pk = r.pk;
 
 -- name: message_fail_bulk
 UPDATE messages AS m

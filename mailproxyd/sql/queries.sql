@@ -291,6 +291,13 @@ SELECT pk, tenant_id, id, account_id, priority, batch_code, retry_count, expiry_
        outcome_uncertain, account_deleted
 FROM messages WHERE pk = :pk AND status = 'sending' AND lease_owner = :owner;
 
+-- The rows of a batch of completions that ``owner`` still holds (leases.complete_sent_many).
+-- name: messages_fenced_many
+SELECT pk, tenant_id, id, account_id, priority, batch_code, retry_count, expiry_count,
+       outcome_uncertain, account_deleted
+FROM messages
+WHERE status = 'sending' AND lease_owner = :owner AND pk IN (SELECT value FROM json_each(:pks));
+
 -- name: message_fail
 UPDATE messages
 SET status = 'error', ready_ts = NULL, error = :error, error_ts = :now, lease_owner = NULL,

@@ -1,8 +1,9 @@
 """Leases and fenced completion of claimed messages (contract §8.3, §10.3, §10.4, §1.2).
 
 A claimed message is ``sending`` with ``lease_owner``/``lease_until``. Only the owner can record
-its outcome (``complete_*``), each outcome writing its event; leases can be renewed, given back
-at shutdown, expire (three expiries fail the message) or be released for a whole node at start.
+its outcome (``complete_*``; ``complete_sent_many`` for a batch of sends), each outcome
+writing its event; leases can be renewed, given back at shutdown, expire (three expiries fail
+the message) or be released for a whole node at start.
 ``store.queue`` re-exports every function here.
 """
 
@@ -112,6 +113,55 @@ def complete_sent(
     metadata = error_metadata(row, refused_recipients=refused)
     record_events(tx, [event_row(row, "sent", now, None, metadata)], now)
     return True
+
+
+def complete_sent_many(
+    tx: Tx, owner: str, rows: Sequence[Mapping[str, Any]], now: float
+) -> list[bool]:
+    """Record many accepted sends at once; for each row, whether ``owner`` still held its lease.
+
+    Each row: ``pk`` and optionally ``smtp_code``, ``refused_recipients``,
+    ``outcome_uncertain`` (the keyword arguments of ``complete_sent``) and ``now`` (the time of
+    that send, for its ``sent_ts`` and event; default: ``now``). The effect per message
+    is exactly ``complete_sent``'s, the fencing too: a row whose lease ``owner`` lost is left
+    alone and answers False while the others are recorded. The cost is a handful of statements
+    for the whole batch (one fenced read, one update, the events in one insert) instead of
+    five per message. A pk listed twice is recorded once, for its first row.
+    """
+    wanted = [int(row["pk"]) for row in rows]
+    if not wanted:
+        return []
+    held = {
+        int(found["pk"]): found
+        for found in tx.all("messages_fenced_many", {"owner": owner, "pks": dumps(wanted)})
+    }
+    updates: list[dict[str, Any]] = []
+    events = []
+    answers: list[bool] = []
+    for row in rows:
+        found = held.pop(int(row["pk"]), None)
+        answers.append(found is not None)
+        if found is None:
+            continue
+        found["outcome_uncertain"] = bool(found["outcome_uncertain"]) or bool(
+            row.get("outcome_uncertain")
+        )
+        refused = dict(row["refused_recipients"]) if row.get("refused_recipients") else None
+        sent_at = float(row.get("now") or now)
+        updates.append(
+            {
+                "pk": found["pk"],
+                "now": sent_at,
+                "smtp_code": row.get("smtp_code"),
+                "refused_recipients": dumps(refused) if refused else None,
+                "outcome_uncertain": flag(found["outcome_uncertain"]),
+            }
+        )
+        metadata = error_metadata(found, refused_recipients=refused)
+        events.append(event_row(found, "sent", sent_at, None, metadata))
+    tx.many("message_complete_sent", updates)
+    record_events(tx, events, now)
+    return answers
 
 
 def complete_deferred(

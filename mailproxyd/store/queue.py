@@ -27,6 +27,7 @@ from .leases import (  # noqa: F401  (re-exported: leases and completion)
     complete_deferred,
     complete_error,
     complete_sent,
+    complete_sent_many,
     end_leases,
     expire_leases,
     release,

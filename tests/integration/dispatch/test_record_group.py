@@ -1,0 +1,79 @@
+"""The Committer writes the ``sent`` completions of one group set-based, fenced per row."""
+
+from __future__ import annotations
+
+import trio
+
+from mailproxyd.services.dispatch_record import Committer, Completion, write_completion
+from mailproxyd.store import AsyncDatabase, Database, accounts, meta, queue, tenants
+
+NOW = 1_767_225_600.0
+OWNER = "node-1/sender-0"
+OTHER = "node-2/sender-0"
+
+
+def _setup(db: Database, keys: list[str]) -> list[dict]:
+    with db.transaction() as tx:
+        tenants.create_or_replace(tx, {"id": "acme"}, NOW)
+        accounts.create_or_replace(
+            tx, "acme", {"id": "main", "host": "smtp.example.com", "port": 587}, NOW
+        )
+        meta.set_scheduler_active(tx, True)
+        items = [
+            {
+                "id": key,
+                "account_id": "main",
+                "from": "shop@acme.example",
+                "to": ["ann@example.org"],
+                "subject": "Hello",
+                "body": "Hi",
+                "priority": 2,
+                "message_id": f"<{key}@acme.example>",
+                "deferred_ts": None,
+                "batch_code": None,
+            }
+            for key in keys
+        ]
+        queue.enqueue(tx, "acme", items, [], NOW)
+    with db.transaction() as tx:
+        return queue.claim_batch(tx, "acme", "main", OWNER, 100, NOW, 120)
+
+
+async def test_concurrent_sent_completions_share_a_transaction(database: Database) -> None:
+    rows = {row["id"]: row for row in _setup(database, ["a", "b", "c", "lost", "later"])}
+    with database.transaction() as tx:
+        queue.renew_leases(tx, OWNER, [rows[k]["pk"] for k in ("a", "b", "c", "later")], NOW + 500)
+    with database.transaction() as tx:
+        (taken,) = queue.claim_batch(tx, "acme", "main", OTHER, 100, NOW + 121, 120)
+    assert taken["id"] == "lost"
+
+    adb = AsyncDatabase(database)
+    committer = Committer(adb, lanes=1)
+    written: list[int] = []
+    run = adb.run
+
+    async def counting_run(fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+        written.append(len(args[0]) if args else 0)
+        return await run(fn, *args, **kwargs)
+
+    adb.run = counting_run  # type: ignore[method-assign]
+    results: dict[str, bool] = {}
+
+    async def record(key: str, kind: str = "sent") -> None:
+        item = Completion(rows[key], kind, NOW + 130, text="x" if kind == "error" else None)  # type: ignore[arg-type]
+        results[key] = await committer.call(write_completion, item=item, owner=OWNER)
+
+    async with trio.open_nursery() as nursery:
+        # The first call is written alone at once; the rest queue up behind it and share the
+        # next transaction (one error among them, written one by one as before).
+        for key in ("a", "b", "lost", "c"):
+            nursery.start_soon(record, key)
+        nursery.start_soon(record, "later", "error")
+    assert results == {"a": True, "b": True, "lost": False, "c": True, "later": True}
+    assert sum(written) == 5 and max(written) >= 3  # grouped: several completions per write
+    with database.transaction(write=False) as tx:
+        status = {
+            key: queue.get_message(tx, "acme", key, NOW + 200)["status"]  # type: ignore[index]
+            for key in rows
+        }
+    assert status == {"a": "sent", "b": "sent", "c": "sent", "lost": "sending", "later": "error"}
