@@ -25,6 +25,9 @@ ON CONFLICT (key) DO UPDATE SET value = excluded.value;
 -- name: meta_delete
 DELETE FROM meta WHERE key = :key;
 
+-- name: meta_list_prefix
+SELECT key, value FROM meta WHERE key LIKE :prefix ORDER BY key;
+
 -- name: node_get
 SELECT node_id, host, pid, started_at, heartbeat_ts FROM nodes WHERE node_id = :node_id;
 

@@ -12,6 +12,7 @@ import trio
 
 from mailproxyd.drivers.http import SyncClient
 from mailproxyd.services import report
+from mailproxyd.services.attachments import large
 from mailproxyd.workers._runtime import WorkerContext, run_worker
 
 
@@ -26,6 +27,11 @@ async def reporter_body(
             owner=ctx.owner,
         )
         ctx.on_reload.append(lambda new: setattr(rctx, "settings", new))
+
+        async def expired_large_files(now: float) -> int:
+            return await large.sweep_expired(ctx.db, now)
+
+        rctx.extra_sweeps.append(expired_large_files)
         task_status.started()
         if ctx.settings.test_mode:
             await _test_mode(ctx, rctx)

@@ -21,20 +21,12 @@ from typing import TYPE_CHECKING, Any
 from mailproxyd.core import retry, smtp_outcome
 from mailproxyd.core.mime import Built, MessageBuildFailed, Part, build_message
 from mailproxyd.core.smtp_outcome import Kind, Outcome
+from mailproxyd.services.attachments.errors import AttachmentFailed
 from mailproxyd.services.dispatch.record import Completion
 from mailproxyd.services.dispatch.smtp import deliver
 
 if TYPE_CHECKING:
     from mailproxyd.services.dispatch.env import DispatchEnv
-
-
-class AttachmentFailed(Exception):
-    """An attachment could not be obtained; ``permanent`` decides retry or error (§11.5)."""
-
-    def __init__(self, text: str, *, permanent: bool) -> None:
-        super().__init__(text)
-        self.text = text
-        self.permanent = permanent
 
 
 def _inline_parts(attachments: Sequence[Mapping[str, Any]]) -> list[Part]:
@@ -62,14 +54,18 @@ def _inline_parts(attachments: Sequence[Mapping[str, Any]]) -> list[Part]:
     return parts
 
 
-async def _attachments(env: DispatchEnv, row: Mapping[str, Any]) -> list[Part]:
-    items = row["payload"].get("attachments") or []
+async def _attachments(
+    env: DispatchEnv, row: Mapping[str, Any], payload: Mapping[str, Any]
+) -> tuple[list[Part], Mapping[str, Any]]:
+    """The parts to attach and the payload to build (large-file links may change its body)."""
+    items = payload.get("attachments") or []
     if not items:
-        return []
+        return [], payload
     fetch = env.fetch_attachments
     if fetch is not None:
-        return list(await fetch(row, items))
-    return _inline_parts(items)
+        prepared = await fetch(row, items)
+        return list(prepared.parts), {**payload, "body": prepared.payload.get("body")}
+    return _inline_parts(items), payload
 
 
 def completion_for(
@@ -147,7 +143,7 @@ async def run_attempt(
     built: Built | None = None
     rcpts = 0
     try:
-        parts = await _attachments(env, row)
+        parts, payload = await _attachments(env, row, payload)
         built = build_message(payload, now=env.now(), attachments=parts)
     except AttachmentFailed as exc:
         kind = Kind.PERMANENT if exc.permanent else Kind.TEMPORARY
