@@ -83,7 +83,7 @@ def _send(
 
 
 def _message(node: Node, message_id: str, tenant_id: str = "acme") -> dict[str, Any]:
-    answer = node.http("GET", f"/messages/{message_id}", params={"tenant_id": tenant_id})
+    answer = node.http("GET", f"/message/{message_id}", params={"tenant_id": tenant_id})
     assert answer.status_code == 200, answer.text
     return answer.json()
 
@@ -130,3 +130,185 @@ def test_http_url_attachment_bytes_arrive(
     [msg] = _received(smtp_sink)
     assert _attachments(msg) == {"invoice.pdf": content}
     assert [r.method for r in files.requests] == ["GET"]
+
+
+def test_endpoint_attachment_posts_the_reference_with_auth_and_signature(
+    daemon: Daemon, smtp_sink: SmtpSink, tenant_server: Callable[..., TenantServer]
+) -> None:
+    content = os.urandom(5000)
+
+    def answer(call: Call) -> Reply:
+        return Reply(body=content, content_type="application/pdf")
+
+    app = tenant_server(answer)
+    node = daemon.serve()
+    _setup(
+        node,
+        smtp_sink,
+        base_url=app.base_url,
+        client_auth={"method": "bearer", "token": "tok-XYZ-123", "signing_secret": SECRET},
+    )
+    _send(node, "e1", [{"filename": "statement.pdf", "storage_path": "doc_id=42&v=2"}])
+    [msg] = _received(smtp_sink)
+    assert _attachments(msg) == {"statement.pdf": content}
+    [call] = [c for c in app.calls if c.path == "/mail-proxy/attachments"]
+    assert call.method == "POST"
+    assert call.json == {"storage_path": "doc_id=42&v=2"}
+    assert call.header("Content-Type") == "application/json"
+    assert call.header("Authorization") == "Bearer tok-XYZ-123"
+    assert (
+        abs(
+            verify_signature(SECRET, call.header("X-Mail-Proxy-Signature"), call.body) - time.time()
+        )
+        < 60
+    )
+
+
+def test_filesystem_attachment_bytes_arrive(
+    daemon: Daemon, smtp_sink: SmtpSink, tmp_path: Path
+) -> None:
+    root = tmp_path / "attachments"
+    root.mkdir()
+    content = os.urandom(20_000)
+    (root / "scan.tif").write_bytes(content)
+    node = daemon.serve(env={"GMP_ATTACHMENT_FS_ROOTS": str(root)})
+    _setup(node, smtp_sink)
+    _send(node, "f1", [{"filename": "scan.tif", "storage_path": str(root / "scan.tif")}])
+    [msg] = _received(smtp_sink)
+    assert _attachments(msg) == {"scan.tif": content}
+
+
+def test_base64_attachment_bytes_arrive_with_a_cleaned_name(
+    daemon: Daemon, smtp_sink: SmtpSink
+) -> None:
+    content = os.urandom(3000)
+    md5 = hashlib.md5(content).hexdigest()
+    node = daemon.serve()
+    _setup(node, smtp_sink)
+    data = base64.b64encode(content).decode().rstrip("=")
+    _send(node, "b1", [{"filename": f"report_{{MD5:{md5}}}.pdf", "storage_path": "base64:" + data}])
+    [msg] = _received(smtp_sink)
+    assert _attachments(msg) == {"report.pdf": content}
+
+
+# ------------------------------------------------------------------ refusals (§11.3–§11.5)
+
+
+def test_filesystem_is_disabled_by_default(daemon: Daemon, smtp_sink: SmtpSink) -> None:
+    node = daemon.serve()
+    _setup(node, smtp_sink)
+    message = {
+        "id": "fs-off",
+        "account_id": "smtp1",
+        "from": "a@acme.example",
+        "to": ["b@example.org"],
+        "subject": "x",
+        "attachments": [{"filename": "a.txt", "storage_path": "/etc/hostname"}],
+    }
+    answer = node.http(
+        "POST", "/commands/add-messages", json={"tenant_id": "acme", "messages": [message]}
+    ).json()
+    assert answer["rejected"] == [
+        {"id": "fs-off", "reason": "invalid attachment[0]: filesystem attachments are disabled"}
+    ]
+
+
+def test_filesystem_paths_outside_the_roots_are_refused(
+    daemon: Daemon, smtp_sink: SmtpSink, tmp_path: Path
+) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    outside = tmp_path / "secret.txt"
+    outside.write_text("secret")
+    (root / "link.txt").symlink_to(outside)
+    node = daemon.serve(env={"GMP_ATTACHMENT_FS_ROOTS": str(root)})
+    _setup(node, smtp_sink)
+    for message_id, path in (("dots", f"{root}/../secret.txt"), ("out", str(outside))):
+        message = {
+            "id": message_id,
+            "account_id": "smtp1",
+            "from": "a@acme.example",
+            "to": ["b@example.org"],
+            "subject": "x",
+            "attachments": [{"filename": "a.txt", "storage_path": path}],
+        }
+        answer = node.http(
+            "POST", "/commands/add-messages", json={"tenant_id": "acme", "messages": [message]}
+        ).json()
+        assert answer["rejected"] == [
+            {"id": message_id, "reason": f"invalid attachment[0]: path not allowed: {path}"}
+        ]
+    # A symlink out of the root passes the lexical check at enqueue, and fails at send time.
+    _send(node, "link", [{"filename": "a.txt", "storage_path": str(root / "link.txt")}])
+    found = _wait_status(node, "link", "error")
+    assert found["error"] == "Attachment fetch failed for a.txt: path not allowed"
+    assert smtp_sink.received() == []
+
+
+@pytest.mark.parametrize(
+    ("host", "shown"),
+    [("169.254.169.254", "169.254.169.254"), ("[fd00:ec2::254]", "fd00:ec2::254")],
+)
+def test_http_url_to_metadata_services_is_refused(
+    daemon: Daemon, smtp_sink: SmtpSink, host: str, shown: str
+) -> None:
+    # Refused even with private networks allowed: link-local and metadata never are.
+    node = daemon.serve(env={"GMP_ALLOW_PRIVATE_NETWORKS": "true"})
+    _setup(node, smtp_sink)
+    _send(node, "meta", [{"filename": "k.txt", "storage_path": f"http://{host}/latest/meta-data/"}])
+    found = _wait_status(node, "meta", "error")
+    assert found["error"] == f"Attachment fetch failed for k.txt: address not allowed ({shown})"
+
+
+def test_http_url_to_loopback_is_refused_unless_allowed(
+    daemon: Daemon, smtp_sink: SmtpSink, file_server: Callable[..., FileServer]
+) -> None:
+    files = file_server({"/a.txt": Serve(body=b"hello")})
+    node = daemon.serve()
+    _setup(node, smtp_sink)
+    _send(node, "lo", [{"filename": "a.txt", "storage_path": files.url("/a.txt")}])
+    found = _wait_status(node, "lo", "error")
+    assert found["error"] == "Attachment fetch failed for a.txt: address not allowed (127.0.0.1)"
+    assert files.connections == 0
+
+
+def test_a_redirect_is_checked_again(
+    daemon: Daemon, smtp_sink: SmtpSink, file_server: Callable[..., FileServer]
+) -> None:
+    target = "http://169.254.169.254/latest/meta-data/iam"
+    files = file_server({"/go": Serve(status=302, headers=(("Location", target),))})
+    node = daemon.serve(env={"GMP_ALLOW_PRIVATE_NETWORKS": "true"})
+    _setup(node, smtp_sink)
+    _send(node, "redir", [{"filename": "a.txt", "storage_path": files.url("/go")}])
+    found = _wait_status(node, "redir", "error")
+    assert (
+        found["error"] == "Attachment fetch failed for a.txt: address not allowed (169.254.169.254)"
+    )
+    assert [r.path for r in files.requests] == ["/go"]
+
+
+def test_a_30_mb_answer_is_cut_at_the_cap(
+    daemon: Daemon, smtp_sink: SmtpSink, file_server: Callable[..., FileServer]
+) -> None:
+    files = file_server({"/big": Serve(stream_size=30 * 1_048_576)})
+    node = daemon.serve(env={"GMP_ALLOW_PRIVATE_NETWORKS": "true"})
+    _setup(node, smtp_sink)
+    _send(node, "big", [{"filename": "big.bin", "storage_path": files.url("/big")}])
+    found = _wait_status(node, "big", "error")
+    assert found["error"] == "Attachment fetch failed for big.bin: larger than 25 MB"
+    # The transfer stopped soon after the cap, not at the end of the answer.
+    assert files.streamed < 29 * 1_048_576
+
+
+def test_a_5xx_is_temporary_and_a_404_permanent(
+    daemon: Daemon, smtp_sink: SmtpSink, file_server: Callable[..., FileServer]
+) -> None:
+    files = file_server({"/busy": Serve(status=503), "/gone": Serve(status=404)})
+    node = daemon.serve(env={"GMP_ALLOW_PRIVATE_NETWORKS": "true"})
+    _setup(node, smtp_sink)
+    _send(node, "busy", [{"filename": "a.txt", "storage_path": files.url("/busy")}])
+    _send(node, "gone", [{"filename": "b.txt", "storage_path": files.url("/gone")}])
+    busy = _wait_status(node, "busy", "deferred")
+    assert busy["deferred_reason"] == "Attachment fetch failed for a.txt: HTTP 503"
+    gone = _wait_status(node, "gone", "error")
+    assert gone["error"] == "Attachment fetch failed for b.txt: HTTP 404"
