@@ -190,3 +190,20 @@ def backend_of(transport: httpx.AsyncHTTPTransport) -> CheckedBackend:
     backend = transport._pool._network_backend
     assert isinstance(backend, CheckedBackend)
     return backend
+
+
+async def refusal_for(
+    host: str, port: int, policy: Policy, resolver: Resolver | None = None
+) -> str | None:
+    """Why ``policy`` refuses ``host`` now (``address not allowed (…)``), ``None`` if it does not.
+
+    For checks when a value is saved: a name that does not resolve yet is not refused (the
+    connection is checked again anyway).
+    """
+    try:
+        await resolve_checked(host, port, policy, resolver)
+    except AddressRefused as exc:
+        return exc.reason
+    except OSError:
+        return None
+    return None

@@ -300,7 +300,14 @@ async def _call(
     url = sync.sync_url(tenant["client_base_url"], tenant.get("client_sync_path"))
     body = sync.encode_body([sync.encode_item(r) for r in rows])
     headers = sync.request_headers(tenant.get("client_auth"), body, now=now_fn())
-    answer = await ctx.client.post_report(url, body, headers, ctx.settings.sync_timeout)
+    answer = await ctx.client.post_report(
+        url,
+        body,
+        headers,
+        ctx.settings.sync_timeout,
+        trusted=not tenant.get(store_tenants.UNTRUSTED_URL_KEY),
+        allow_private=bool(ctx.settings.allow_private_networks),
+    )
     stats.calls += 1
     stats.items_sent += len(rows)
     stats.outcomes[answer.outcome] += 1

@@ -312,3 +312,126 @@ def test_a_5xx_is_temporary_and_a_404_permanent(
     assert busy["deferred_reason"] == "Attachment fetch failed for a.txt: HTTP 503"
     gone = _wait_status(node, "gone", "error")
     assert gone["error"] == "Attachment fetch failed for b.txt: HTTP 404"
+
+
+# ------------------------------------------------------------------ large files (§11.8, §5.8)
+
+BIG = 1_100_000  # a little over 1 MB: large for max_size_mb = 1
+
+
+def test_large_file_warn_attaches_and_logs(daemon: Daemon, smtp_sink: SmtpSink) -> None:
+    content = os.urandom(BIG)
+    node = daemon.serve()
+    _setup(node, smtp_sink, large_file_config={"enabled": True, "max_size_mb": 1, "action": "warn"})
+    _send(
+        node,
+        "w1",
+        [{"filename": "big.bin", "storage_path": "base64:" + base64.b64encode(content).decode()}],
+    )
+    [msg] = _received(smtp_sink)
+    assert _attachments(msg) == {"big.bin": content}
+    assert "big.bin (1.0 MB) exceeds the large-file limit" in node.log()
+
+
+def test_large_file_reject_fails_the_message(daemon: Daemon, smtp_sink: SmtpSink) -> None:
+    node = daemon.serve()
+    _setup(
+        node, smtp_sink, large_file_config={"enabled": True, "max_size_mb": 1, "action": "reject"}
+    )
+    data = base64.b64encode(os.urandom(BIG)).decode()
+    _send(node, "r1", [{"filename": "scan.pdf", "storage_path": "base64:" + data}])
+    found = _wait_status(node, "r1", "error")
+    assert found["error"] == "Attachment 'scan.pdf' (1.0 MB) exceeds limit (1.0 MB)"
+    assert smtp_sink.received() == []
+
+
+def _file_record(db_path: Path) -> tuple[str, dict[str, Any]]:
+    import json
+    import sqlite3
+
+    with sqlite3.connect(db_path) as conn:
+        rows = conn.execute("SELECT key, value FROM meta WHERE key LIKE 'large_file:%'").fetchall()
+    [(key, value)] = rows
+    return key, json.loads(value)
+
+
+def test_large_file_rewrite_to_file_storage_links_through_download(
+    daemon: Daemon, smtp_sink: SmtpSink, tmp_path: Path
+) -> None:
+    key_text = new_token()
+    store = tmp_path / "files"
+    db_path = tmp_path / "mail.db"
+    node = daemon.serve(
+        env={"GMP_SECRET_KEY": key_text, "GMP_TEST_MODE": "true"}, database=str(db_path)
+    )
+    _setup(
+        node,
+        smtp_sink,
+        large_file_config={
+            "enabled": True,
+            "max_size_mb": 1,
+            "action": "rewrite",
+            "storage_url": f"file://{store}",
+            "public_base_url": node.url,
+            "file_ttl_days": 2,
+        },
+    )
+    big = os.urandom(BIG)
+    small = b"small attachment"
+    _send(
+        node,
+        "rw1",
+        [
+            {
+                "filename": "big-report.bin",
+                "storage_path": "base64:" + base64.b64encode(big).decode(),
+            },
+            {"filename": "note.txt", "storage_path": "base64:" + base64.b64encode(small).decode()},
+        ],
+    )
+    sent_at = time.time()
+    assert node.control("run_now") == {"triggered": True}
+    [msg] = _received(smtp_sink)
+    assert _attachments(msg) == {"note.txt": small}
+    text = _text(msg).replace("\r\n", "\n")
+    prefix = f"- big-report.bin (1.0 MB): {node.url}/download/"
+    [line] = [line for line in text.splitlines() if line.startswith(prefix)]
+    link = line.split(": ", 1)[1]
+    assert text.startswith("See attached.\n\n---\nLarge attachments available for download:\n")
+    assert "Links expire on " in text and text.rstrip().endswith(" UTC.")
+    # The link downloads the exact bytes.
+    got = httpx.get(link)
+    assert got.status_code == 200
+    assert got.content == big
+    assert got.headers["content-length"] == str(BIG)
+    assert got.headers["content-disposition"] == (
+        "attachment; filename=\"big-report.bin\"; filename*=UTF-8''big-report.bin"
+    )
+    assert got.headers["cache-control"].startswith("private, max-age=")
+    assert 2 * 86400 - 120 < int(got.headers["cache-control"].split("=")[1]) <= 2 * 86400
+    token = link.split("/download/", 1)[1].split("/", 1)[0]
+    file_id, expires_at, signature = token.split("-")
+    assert abs(int(expires_at) - (sent_at + 2 * 86400)) < 60
+    # An altered token or another name: 404; a correctly signed, expired token: 410.
+    altered = token[:-1] + ("0" if token[-1] != "0" else "1")
+    assert httpx.get(f"{node.url}/download/{altered}/big-report.bin").status_code == 404
+    assert httpx.get(f"{node.url}/download/{token}/other.bin").status_code == 404
+    link_key = derive_key(parse_key(key_text), largefile.LINK_PURPOSE)
+    past = int(time.time()) - 10
+    expired = largefile.make_token(link_key, file_id, "big-report.bin", past)
+    gone = httpx.get(f"{node.url}/download/{expired}/big-report.bin")
+    assert gone.status_code == 410 and gone.json()["error"] == "expired"
+    # The expiry sweep deletes the file once its time has come.
+    stored = store / file_id / "big-report.bin"
+    assert stored.read_bytes() == big
+    import json
+    import sqlite3
+
+    record_key, record = _file_record(db_path)
+    with sqlite3.connect(db_path) as conn:
+        conn.execute(
+            "UPDATE meta SET value = ? WHERE key = ?",
+            (json.dumps({**record, "expires_at": past}), record_key),
+        )
+    assert node.control("run_now") == {"triggered": True}
+    wait_for(lambda: not stored.exists(), 20, what="the expired file to be swept")

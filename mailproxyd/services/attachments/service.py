@@ -46,8 +46,8 @@ log = logging.getLogger("mailproxyd.attachments")
 _TENANT_TTL = 5.0
 # Expired cache entries are removed at least this often (§11.7: at least every 10 minutes).
 CACHE_EXPIRY_INTERVAL = 300.0
-# Which client_base_url values an admin set (trusted) vs a tenant key (the http_url rule).
-UNTRUSTED_URL_KEY = "client_base_url_untrusted"
+# Which client_base_url values a tenant key set (the http_url rule applies, §11.3).
+UNTRUSTED_URL_KEY = store_tenants.UNTRUSTED_URL_KEY
 
 
 @dataclass
