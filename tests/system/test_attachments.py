@@ -435,3 +435,67 @@ def test_large_file_rewrite_to_file_storage_links_through_download(
         )
     assert node.control("run_now") == {"triggered": True}
     wait_for(lambda: not stored.exists(), 20, what="the expired file to be swept")
+
+
+# ------------------------------------------------------------------ values set with a tenant key
+
+
+def test_a_tenant_key_cannot_point_the_node_at_internal_networks(
+    daemon: Daemon, smtp_sink: SmtpSink
+) -> None:
+    node = daemon.serve()
+    created = node.http("POST", "/tenant", json={"id": "acme"})
+    key = created.json()["api_key"]
+    as_tenant = {"X-API-Token": key}
+    answer = node.http(
+        "PUT", "/tenant/acme", json={"client_base_url": "http://127.0.0.1:9/app"}, headers=as_tenant
+    )
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["field"] == "client_base_url"
+    assert answer.json()["detail"] == "client_base_url: address not allowed (127.0.0.1)"
+    answer = node.http(
+        "PUT",
+        "/tenant/acme",
+        json={
+            "large_file_config": {
+                "enabled": True,
+                "action": "rewrite",
+                "storage_url": "file:///var/tmp",
+                "public_base_url": "https://files.acme.example",
+            }
+        },
+        headers=as_tenant,
+    )
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["field"] == "large_file_config.storage_url"
+    # Nothing was stored; the admin token may set the loopback URL.
+    assert "client_base_url" not in node.http("GET", "/tenant/acme").json()
+    answer = node.http("PUT", "/tenant/acme", json={"client_base_url": "http://127.0.0.1:9/app"})
+    assert answer.status_code == 200, answer.text
+    assert node.http("GET", "/tenant/acme").json()["client_base_url"] == "http://127.0.0.1:9/app"
+
+
+# ------------------------------------------------------------------ cache (§11.7)
+
+
+def test_the_disk_cache_serves_a_tenant_once_and_keeps_tenants_apart(
+    daemon: Daemon, smtp_sink: SmtpSink, file_server: Callable[..., FileServer], tmp_path: Path
+) -> None:
+    content = os.urandom(200_000)  # above the disk threshold: on disk only
+    md5 = hashlib.md5(content).hexdigest()
+    files = file_server({"/logo.png": Serve(body=content)})
+    node = daemon.serve(
+        env={"GMP_ALLOW_PRIVATE_NETWORKS": "true", "GMP_CACHE_DISK_DIR": str(tmp_path / "cache")}
+    )
+    _setup(node, smtp_sink)
+    _setup(node, smtp_sink, tenant_id="beta")
+    item = {"filename": "logo.png", "storage_path": files.url("/logo.png"), "content_md5": md5}
+    _send(node, "c1", [item])
+    _received(smtp_sink, 1)
+    _send(node, "c2", [item])
+    _received(smtp_sink, 2)
+    assert len(files.requests) == 1
+    _send(node, "c3", [item], tenant_id="beta")
+    received = _received(smtp_sink, 3)
+    assert len(files.requests) == 2
+    assert [_attachments(m) for m in received] == [{"logo.png": content}] * 3
