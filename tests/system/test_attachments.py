@@ -499,3 +499,85 @@ def test_the_disk_cache_serves_a_tenant_once_and_keeps_tenants_apart(
     received = _received(smtp_sink, 3)
     assert len(files.requests) == 2
     assert [_attachments(m) for m in received] == [{"logo.png": content}] * 3
+
+
+@pytest.fixture
+def s3_server() -> Any:
+    """moto's S3 server on a free port, with one bucket."""
+    import subprocess
+    import sys
+
+    import boto3
+
+    from tests.daemon import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(endpoint, timeout=1).status_code < 500
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(up, 30, what="the moto S3 server")
+        credentials = {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": endpoint,
+            "FSSPEC_S3_ENDPOINT_URL": endpoint,
+        }
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        )
+        s3.create_bucket(Bucket="acme-mail")
+        yield credentials, s3
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_large_file_rewrite_to_s3_links_a_presigned_url(
+    daemon: Daemon, smtp_sink: SmtpSink, s3_server: Any
+) -> None:
+    credentials, s3 = s3_server
+    node = daemon.serve(env=credentials)
+    _setup(
+        node,
+        smtp_sink,
+        large_file_config={
+            "enabled": True,
+            "max_size_mb": 1,
+            "action": "rewrite",
+            "storage_url": "s3://acme-mail/attachments",
+        },
+    )
+    big = os.urandom(BIG)
+    _send(
+        node,
+        "s3",
+        [{"filename": "scan.pdf", "storage_path": "base64:" + base64.b64encode(big).decode()}],
+    )
+    [msg] = _received(smtp_sink)
+    assert _attachments(msg) == {}
+    text = _text(msg).replace("\r\n", "\n")
+    [line] = [line for line in text.splitlines() if line.startswith("- scan.pdf (1.0 MB): ")]
+    link = line.split(": ", 1)[1]
+    assert link.startswith(credentials["AWS_ENDPOINT_URL"] + "/acme-mail/attachments/")
+    assert "Signature=" in link or "X-Amz-Signature=" in link
+    got = httpx.get(link)
+    assert got.status_code == 200
+    assert got.content == big
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="acme-mail")["Contents"]]
+    assert len(keys) == 1 and keys[0].endswith("/scan.pdf")
