@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import mimetypes
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,10 +53,22 @@ UNTRUSTED_URL_KEY = store_tenants.UNTRUSTED_URL_KEY
 
 @dataclass
 class Prepared:
-    """What the build needs: the attached parts and the payload (footer added if any)."""
+    """What the build needs: the attached parts and the payload (footer added if any).
+
+    Large parts are temporary files (``Part.path``) owned by this object until ``close``,
+    which the attempt calls once the message was sent or given up.
+    """
 
     parts: list[Part]
     payload: Mapping[str, Any]
+
+    def close(self) -> None:
+        for part in self.parts:
+            if part.path is not None:
+                try:
+                    os.unlink(part.path)
+                except OSError:
+                    pass
 
 
 @dataclass
@@ -152,14 +165,18 @@ class AttachmentService:
             kept, links, expires_at = await large.apply(self, tenant, fetched)
             if links:
                 payload = large.payload_with_links(payload, links, expires_at)
-            parts = [
-                Part(filename=f.name, content=f.content.read(), mime_type=f.mime_type) for f in kept
-            ]
-            return Prepared(parts=parts, payload=payload)
-        finally:
+            prepared = Prepared(parts=[_part(f) for f in kept], payload=payload)
+        except BaseException:
             for r in results:
                 if isinstance(r, _Fetched):
                     r.content.discard()
+            raise
+        # The kept files now belong to ``prepared``; uploaded ones are not attached.
+        kept_ids = {id(f) for f in kept}
+        for r in results:
+            if isinstance(r, _Fetched) and id(r) not in kept_ids:
+                r.content.discard()
+        return prepared
 
     async def _one(self, tenant: Mapping[str, Any], item: Mapping[str, Any]) -> _Fetched:
         raw_name = str(item.get("filename") or "attachment")
@@ -241,6 +258,19 @@ class AttachmentService:
 
     async def expire_cache(self) -> int:
         return await self.cache.expire()
+
+
+def _part(fetched: _Fetched) -> Part:
+    content = fetched.content
+    if content.path is not None:
+        return Part(
+            filename=fetched.name,
+            content=b"",
+            mime_type=fetched.mime_type,
+            path=content.path,
+            size=content.size,
+        )
+    return Part(filename=fetched.name, content=content.read(), mime_type=fetched.mime_type)
 
 
 __all__ = ["AttachmentFailed", "AttachmentService", "Prepared"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mailproxyd.core import retry, smtp_outcome
@@ -54,18 +54,24 @@ def _inline_parts(attachments: Sequence[Mapping[str, Any]]) -> list[Part]:
     return parts
 
 
+def _nothing() -> None:
+    pass
+
+
 async def _attachments(
     env: DispatchEnv, row: Mapping[str, Any], payload: Mapping[str, Any]
-) -> tuple[list[Part], Mapping[str, Any]]:
-    """The parts to attach and the payload to build (large-file links may change its body)."""
+) -> tuple[list[Part], Mapping[str, Any], Callable[[], None]]:
+    """The parts to attach, the payload to build (large-file links may change its body) and
+    what to call once the attempt is over (large parts are temporary files)."""
     items = payload.get("attachments") or []
     if not items:
-        return [], payload
+        return [], payload, _nothing
     fetch = env.fetch_attachments
     if fetch is not None:
         prepared = await fetch(row, items)
-        return list(prepared.parts), {**payload, "body": prepared.payload.get("body")}
-    return _inline_parts(items), payload
+        body = {**payload, "body": prepared.payload.get("body")}
+        return list(prepared.parts), body, prepared.close
+    return _inline_parts(items), payload, _nothing
 
 
 def completion_for(
@@ -142,21 +148,25 @@ async def run_attempt(
     outcome: Outcome
     built: Built | None = None
     rcpts = 0
+    release = _nothing
     try:
-        parts, payload = await _attachments(env, row, payload)
-        built = build_message(payload, now=env.now(), attachments=parts)
-    except AttachmentFailed as exc:
-        kind = Kind.PERMANENT if exc.permanent else Kind.TEMPORARY
-        outcome = Outcome(kind, exc.text, release_slot=True)
-    except MessageBuildFailed as exc:
-        outcome = smtp_outcome.build_failed(str(exc))
-    if built is not None:
-        with env.send_scope() as scope:
-            delivery = await deliver(env.pool, account, built)
-        if scope.cancelled_caught:
-            return _abandoned(env, row, slot_id)
-        outcome = delivery.outcome
-        rcpts = delivery.accepted_recipients
+        try:
+            parts, payload, release = await _attachments(env, row, payload)
+            built = build_message(payload, now=env.now(), attachments=parts)
+        except AttachmentFailed as exc:
+            kind = Kind.PERMANENT if exc.permanent else Kind.TEMPORARY
+            outcome = Outcome(kind, exc.text, release_slot=True)
+        except MessageBuildFailed as exc:
+            outcome = smtp_outcome.build_failed(str(exc))
+        if built is not None:
+            with env.send_scope() as scope:
+                delivery = await deliver(env.pool, account, built)
+            if scope.cancelled_caught:
+                return _abandoned(env, row, slot_id)
+            outcome = delivery.outcome
+            rcpts = delivery.accepted_recipients
+    finally:
+        release()
     duration_ms = int((time.perf_counter() - started) * 1000)
     return completion_for(
         env, row, outcome, now=env.now(), slot_id=slot_id, duration_ms=duration_ms, rcpts=rcpts
