@@ -25,7 +25,9 @@ from typing import Any
 import trio
 
 from mailproxyd.core.mime import Built, FileSegment
+from mailproxyd.core.netpolicy import Policy
 from mailproxyd.core.smtp_outcome import Attempt, Failure, Outcome, RcptReply, Stage, classify
+from mailproxyd.drivers.connect import AddressRefused, ResolveFailed, connect_blocking
 
 __all__ = ["AttemptResult", "SmtpAccount", "SmtpPool", "resolve_tls_mode"]
 
@@ -45,6 +47,10 @@ def resolve_tls_mode(tls_mode: str | None, use_tls: bool | None, port: int) -> s
     return "none"
 
 
+#: Hosts set with the admin token: anything but link-local and the like (§11.3).
+ADMIN_HOST = Policy(trusted=True)
+
+
 @dataclass(frozen=True, slots=True)
 class SmtpAccount:
     """What a session needs to know about an account (plaintext password, from the store)."""
@@ -57,11 +63,15 @@ class SmtpAccount:
     tls_verify: bool = True
     ttl: float = 300.0
     max_concurrent: int = 3
+    #: Where the host may lead (§11.3): an admin-set host is trusted (never link-local); one
+    #: set with a tenant key follows the http_url rule.
+    policy: Policy = ADMIN_HOST
 
     @classmethod
-    def from_mapping(cls, m: Mapping[str, Any]) -> SmtpAccount:
+    def from_mapping(cls, m: Mapping[str, Any], *, allow_private: bool = False) -> SmtpAccount:
         port = int(m["port"])
         return cls(
+            policy=Policy(trusted=not m.get("host_untrusted"), allow_private=allow_private),
             host=str(m["host"]),
             port=port,
             user=m.get("user") or None,
@@ -82,6 +92,7 @@ class SmtpAccount:
             self.tls_mode,
             self.tls_verify,
             self.ttl,
+            self.policy,
         )
 
 
@@ -135,6 +146,7 @@ class SmtpPool:
         ssl_context_factory: Callable[[bool], ssl.SSLContext] | None = None,
         threads: int = 32,
         clock: Callable[[], float] = time.monotonic,
+        allow_private: bool = False,
     ) -> None:
         self.timeout = timeout
         self.connect_timeout = connect_timeout
@@ -149,6 +161,8 @@ class SmtpPool:
         self._closed = False
         self.limiter = trio.CapacityLimiter(threads)
         self.connections_opened = 0  # observable for tests and metrics
+        # GMP_ALLOW_PRIVATE_NETWORKS, for hosts set with a tenant key (§11.3).
+        self.allow_private = allow_private
 
     # ------------------------------------------------------------------ async surface
 
@@ -156,7 +170,11 @@ class SmtpPool:
         self, key: Hashable, account: SmtpAccount | Mapping[str, Any], built: Built
     ) -> AttemptResult:
         """One delivery attempt of ``built`` through ``account`` (pooled under ``key``)."""
-        acc = account if isinstance(account, SmtpAccount) else SmtpAccount.from_mapping(account)
+        acc = (
+            account
+            if isinstance(account, SmtpAccount)
+            else SmtpAccount.from_mapping(account, allow_private=self.allow_private)
+        )
         return await trio.to_thread.run_sync(
             self.send_blocking, key, acc, built, limiter=self.limiter
         )
@@ -289,7 +307,23 @@ class SmtpPool:
         smtp = _Session(self.local_hostname, self.timeout)
         try:
             try:
-                sock = socket.create_connection((account.host, account.port), self.connect_timeout)
+                sock = connect_blocking(
+                    account.host, account.port, self.connect_timeout, account.policy
+                )
+            except AddressRefused:
+                failure = Attempt(
+                    Stage.CONNECT, failure=Failure.POLICY_REFUSED, detail=account.host
+                )
+                raise _Stop(failure) from None
+            except ResolveFailed as exc:
+                raise _Stop(
+                    _from_exception(
+                        socket.gaierror(socket.EAI_NONAME, str(exc)),
+                        Stage.CONNECT,
+                        where,
+                        self.connect_timeout,
+                    )
+                ) from None
             except OSError as exc:
                 raise _Stop(
                     _from_exception(exc, Stage.CONNECT, where, self.connect_timeout)

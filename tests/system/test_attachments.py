@@ -581,3 +581,29 @@ def test_large_file_rewrite_to_s3_links_a_presigned_url(
     assert got.content == big
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="acme-mail")["Contents"]]
     assert len(keys) == 1 and keys[0].endswith("/scan.pdf")
+
+
+def test_an_account_host_set_with_a_tenant_key_follows_the_untrusted_rule(
+    daemon: Daemon, smtp_sink: SmtpSink, tmp_path: Path
+) -> None:
+    db = str(tmp_path / "mail.db")
+    key_env = {"GMP_SECRET_KEY": new_token()}
+    node = daemon.serve(database=db, env=key_env)
+    key = node.http("POST", "/tenant", json={"id": "acme"}).json()["api_key"]
+    account = {"id": "smtp1", "host": "127.0.0.1", "port": smtp_sink.port, "tls_mode": "none"}
+    answer = node.http("POST", "/account", json=account, headers={"X-API-Token": key})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"] == "host: address not allowed (127.0.0.1)"
+    node.signal(15)
+    assert node.wait_exit() == 0
+    # With private networks allowed the tenant may save it; without, the sender refuses it.
+    node = daemon.serve(database=db, env={**key_env, "GMP_ALLOW_PRIVATE_NETWORKS": "true"})
+    answer = node.http("POST", "/account", json=account, headers={"X-API-Token": key})
+    assert answer.status_code == 200, answer.text
+    node.signal(15)
+    assert node.wait_exit() == 0
+    node = daemon.serve(database=db, env=key_env)
+    _send(node, "p1", [])
+    found = _wait_status(node, "p1", "error")
+    assert found["error"] == "Connection to 127.0.0.1 refused by network policy"
+    assert smtp_sink.received() == []

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from mailproxyd.core.models import tenant as tenant_model
-from mailproxyd.core.netpolicy import Policy
-from mailproxyd.drivers.connect import refusal_for
 from mailproxyd.errors import ValidationFailed
 from mailproxyd.services.admin._common import (
     AdminContext,
@@ -16,6 +13,7 @@ from mailproxyd.services.admin._common import (
     require_tenant,
     validated,
 )
+from mailproxyd.services.admin._netcheck import url_refusal
 from mailproxyd.store import tenants
 
 #: The storage schemes a tenant key may set (§11.3): never the node's own disk.
@@ -47,7 +45,7 @@ async def _check_untrusted(ctx: AdminContext, tenant_id: str, payload: dict[str,
     problems: list[tuple[str, str]] = []
     url = payload.get("client_base_url")
     if isinstance(url, str):
-        reason = await untrusted_url_refusal(ctx, url)
+        reason = await url_refusal(ctx, url)
         if reason is not None:
             problems.append(("client_base_url", reason))
     config = payload.get("large_file_config")
@@ -68,20 +66,6 @@ def _raise(problems: list[tuple[str, str]]) -> Any:
         raise ValidationFailed(problems)
 
     return fail
-
-
-async def untrusted_url_refusal(ctx: AdminContext, url: str) -> str | None:
-    """Why the http_url rule refuses ``url``'s host now, or ``None``."""
-    try:
-        parts = urlsplit(url)
-        host, port = parts.hostname or "", parts.port
-    except ValueError:
-        return None
-    if not host:
-        return None
-    port = port or (443 if parts.scheme == "https" else 80)
-    policy = Policy(trusted=False, allow_private=bool(ctx.settings.allow_private_networks))
-    return await refusal_for(host, port, policy)
 
 
 async def list_tenants(ctx: AdminContext, *, active_only: bool = False) -> list[dict[str, Any]]:
