@@ -45,7 +45,7 @@ async def system_resolver(host: str, port: int) -> list[str]:
     """Every address of ``host`` from the system resolver, in its order."""
     try:
         infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
+    except (OSError, UnicodeError) as exc:  # UnicodeError: a name IDNA cannot encode
         raise ResolveFailed(f"cannot resolve {host}: {exc}") from exc
     return _unique(str(info[4][0]) for info in infos)
 
@@ -53,7 +53,7 @@ async def system_resolver(host: str, port: int) -> list[str]:
 def blocking_resolver(host: str, port: int) -> list[str]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
+    except (OSError, UnicodeError) as exc:
         raise ResolveFailed(f"cannot resolve {host}: {exc}") from exc
     return _unique(str(info[4][0]) for info in infos)
 

@@ -15,7 +15,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from tests.daemon import Daemon, free_port, wait_for
-from tests.fileservers import FileServer, Serve, file_server  # noqa: F401
+from tests.fileservers import FileServer, Serve
 
 SIZE = 200 * 1_048_576
 MAX_GROWTH = 50 * 1_048_576

@@ -19,7 +19,7 @@ import pytest
 from mailproxyd.core import largefile
 from mailproxyd.core.crypto import derive_key, new_token, parse_key
 from tests.daemon import Daemon, Node, wait_for
-from tests.fileservers import FileServer, Serve, file_server  # noqa: F401
+from tests.fileservers import FileServer, Serve
 from tests.system.smtpsink import SmtpSink
 from tests.tenantservers import Call, Reply, TenantServer, verify_signature
 
@@ -410,7 +410,7 @@ def test_large_file_rewrite_to_file_storage_links_through_download(
     assert got.headers["cache-control"].startswith("private, max-age=")
     assert 2 * 86400 - 120 < int(got.headers["cache-control"].split("=")[1]) <= 2 * 86400
     token = link.split("/download/", 1)[1].split("/", 1)[0]
-    file_id, expires_at, signature = token.split("-")
+    file_id, expires_at, _ = token.split("-")
     assert abs(int(expires_at) - (sent_at + 2 * 86400)) < 60
     # An altered token or another name: 404; a correctly signed, expired token: 410.
     altered = token[:-1] + ("0" if token[-1] != "0" else "1")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mailproxyd.core.models import account as account_model
+from mailproxyd.core.payload_fields import is_host
 from mailproxyd.errors import ValidationFailed
 from mailproxyd.services.admin._common import (
     AdminContext,
@@ -38,8 +39,8 @@ async def _check_host(
     ctx: AdminContext, endpoint: str, tenant_id: str, payload: dict[str, Any], host: Any, port: Any
 ) -> None:
     """422 ``host`` when a tenant key points the account at an address it may not reach."""
-    if not isinstance(host, str):
-        return
+    if not isinstance(host, str) or not is_host(host):
+        return  # the field rules report it
     reason = await host_refusal(ctx, host, port if isinstance(port, int) else 25)
     if reason is not None:
 

@@ -12,8 +12,8 @@ from mailproxyd.core.netpolicy import Policy
 from mailproxyd.drivers.connect import backend_of, checked_transport
 from mailproxyd.drivers.http import SyncClient
 from mailproxyd.services.attachments.fetch import Failure, Limits, http_fetch
-from tests.fileservers import FileServer, Serve, file_server  # noqa: F401
-from tests.tenantservers import TenantServer, tenant_server  # noqa: F401
+from tests.fileservers import FileServer, Serve
+from tests.tenantservers import TenantServer
 
 LIMITS = Limits(max_bytes=1 << 20, threshold=100 * 1024)
 PUBLIC = "192.0.2.10"  # TEST-NET-1: public under the rule, unreachable from here
