@@ -126,10 +126,16 @@ def test_http_url_attachment_bytes_arrive(
     files = file_server({"/invoice.pdf": Serve(body=content)})
     node = daemon.serve(env={"GMP_ALLOW_PRIVATE_NETWORKS": "true"})
     _setup(node, smtp_sink)
-    _send(node, "h1", [{"filename": "invoice.pdf", "storage_path": files.url("/invoice.pdf")}])
+    item = {
+        "filename": "invoice.pdf",
+        "storage_path": files.url("/invoice.pdf"),
+        "auth": {"method": "bearer", "token": "att-token-1"},
+    }
+    _send(node, "h1", [item])
     [msg] = _received(smtp_sink)
     assert _attachments(msg) == {"invoice.pdf": content}
     assert [r.method for r in files.requests] == ["GET"]
+    assert files.requests[0].headers["Authorization"] == "Bearer att-token-1"
 
 
 def test_endpoint_attachment_posts_the_reference_with_auth_and_signature(
@@ -399,7 +405,9 @@ def test_large_file_rewrite_to_file_storage_links_through_download(
     link = line.split(": ", 1)[1]
     assert text.startswith("See attached.\n\n---\nLarge attachments available for download:\n")
     assert "Links expire on " in text and text.rstrip().endswith(" UTC.")
-    # The link downloads the exact bytes.
+    # The link downloads the exact bytes (HEAD: the headers alone).
+    head = httpx.head(link)
+    assert head.status_code == 200 and head.headers["content-length"] == str(BIG)
     got = httpx.get(link)
     assert got.status_code == 200
     assert got.content == big

@@ -123,6 +123,7 @@ async def sweep_expired(db: Any, now: float) -> int:
         due = await db.run(largefiles.expired, now=now, limit=200)
         if not due:
             return removed
+        before = removed
         for entry in due:
             try:
                 await trio.to_thread.run_sync(storage.delete, str(entry["url"]))
@@ -131,5 +132,5 @@ async def sweep_expired(db: Any, now: float) -> int:
                 continue
             await db.run(largefiles.forget, file_id=str(entry["file_id"]))
             removed += 1
-        if len(due) < 200:
-            return removed
+        if len(due) < 200 or removed == before:
+            return removed  # the rest failed: the next sweep tries again

@@ -91,6 +91,7 @@ class AttachmentService:
     _clients: dict[Policy, httpx.AsyncClient] = field(default_factory=dict)
     _tenants: dict[str, tuple[float, dict[str, Any] | None]] = field(default_factory=dict)
     _cache: TieredCache | None = None
+    _cache_settings: Any = None
 
     async def __aenter__(self) -> AttachmentService:
         return self
@@ -108,8 +109,11 @@ class AttachmentService:
 
     @property
     def cache(self) -> TieredCache:
-        if self._cache is None:
-            self._cache = TieredCache.from_settings(self.settings())
+        settings = self.settings()
+        if self._cache is None or self._cache_settings is not settings:
+            # A reload replaces the settings object: the tiers follow the new sizes.
+            self._cache = TieredCache.from_settings(settings)
+            self._cache_settings = settings
         return self._cache
 
     def client(self, policy: Policy) -> httpx.AsyncClient:
