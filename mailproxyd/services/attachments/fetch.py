@@ -95,14 +95,20 @@ async def http_fetch(
             raise Failure("connection refused", permanent=False) from None
         except httpx.TimeoutException:
             raise Failure("timed out", permanent=False) from None
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError):
+            raise Failure("invalid URL", permanent=True) from None
         except (httpx.HTTPError, OSError):
             raise Failure("connection reset", permanent=False) from None
         try:
             if response.status_code in _REDIRECTS and "location" in response.headers:
                 target = urljoin(current, response.headers["location"])
+                try:
+                    same_origin = origin(target) == origin(current)
+                except ValueError:
+                    raise Failure("redirect to an invalid URL", permanent=True) from None
                 if urlsplit(target).scheme.lower() not in ("http", "https"):
                     raise Failure("redirect to a non-HTTP URL", permanent=True)
-                if origin(target) != origin(current):
+                if not same_origin:
                     # Credentials belong to the origin they were given for.
                     send_headers.pop("Authorization", None)
                 if response.status_code == 303 or (

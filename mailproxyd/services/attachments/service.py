@@ -157,6 +157,11 @@ class AttachmentService:
                 results[index] = await self._one(tenant, item)
             except AttachmentFailed as exc:
                 results[index] = exc
+            except Exception:
+                # A defect must not take the sender down: the message waits for a retry.
+                name = clean_filename(str(item.get("filename") or "attachment"))
+                log.exception("attachment %s of tenant %s failed unexpectedly", name, tenant_id)
+                results[index] = fetch_failed(name, "internal error", permanent=False)
 
         try:
             async with trio.open_nursery() as nursery:
