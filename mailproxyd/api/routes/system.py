@@ -143,6 +143,8 @@ async def download(ctx: Any, principal: Principal, token: str, filename: str) ->
         content_type=content_type or "application/octet-stream",
         headers=headers,
     )
+    # A HEAD answer has no body but announces the length of the GET one (§5.8).
+    response.headers["Content-Length"] = str(found.size)
     return response
 
 

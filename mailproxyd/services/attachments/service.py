@@ -122,7 +122,8 @@ class AttachmentService:
             timeout = float(self.settings().attachment_timeout)
             found = httpx.AsyncClient(
                 transport=checked_transport(policy, resolver=self.resolver),
-                timeout=httpx.Timeout(timeout),
+                # Longer than the whole-fetch deadline, which therefore decides (§11.5 text).
+                timeout=httpx.Timeout(timeout + 5),
                 follow_redirects=False,
                 trust_env=False,
             )
