@@ -41,7 +41,8 @@ class FileServer:
     connections: int = 0
     streamed: int = 0  # bytes of stream_size answers actually written
 
-    def start(self) -> None:
+    def start(self, ssl_context: Any = None) -> None:
+        """Serve on a free port; with ``ssl_context`` (server side) over TLS."""
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -88,6 +89,8 @@ class FileServer:
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
+        if ssl_context is not None:
+            self._httpd.socket = ssl_context.wrap_socket(self._httpd.socket, server_side=True)
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
 

@@ -13,6 +13,7 @@ from the request's origin, not from the address dialled.
 from __future__ import annotations
 
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
@@ -164,7 +165,7 @@ def checked_transport(
     policy: Policy,
     *,
     resolver: Resolver | None = None,
-    verify: bool | str = True,
+    verify: bool | str | ssl.SSLContext = True,
     limits: httpx.Limits | None = None,
 ) -> httpx.AsyncHTTPTransport:
     """An httpx transport whose every connection goes through :class:`CheckedBackend`."""

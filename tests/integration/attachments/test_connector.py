@@ -98,3 +98,65 @@ async def test_sync_calls_dial_the_checked_address_and_follow_the_trust_of_the_u
     async with SyncClient(resolver=Resolver(["169.254.169.254"])) as client:
         answer = await client.post_report(url, body, {}, timeout=5)
         assert answer.outcome == "network_error"
+
+
+class _PublicLoopback(Policy):
+    """A stand-in for the public internet: 127.0.0.1 plays a public address (no public one
+    can be bound here); every other loopback address stays refused as private."""
+
+    def refusal(self, address: str) -> str | None:
+        return None if address == "127.0.0.1" else super().refusal(address)
+
+
+async def test_every_redirect_is_checked_again(file_server: Callable[..., FileServer]) -> None:
+    files = file_server()
+    files.routes["/go"] = Serve(
+        status=302, headers=(("Location", f"http://internal.example:{files.port}/secret"),)
+    )
+    files.routes["/secret"] = Serve(body=b"internal")
+    resolver = _Names({"public.example": "127.0.0.1", "internal.example": "127.0.0.2"})
+    transport = checked_transport(_PublicLoopback(), resolver=resolver)
+    async with httpx.AsyncClient(transport=transport, timeout=5.0) as client:
+        with pytest.raises(Failure) as refused:
+            await http_fetch(client, "GET", f"http://public.example:{files.port}/go", LIMITS)
+    assert refused.value.reason == "address not allowed (127.0.0.2)"
+    assert refused.value.permanent is True
+    assert [r.path for r in files.requests] == ["/go"]
+
+
+class _Names:
+    def __init__(self, names: dict[str, str]) -> None:
+        self.names = names
+
+    async def __call__(self, host: str, port: int) -> list[str]:
+        return [self.names[host]]
+
+
+async def test_tls_goes_to_the_checked_address_with_the_name_as_sni() -> None:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("files.example")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server_ctx)
+    files = FileServer(routes={"/doc": Serve(body=b"over tls")})
+    files.start(ssl_context=server_ctx)
+    try:
+        client_ctx = ssl.create_default_context()
+        ca.configure_trust(client_ctx)
+        transport = checked_transport(
+            Policy(allow_private=True),
+            resolver=_Names({"files.example": "127.0.0.1"}),
+            verify=client_ctx,
+        )
+        async with httpx.AsyncClient(transport=transport, timeout=5.0) as client:
+            url = f"https://files.example:{files.port}/doc"
+            content = await http_fetch(client, "GET", url, LIMITS)
+        # The certificate names files.example: it verified because SNI and the check used
+        # the name while the socket went to the checked address.
+        assert content.data == b"over tls"
+        assert backend_of(transport).dialled == [("127.0.0.1", files.port)]
+    finally:
+        files.close()
