@@ -101,8 +101,10 @@ Content-Type: message/rfc822
 Content-Transfer-Encoding: 8bit
 
 """
-    return _crlf(head) + original.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") + _crlf(
-        f"\n--{boundary}--\n"
+    return (
+        _crlf(head)
+        + original.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        + _crlf(f"\n--{boundary}--\n")
     )
 
 

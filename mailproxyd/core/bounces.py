@@ -42,7 +42,9 @@ _BOUNCE_SUBJECT: Final = re.compile(
 )
 _STATUS: Final = re.compile(r"\b([245])\.\d{1,3}\.\d{1,3}\b")
 _TEXT_CODE: Final = re.compile(r"(?<![\w.])[45]\d\d(?!\w|\.\d)")
-_MESSAGE_ID_LINE: Final = re.compile(r"^[ \t>]*Message-ID:[ \t]*(.*(?:\r?\n[ \t]+.*)*)", re.I | re.M)
+_MESSAGE_ID_LINE: Final = re.compile(
+    r"^[ \t>]*Message-ID:[ \t]*(.*(?:\r?\n[ \t]+.*)*)", re.I | re.M
+)
 _MAIL_ID_LINE: Final = re.compile(r"^[ \t>]*X-Genro-Mail-ID:[ \t]*(.*)$", re.I | re.M)
 _ANGLE: Final = re.compile(r"<([^<>\s]+)>")
 _FOLD: Final = re.compile(r"\r?\n[ \t]+")

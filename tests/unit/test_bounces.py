@@ -29,7 +29,12 @@ def test_postfix_dsn() -> None:
     b = _bounce(samples.postfix_dsn(ORIGINAL))
     assert (b.bounce_type, b.bounce_code) == ("hard", "5.1.1")
     assert b.bounce_reason == "smtp; 550 5.1.1 <ann@example.org>: Recipient address rejected"
-    assert (b.recipient, b.message_id, b.mail_id, b.dsn) == ("ann@example.org", MID, "MSG-001", True)
+    assert (b.recipient, b.message_id, b.mail_id, b.dsn) == (
+        "ann@example.org",
+        MID,
+        "MSG-001",
+        True,
+    )
 
 
 def test_exchange_dsn_unfolds_the_diagnostic_and_reads_returned_headers() -> None:
