@@ -32,6 +32,7 @@ from typing import Final
 import flufl.bounce
 
 REASON_MAX: Final = 500
+BACKOFF_MAX_FACTOR: Final = 10
 TEXT_REASON_LINES: Final = 5
 
 _BOUNCE_FROM: Final = re.compile(r"mailer-daemon|postmaster|mail-daemon", re.I)
@@ -323,6 +324,17 @@ def normalise_message_id(value: object) -> str | None:
         return f"<{found.group(1)}>"
     token = text.split()[0].strip("<>")
     return f"<{token}>" if token else None
+
+
+# --------------------------------------------------------------------------- polling
+
+
+def poll_delay(interval: float, failures: int) -> float:
+    """Seconds until the next poll: the interval, doubled per consecutive failed poll up to
+    ``BACKOFF_MAX_FACTOR`` times the interval."""
+    if failures <= 0:
+        return float(interval)
+    return float(interval) * min(2.0 ** min(failures, 16), BACKOFF_MAX_FACTOR)
 
 
 # --------------------------------------------------------------------------- helpers

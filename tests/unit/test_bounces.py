@@ -158,3 +158,10 @@ def test_message_id_normalisation_and_log_escaping() -> None:
     assert normalise_message_id("a@b") == "<a@b>"
     assert normalise_message_id("") is None
     assert printable("a\nb\x1bc") == "a\\nb\\x1bc"
+
+
+def test_poll_delay_backs_off_to_ten_intervals() -> None:
+    from mailproxyd.core.bounces import poll_delay
+
+    assert [poll_delay(60, n) for n in range(6)] == [60, 120, 240, 480, 600, 600]
+    assert poll_delay(60, 1000) == 600
