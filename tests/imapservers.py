@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import dataclasses
 import imaplib
+import os
 import re
 import ssl
 import threading
@@ -75,8 +76,14 @@ class ImapServer:
 
     async def _setup(self) -> None:
         from pymap.backend.dict import Config, DictBackend, Login
+        from pysasl.hashing import BuiltinHash
+
+        # pymap's greeting names the host; without this it asks DNS on every connection.
+        os.environ.setdefault("FQDN", "imap.test")
 
         args = argparse.Namespace(passlib_cfg=None, proxy_protocol=None, debug=False)
+        # The default hash takes 500,000 PBKDF2 rounds per login: a second of CPU per session.
+        cheap_hash = BuiltinHash(rounds=1000)
 
         def config(tls: bool) -> Any:
             return Config(
@@ -90,6 +97,7 @@ class ImapServer:
                 tls_enabled=tls,
                 reject_dnsbl=False,
                 invalid_user_sleep=0.0,
+                hash_context=cheap_hash,
             )
 
         main = config(True)
@@ -146,9 +154,17 @@ class ImapServer:
         """Stop listening (the messages are kept for the next ``start``)."""
         self._run(self._stop())
 
+    async def _shutdown(self) -> None:
+        await self._stop()
+        # Sessions still open (a poller cancelled mid-session) end here, not in a dead loop.
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
-            self._run(self._stop())
+            self._run(self._shutdown())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
 
