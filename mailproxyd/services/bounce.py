@@ -181,8 +181,16 @@ async def _finish(
             log.warning("bounce poll failed: %s (next try in %d s)", text, round(delay))
         else:
             log.debug("bounce poll failed again: %s", text)
-    elif before["consecutive_failures"] > 0:
-        log.info("bounce mailbox polled successfully again")
+    else:
+        log.debug(
+            "bounce poll done: %d read, %d recorded, %d skipped, %d malformed",
+            result.read,
+            result.recorded,
+            result.skipped,
+            result.malformed,
+        )
+        if before["consecutive_failures"] > 0:
+            log.info("bounce mailbox polled successfully again")
 
 
 async def _read(
