@@ -264,8 +264,7 @@ class AsyncMailbox:
         await _in_thread(self.mailbox.mark_seen, uids)
 
     async def aclose(self) -> None:
-        with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(self.mailbox.close)
+        await _in_thread(self.mailbox.close)
 
 
 async def open_mailbox(

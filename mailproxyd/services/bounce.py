@@ -128,7 +128,10 @@ async def poll_once(
     if not locked:
         return result
     result.polled = True
+    # Read again under the lease: another poller may have moved the cursor meanwhile.
+    state = await bctx.db.run(store_bounces.get_state, write=False)
     succeeded = False
+    outcome_known = False
     try:
         config = _config(instance, bctx.timeout)
         if config is None:
@@ -140,15 +143,20 @@ async def poll_once(
             await _read(bctx, mailbox, state, result, now_fn)
         finally:
             await mailbox.aclose()
-        succeeded = True
+        succeeded = outcome_known = True
     except ImapError as exc:
         result.error = exc.message
+        outcome_known = True
     except _LeaseLost:
         log.warning("bounce poll stopped: another poller took over the mailbox")
-        return result
     finally:
         with trio.CancelScope(shield=True):
-            await _finish(bctx, result, state, interval, succeeded, now_fn)
+            if outcome_known:
+                await _finish(bctx, result, state, interval, succeeded, now_fn)
+            else:
+                # Cancelled (the reporter stops), or the database failed: no verdict on the
+                # mailbox; only the lease is given back.
+                await bctx.db.run(store_bounces.release, bctx.owner)
     return result
 
 

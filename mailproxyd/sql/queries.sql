@@ -457,6 +457,9 @@ WHERE id = 1
 UPDATE bounce_state SET uidvalidity = :uidvalidity, last_uid = :last_uid, lock_until = :until
 WHERE id = 1 AND lock_owner = :owner;
 
+-- name: bounce_unlock
+UPDATE bounce_state SET lock_owner = NULL, lock_until = NULL WHERE id = 1 AND lock_owner = :owner;
+
 -- name: bounce_force_due
 UPDATE bounce_state SET next_poll_ts = NULL, consecutive_failures = 0 WHERE id = 1;
 

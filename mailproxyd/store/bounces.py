@@ -89,6 +89,11 @@ def finish(
     return before
 
 
+def release(tx: Tx, owner: str) -> None:
+    """Give the lease back without a verdict on the poll (it was cancelled or broke off)."""
+    tx.execute("bounce_unlock", {"owner": owner})
+
+
 def force_due(tx: Tx) -> None:
     """Make the next poll due at once (``POST /instance/reload-bounce``, test mode)."""
     _ensure(tx)

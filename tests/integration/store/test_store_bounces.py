@@ -135,3 +135,14 @@ def test_same_message_id_in_two_tenants_is_told_apart_by_the_client_id(acme: Dat
         found, _ = bounces.match(tx, _bounce(mail_id="other"))
         assert found is not None and found["tenant_id"] == "beta"
         assert bounces.match(tx, _bounce(mail_id=None)) == (None, "ambiguous")
+
+
+def test_release_gives_the_lease_back_without_a_verdict(database: Database) -> None:
+    with database.transaction() as tx:
+        assert bounces.try_lock(tx, A, until=NOW + 120, now=NOW)
+        bounces.release(tx, B)  # not B's to give
+        assert bounces.get_state(tx)["lock_owner"] == A
+        bounces.release(tx, A)
+        state = bounces.get_state(tx)
+        assert state["lock_owner"] is None and state["consecutive_failures"] == 0
+        assert state["last_error"] is None and state["next_poll_ts"] is None
