@@ -32,13 +32,13 @@ def test_instance_get_and_update(world: World) -> None:
 
 
 def test_instance_shows_the_bounce_pollers_last_failure(world: World) -> None:
-    from mailproxyd.store import bounces
+    from mailproxyd.store import Tx, bounces
 
     db = world.server.db
 
-    def fail(tx: object, now: float) -> None:
-        assert bounces.try_lock(tx, "n/reporter", until=now + 60, now=now)  # type: ignore[arg-type]
-        bounces.finish(  # type: ignore[arg-type]
+    def fail(tx: Tx, now: float) -> None:
+        assert bounces.try_lock(tx, "n/reporter", until=now + 60, now=now)
+        bounces.finish(
             tx,
             "n/reporter",
             now=now,
