@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailproxyd.core.bounces import (
     REASON_MAX,
@@ -165,3 +167,33 @@ def test_poll_delay_backs_off_to_ten_intervals() -> None:
 
     assert [poll_delay(60, n) for n in range(6)] == [60, 120, 240, 480, 600, 600]
     assert poll_delay(60, 1000) == 600
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                b"From: MAILER-DAEMON@x\r\n",
+                b"Subject: failure notice\r\n",
+                b"Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n",
+                b"Content-Type: message/delivery-status\r\n",
+                b"Content-Type: message/rfc822\r\n",
+                b"Content-Type: text/rfc822-headers\r\n",
+                b"Content-Transfer-Encoding: base64\r\n",
+                b"Content-Type: text/plain; charset=no-such-charset\r\n",
+                b"\r\n",
+                b"--b\r\n",
+                b"--b--\r\n",
+                b"Action: failed\r\nStatus: 5.1.1\r\n",
+                b"Message-ID: <a@b>\r\n",
+                b"X-Genro-Mail-ID: =?utf-8?q?caf=C3=A9?=\r\n",
+                b"550 no\r\n",
+            ]
+        )
+        | st.binary(max_size=40),
+        max_size=30,
+    )
+)
+def test_any_input_gives_an_answer_never_an_exception(pieces: list[bytes]) -> None:
+    assert isinstance(parse_bounce(b"".join(pieces)), Bounce | NotBounce | Malformed)
