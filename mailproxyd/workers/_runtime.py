@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import trio
 
+from mailproxyd import logsetup
 from mailproxyd.errors import MailProxyError
-from mailproxyd.supervision import logsetup
 from mailproxyd.supervision.channel import Channel, ChannelClosed, Message
 
 if TYPE_CHECKING:

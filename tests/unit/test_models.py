@@ -6,21 +6,21 @@ from typing import Any
 
 import pytest
 
-from mailproxyd.core.models import (
-    API_TOKEN_REFUSAL,
+from mailproxyd.core.models.account import (
     derive_tls_mode,
     present_account,
-    present_instance,
-    present_tenant,
     tls_conflict,
     use_tls_of,
     validate_account,
     validate_account_update,
-    validate_instance_update,
-    validate_tenant,
-    validate_tenant_update,
     with_account_defaults,
 )
+from mailproxyd.core.models.instance import (
+    API_TOKEN_REFUSAL,
+    present_instance,
+    validate_instance_update,
+)
+from mailproxyd.core.models.tenant import present_tenant, validate_tenant, validate_tenant_update
 from mailproxyd.errors import ValidationFailed
 
 

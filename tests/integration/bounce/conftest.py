@@ -15,6 +15,8 @@ from mailproxyd.store import AsyncDatabase, Database
 from mailproxyd.store import accounts as store_accounts
 from mailproxyd.store import bounces as store_bounces
 from mailproxyd.store import events as store_events
+from mailproxyd.store import leases as store_leases
+from mailproxyd.store import messages as store_messages
 from mailproxyd.store import meta as store_meta
 from mailproxyd.store import queue as store_queue
 from mailproxyd.store import tenants as store_tenants
@@ -66,7 +68,7 @@ class BounceEnv:
             rows = store_queue.claim_batch(tx, tenant_id, "smtp1", SENDER, len(keys), now, 60)
             assert len(rows) == len(keys)
             for row in rows:
-                assert store_queue.complete_sent(tx, row["pk"], SENDER, now)
+                assert store_leases.complete_sent(tx, row["pk"], SENDER, now)
 
         self.db.run(work)
 
@@ -92,7 +94,7 @@ class BounceEnv:
         return [r for r in rows if r["event_type"] == "bounce"]
 
     def record(self, key: str, tenant_id: str = "acme") -> dict[str, Any]:
-        found = self.db.run(lambda tx: store_queue.get_message(tx, tenant_id, key, time.time()))
+        found = self.db.run(lambda tx: store_messages.get_message(tx, tenant_id, key, time.time()))
         assert found is not None
         return found
 

@@ -10,11 +10,13 @@ from mailproxyd.store import (
     bounces,
     commandlog,
     events,
+    leases,
     meta,
     queue,
     ratelimit,
     retention,
 )
+from mailproxyd.store import messages as store_messages
 
 from .conftest import NOW, make_item, setup_tenant
 
@@ -140,8 +142,8 @@ def test_retention_sweep(database: Database) -> None:
                 NOW,
             )
             rows = queue.claim_batch(tx, tenant_id, "main", owner, 2, NOW, 120)
-            queue.complete_sent(tx, rows[0]["pk"], owner, NOW)
-            queue.complete_error(tx, rows[1]["pk"], owner, NOW, error="no")
+            leases.complete_sent(tx, rows[0]["pk"], owner, NOW)
+            leases.complete_error(tx, rows[1]["pk"], owner, NOW, error="no")
         acme_events = events.unreported(tx, "acme", 10)
         events.acknowledge(tx, [acme_events[0]["event_id"]], NOW + 10)  # only "sent" acked
         ratelimit.reserve(tx, "acme", "main", None, NOW, per_minute=10)
@@ -156,7 +158,7 @@ def test_retention_sweep(database: Database) -> None:
         swept = retention.sweep(tx, NOW + 86_401, 100, 1000)
         assert swept == {"messages": 3, "rate_slots": 1, "session_slots": 0, "commands": 1}
         remaining = {
-            tenant_id: sorted(r["id"] for r in queue.list_messages(tx, tenant_id, NOW)[0])
+            tenant_id: sorted(r["id"] for r in store_messages.list_messages(tx, tenant_id, NOW)[0])
             for tenant_id in ("acme", "quiet")
         }
         assert remaining == {"acme": ["failed", "queued"], "quiet": ["queued"]}

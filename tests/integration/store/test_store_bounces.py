@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mailproxyd.core.bounces import Bounce
-from mailproxyd.store import Database, bounces, meta, queue
+from mailproxyd.store import Database, bounces, leases, messages, meta, queue
 
 from .conftest import NOW, make_item
 
@@ -29,7 +29,7 @@ def _sent(db: Database, *keys: str, tenant: str = "acme") -> None:
         items = [make_item(k, message_id=f"<{k}@acme.example>") for k in keys]
         queue.enqueue(tx, tenant, items, [], NOW)
         for row in queue.claim_batch(tx, tenant, "main", "n/s", len(keys), NOW, 120):
-            queue.complete_sent(tx, row["pk"], "n/s", NOW)
+            leases.complete_sent(tx, row["pk"], "n/s", NOW)
 
 
 def test_lease_is_exclusive_and_follows_the_shared_schedule(database: Database) -> None:
@@ -108,8 +108,8 @@ def test_apply_batch_matches_records_dedups_and_moves_the_cursor(acme: Database)
         ]
         state = bounces.get_state(tx)
         assert (state["uidvalidity"], state["last_uid"]) == (7, 15)
-        m1 = queue.get_message(tx, "acme", "m1", NOW + 3600)
-        m2 = queue.get_message(tx, "acme", "m2", NOW + 3600)
+        m1 = messages.get_message(tx, "acme", "m1", NOW + 3600)
+        m2 = messages.get_message(tx, "acme", "m2", NOW + 3600)
     assert m1 is not None and m1["status"] == "sent" and m1["bounce_code"] == "5.1.1"
     assert [h["event_type"] for h in m1["history"]] == ["sent", "bounce", "bounce"]
     assert m2 is not None and m2["status"] == "sent" and m2["bounce_code"] == "4.4.1"
@@ -131,7 +131,7 @@ def test_same_message_id_in_two_tenants_is_told_apart_by_the_client_id(acme: Dat
         item = make_item("other", message_id="<m1@acme.example>")
         queue.enqueue(tx, "beta", [item], [], NOW)
         for row in queue.claim_batch(tx, "beta", "main", "n/s", 1, NOW, 120):
-            queue.complete_sent(tx, row["pk"], "n/s", NOW)
+            leases.complete_sent(tx, row["pk"], "n/s", NOW)
         found, _ = bounces.match(tx, _bounce(mail_id="other"))
         assert found is not None and found["tenant_id"] == "beta"
         assert bounces.match(tx, _bounce(mail_id=None)) == (None, "ambiguous")
