@@ -167,7 +167,12 @@ def test_mailbox_trouble_is_shown_and_never_stops_the_reports(
     imap.create(FOLDER)
     sync = tenant_server()
     node = daemon.serve(
-        env={"SSL_CERT_FILE": smtp_ca_file, "GMP_TEST_MODE": "true", "GMP_LOG_LEVEL": "DEBUG"}
+        env={
+            "SSL_CERT_FILE": smtp_ca_file,
+            "GMP_TEST_MODE": "true",
+            "GMP_LOG_LEVEL": "DEBUG",
+            "GMP_SENDER_PROCESSES": "1",
+        }
     )
     _tenant_with_account(node, smtp_sink, sync.base_url)
 
