@@ -8,6 +8,7 @@ recorded with its method, path, headers and body; ``connections`` counts accepte
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,6 +41,9 @@ class FileServer:
     requests: list[Request] = field(default_factory=list)
     connections: int = 0
     streamed: int = 0  # bytes of stream_size answers actually written
+    aborted: int = 0  # stream_size answers the client cut off before their end
+    #: SO_SNDBUF of accepted connections (small: less data sits in buffers when cut off).
+    send_buffer: int | None = None
 
     def start(self, ssl_context: Any = None) -> None:
         """Serve on a free port; with ``ssl_context`` (server side) over TLS."""
@@ -50,6 +54,8 @@ class FileServer:
 
             def setup(self) -> None:
                 server.connections += 1
+                if server.send_buffer is not None:
+                    self.request.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, server.send_buffer)
                 super().setup()
 
             def log_message(self, format: str, *args: Any) -> None:
@@ -77,8 +83,10 @@ class FileServer:
                             server.streamed += len(part)
                             left -= len(part)
                         self.wfile.write(b"0\r\n\r\n")
+                        self.wfile.flush()
                     except OSError:
-                        pass
+                        server.aborted += 1
+                        self.close_connection = True
                     return
                 self.send_header("Content-Length", str(len(serve.body)))
                 self.end_headers()
