@@ -88,6 +88,8 @@ class Run:
         self.started = time.time()
 
     def emit(self, record: Record) -> Record:
+        # The machine's load when the case ended: the figures mean little without it.
+        record.figures.setdefault("loadavg_1m", round(os.getloadavg()[0], 2))
         self.records.append(record)
         print(json.dumps(record.as_json()), flush=True)
         return record
