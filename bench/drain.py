@@ -13,7 +13,8 @@ then ``POST /commands/activate`` starts the clock. Figures:
   report (the POST that carried it was answered ``{"ok": true}``);
 * ``cpu_ms_per_msg``: CPU time (user + system, ``/proc/<pid>/stat``) of every process of the node
   from activation to the last acknowledgement, divided by the messages; ``cpu_by_process`` splits
-  it by process. The sink, the tenant server and the bench itself are not counted;
+  it by process. On PostgreSQL the server's backends for the node's database are included
+  (``postgres``). The sink, the tenant server and the bench itself are not counted;
 * delivered / duplicates / lost from the ``X-Genro-Mail-ID`` of every message at the sink.
 
 Ratios are against the same run's baselines (``bench.baselines``). ``--profile`` adds one more
@@ -34,7 +35,7 @@ import msgspec
 
 from bench import baselines, profile
 from bench.harness import Check, Record, Run, counters
-from bench.node import Node, cpu_delta, database, message
+from bench.node import Node, cpu_delta, cpu_seconds, database, message
 from bench.sinks import open_sink
 from tests.tenantservers import TenantServer
 
@@ -52,6 +53,21 @@ def _pg_counters(url: str) -> dict[str, int]:
         ).fetchone()
     assert row is not None
     return dict(zip(("commits", "rollbacks", "inserted", "updated", "deleted"), row, strict=True))
+
+
+def _pg_backends(url: str) -> dict[int, float]:
+    """CPU seconds so far of every PostgreSQL backend serving the node's database."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        pids = [
+            row[0]
+            for row in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid()"
+            )
+        ]
+    return {pid: cpu_seconds(pid) for pid in pids}
 
 
 class ReportWatch:
@@ -107,6 +123,7 @@ def drain(ctx: Run, backend: str, senders: int, count: int, profiled: bool = Fal
                 pids = node.processes()
                 pg_before = _pg_counters(url) if backend == "postgres" else None
                 with _py_spy(ctx, pids, profiled) as raw:
+                    db_before = _pg_backends(url) if backend == "postgres" else {}
                     before = node.cpu()
                     activated = time.time()
                     node.post("/commands/activate", {})
@@ -119,6 +136,12 @@ def drain(ctx: Run, backend: str, senders: int, count: int, profiled: bool = Fal
                     while watch.poll() < count and time.monotonic() < deadline:
                         time.sleep(0.01)
                     after = node.cpu()
+                    if backend == "postgres":
+                        # Backends of the node's connections (a local server): their CPU is
+                        # part of the cost of a message; those started meanwhile count whole.
+                        db_after = _pg_backends(url)
+                        after["postgres"] = sum(db_after.values())
+                        before["postgres"] = sum(db_before.get(pid, 0.0) for pid in db_after)
                 arrivals = sink.arrivals()
             finally:
                 node.stop()
