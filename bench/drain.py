@@ -77,11 +77,13 @@ class ReportWatch:
         self.server = server
         self.sent: dict[str, float] = {}
         self.items = 0
+        self.posts = 0
         self._seen = 0
 
     def poll(self) -> int:
         calls = self.server.calls
         for call in calls[self._seen :]:
+            self.posts += call.items is not None and bool(call.items)
             for item in call.items or []:
                 self.items += 1
                 if item.get("event") == "sent":
@@ -176,6 +178,7 @@ def drain(ctx: Run, backend: str, senders: int, count: int, profiled: bool = Fal
         "report_lag_s": None if report_lag is None else round(report_lag, 3),
         "reports_acknowledged": len(acked),
         "report_items": watch.items,
+        "report_posts": watch.posts,
         "cpu_ms_per_msg": round(cpu_ms, 3),
         "cpu_by_process": {k: round(v * 1000 / delivered, 3) for k, v in sorted(per_kind.items())},
         "processes": len(pids),

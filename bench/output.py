@@ -108,7 +108,7 @@ def chart(run: Run, path: Path) -> bool:
                     label=key.removesuffix("_ms"))  # fmt: skip
         ax.set_yticks(range(len(labels)), labels)
         ax.invert_yaxis()
-        ax.set_xlabel("ms, API accept -> SMTP arrival")
+        ax.set_xlabel("ms, add-messages request sent -> arrival at the SMTP sink")
         ax.set_title("latency at a low steady rate")
         ax.legend(loc="lower right")
     if cpus:
