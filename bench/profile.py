@@ -1,11 +1,10 @@
 """py-spy over a running node, summarised per process kind and per delivered message.
 
 ``start(pids, path)`` runs one py-spy per process of the node (supervisor and every worker) at
-``RATE`` Hz, without pausing them (``--nonblocking``), into collapsed stacks; ``stop`` ends them.
-Only samples of a thread holding the GIL are kept (``--gil``): that is where the Python CPU
-goes. Without it, threads waiting in ``recv`` or ``epoll`` under a loaded machine are counted
-as busy and hide everything else. Time spent in C with the GIL released (SQLite's own work,
-system calls) is not sampled; ``/proc`` CPU in the drain record covers it.
+``RATE`` Hz into collapsed stacks; ``stop`` ends them. py-spy pauses the process for each
+sample: that costs the node time, but only then does it tell waiting threads (``recv``,
+``epoll_wait``, an idle thread-cache worker) from running ones; with ``--nonblocking`` the
+waits are counted as busy and hide everything else. Idle samples are dropped.
 ``summarise`` turns the stacks into a short text: per process kind the sampled (non-idle) time
 per message, the functions where the samples land (self time), and the product functions that
 contain the most time (total time, ``mailproxyd/`` frames only).
@@ -44,7 +43,6 @@ def start(pids: dict[int, str], out: Path) -> list[subprocess.Popen[bytes]]:
                 "record",
                 "--pid",
                 str(pid),
-                "--nonblocking",
                 "--rate",
                 str(RATE),
                 "--format",
@@ -118,8 +116,8 @@ def summarise(out: Path, pids: dict[int, str], delivered: int, top: int = 12) ->
         return f"{count / RATE * 1000 / max(1, delivered):7.3f} ms/msg"
 
     lines = [
-        f"py-spy --gil, {RATE} Hz (samples holding the GIL); {delivered} messages delivered",
-        "per process kind: sampled GIL-holding time per message",
+        f"py-spy, {RATE} Hz, non-idle samples; {delivered} messages delivered",
+        "per process kind: sampled busy time per message",
     ]
     lines += [f"  {kind:<12} {ms(count)}" for kind, count in samples.most_common()]
     for kind, _ in samples.most_common():
