@@ -141,6 +141,16 @@ class Supervisor:
         self._exit_code = 1
         self.request_stop(None)
 
+    async def worker_exited(self, slot: WorkerSlot, pid: int) -> None:
+        """Keep a finished worker's counts in the node's metrics, in the archive (§14)."""
+        from mailproxyd.drivers import metrics
+
+        with trio.CancelScope(shield=True):
+            try:
+                await trio.to_thread.run_sync(metrics.fold_dead, self.settings.metrics_dir, pid)
+            except OSError as exc:
+                _log.warning("cannot fold the metrics of %s (pid %d): %s", slot.name, pid, exc)
+
     def write_worker_log(self, line: str) -> None:
         handler = logsetup.file_handler()
         if handler is not None:
@@ -521,6 +531,7 @@ class Supervisor:
 
 
 async def _run(settings: Settings, log_to_file: bool) -> int:
+    from mailproxyd.drivers import metrics
     from mailproxyd.instance import control_socket_path
 
     notifier = Notifier()
@@ -532,6 +543,9 @@ async def _run(settings: Settings, log_to_file: bool) -> int:
             control_sock = await bind_control_socket(path)
         except (SocketInUse, OSError) as exc:
             raise NodeFailed(f"cannot bind the control socket {path}: {exc}") from None
+        # The node's counts start at zero: files left by an earlier run are stale. Only now,
+        # with the control socket ours, is no other node of this name using the directory.
+        await trio.to_thread.run_sync(metrics.reset_directory, settings.metrics_dir)
         sup = Supervisor(
             settings,
             opened.db,

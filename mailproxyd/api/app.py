@@ -20,6 +20,7 @@ from mailproxyd.api.auth import authenticate
 from mailproxyd.api.params import check_nul_free
 from mailproxyd.api.registry import ROUTES, RouteSpec
 from mailproxyd.api.responses import json_response
+from mailproxyd.drivers import metrics
 
 MIB = 1024 * 1024
 
@@ -149,7 +150,20 @@ def create_app(ctx: Any) -> QuartTrio:
                 response.headers["Connection"] = "close"
         return response
 
+    templates = {
+        f"{spec.operation_id}_{spec.method.lower()}": spec.path
+        for spec in ROUTES
+        if not spec.websocket
+    }
+
+    async def count_request(response: Response) -> Response:
+        # Labelled by the route template (§14), never by the path a client made up.
+        endpoint = request.url_rule.endpoint if request.url_rule is not None else None
+        metrics.http_request(templates.get(endpoint or "", "unmatched"), response.status_code)
+        return response
+
     app.after_request(drain_body)
+    app.after_request(count_request)
     app.register_error_handler(HTTPException, on_http_exception)
     app.register_error_handler(Exception, on_exception)
     return app

@@ -229,3 +229,19 @@ FROM events
 WHERE event_id > :after AND event_id <= :upto
   AND (CAST(:tenant_id AS TEXT) IS NULL OR tenant_id = CAST(:tenant_id AS TEXT))
 ORDER BY event_id LIMIT :limit;
+
+-- ---------------------------------------------------------------- metrics (§14)
+
+-- Counting a million queued rows takes longer than a scrape may; statement triggers keep the
+-- count as a sum of deltas instead (queue_count, migration 2).
+-- name: gauge_pending
+SELECT coalesce(sum(delta), 0) AS n FROM queue_count;
+
+-- name: queue_count_rows
+SELECT count(*) FROM queue_count;
+
+-- Fold the deltas into one row. Rows inserted by transactions still running are not seen and
+-- stay; two foldings at once each fold only what they deleted.
+-- name: queue_count_fold
+WITH gone AS (DELETE FROM queue_count RETURNING delta)
+INSERT INTO queue_count (delta) SELECT coalesce(sum(delta), 0) FROM gone;

@@ -213,7 +213,7 @@ WHERE pk = :pk AND status = 'error';
 -- ---------------------------------------------------------------- queue: dispatch
 
 -- name: claim_gate
-SELECT t.active AS tenant_active,
+SELECT t.active AS tenant_active, t.name AS tenant_name,
        (SELECT count(*) FROM suspensions s
         WHERE s.tenant_id = t.id AND s.batch_code = '*') AS whole_suspended,
        (SELECT count(*) FROM accounts a
@@ -558,3 +558,34 @@ LIMIT :limit;
 
 -- name: command_purge
 DELETE FROM command_log WHERE command_ts < :before;
+
+-- ---------------------------------------------------------------- metrics (§14)
+
+-- Queued and in flight; both parts are read from partial indexes, not the whole table.
+-- name: gauge_pending
+SELECT (SELECT count(*) FROM messages WHERE ready_ts IS NOT NULL)
+     + (SELECT count(*) FROM messages WHERE status = 'sending') AS n;
+
+-- The oldest ready deferral: its deferred_ts is its ready time.
+-- name: gauge_oldest_ready_deferred
+SELECT min(ready_ts) FROM messages WHERE status = 'deferred' AND ready_ts <= :now;
+
+-- The oldest pending message: the first by seq of each (account, priority) run of the queue
+-- index, so the cost grows with the number of accounts, not with the queue.
+-- name: gauge_oldest_pending
+SELECT min((SELECT m.created_at FROM messages m
+            WHERE m.tenant_id = a.tenant_id AND m.account_id = a.id AND m.priority = p.priority
+              AND m.ready_ts = 0
+            ORDER BY m.seq LIMIT 1)) AS created_at
+FROM accounts a,
+     (SELECT 0 AS priority UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3) p;
+
+-- name: gauge_unreported
+SELECT t.id AS tenant_id,
+       (SELECT count(*) FROM events e
+        WHERE e.tenant_id = t.id AND e.reported_ts IS NULL) AS n
+FROM tenants t;
+
+-- name: metric_accounts
+SELECT a.tenant_id, t.name AS tenant_name, a.id AS account_id
+FROM accounts a JOIN tenants t ON t.id = a.tenant_id;

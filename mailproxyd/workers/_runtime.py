@@ -240,6 +240,10 @@ async def _main(kind: str, index: int, body: WorkerBody, log: logging.Logger) ->
 
     settings = Settings.from_json(os.environ[SETTINGS_ENV])
     logsetup.set_level(settings.log_level)
+    if settings.metrics_dir:
+        from mailproxyd.drivers import metrics
+
+        metrics.activate(settings.metrics_dir)
     fd = int(os.environ[FD_ENV])
     channel = Channel.from_socket(socket.socket(fileno=fd))
     first = await channel.receive()

@@ -1,0 +1,36 @@
+"""What the metrics read from the database at scrape time (contract §14).
+
+Nothing here scans the queue: the pending count comes from partial indexes (SQLite) or a
+trigger-maintained sum (PostgreSQL), the queue age from the first row of each queue-index
+run, the unreported events from their partial index.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .database import Tx
+
+# The PostgreSQL delta rows of ``queue_count`` are folded into one when there are more.
+FOLD_AT = 1000
+
+
+def queue_gauges(tx: Tx, now: float) -> dict[str, Any]:
+    """``pending`` (pending, deferred or sending), ``queue_age`` (seconds, 0 when nothing is
+    ready) and ``unreported`` (events not yet acknowledged, per tenant)."""
+    if tx.backend == "postgres" and int(tx.value("queue_count_rows") or 0) > FOLD_AT:
+        tx.execute("queue_count_fold")
+    pending = int(tx.value("gauge_pending") or 0)
+    oldest = [
+        tx.value("gauge_oldest_ready_deferred", {"now": now}),
+        tx.value("gauge_oldest_pending"),
+    ]
+    ready_since = min((float(ts) for ts in oldest if ts is not None), default=None)
+    age = max(0.0, now - ready_since) if ready_since is not None else 0.0
+    unreported = {str(row["tenant_id"]): int(row["n"]) for row in tx.all("gauge_unreported")}
+    return {"pending": pending, "queue_age": age, "unreported": unreported}
+
+
+def metric_accounts(tx: Tx) -> list[dict[str, Any]]:
+    """Every account with its tenant's name: the series that exist from the start."""
+    return tx.all("metric_accounts")
