@@ -628,6 +628,16 @@ def reload_settings(current: Settings) -> tuple[Settings, list[str], list[str]]:
     return dataclasses.replace(fresh, **kept, sources=sources), changed, restart
 
 
+def masked_url(url: str) -> str:
+    """``url`` with the password of its user part replaced by ``********``."""
+    if not _url_has_password(url):
+        return url
+    scheme, rest = url.split("://", 1)
+    netloc, slash, path = rest.partition("/")
+    userinfo, host = netloc.rsplit("@", 1)
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:********@{host}{slash}{path}"
+
+
 def display_value(spec: Spec, value: object) -> str:
     """A value as ``config show`` prints it: secrets masked, passwords in URLs hidden."""
     if value is None:
@@ -635,9 +645,7 @@ def display_value(spec: Spec, value: object) -> str:
     if spec.secret:
         return "********"
     if isinstance(value, str) and _url_has_password(value):
-        scheme, rest = value.split("://", 1)
-        userinfo, host = rest.split("@", 1)
-        return f"{scheme}://{userinfo.split(':', 1)[0]}:********@{host}"
+        return masked_url(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, tuple):

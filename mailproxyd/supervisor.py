@@ -305,11 +305,16 @@ class Supervisor:
                 socket_path=self.socket_path,
                 started_at=self.started_at,
             )
+        from mailproxyd.settings import masked_url
+
+        host = str(self.settings.host)
+        bound = f"[{host}]" if ":" in host and not host.startswith("[") else host
         _log.info(
-            "node %s ready: serving on %s:%s with %d sender(s)",
+            "mail-proxy %s ready: node %s, database %s, listening on %s, %d sender(s)",
+            __version__,
             self.settings.node_id,
-            self.settings.host,
-            self.settings.port,
+            masked_url(self.settings.database),
+            f"{bound}:{self.settings.port}",
             self.table.expected_senders,
         )
         self.notifier.ready(self._status_line())
@@ -570,7 +575,12 @@ def run_node(settings: Settings, *, log_file: Path | None = None) -> int:
     Raises ``ConfigError``/``StartRefused`` (exit 2), ``DatabaseUnavailable``/``NodeFailed``
     (exit 1) for failures the caller reports as ``error: <message>``.
     """
-    logsetup.configure("supervisor", settings.log_level, file=log_file)
+    logsetup.configure(
+        "supervisor",
+        settings.log_level,
+        file=log_file,
+        journal=logsetup.stderr_is_journal(settings.environ),
+    )
     return trio.run(_run, settings, log_file is not None)
 
 

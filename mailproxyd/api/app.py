@@ -21,6 +21,7 @@ from mailproxyd.api.params import check_nul_free
 from mailproxyd.api.registry import ROUTES, RouteSpec
 from mailproxyd.api.responses import json_response
 from mailproxyd.drivers import metrics
+from mailproxyd.services.admin import ACTOR
 
 MIB = 1024 * 1024
 
@@ -65,6 +66,8 @@ def _http_view(ctx: Any, spec: RouteSpec, app: QuartTrio) -> Any:
             raise api_errors.request_too_large(limit // MIB)
         principal = await authenticate(ctx, spec.role)
         check_nul_free(path)
+        who = "admin" if principal.is_admin else f"tenant {principal.tenant_id}"
+        ACTOR.set(f"api {who} from {request.remote_addr}")
         result: Response = await spec.handler(ctx, principal, **path)
         return result
 

@@ -218,7 +218,11 @@ def run_worker(kind: str, body: WorkerBody, argv: list[str] | None = None) -> No
     parser.add_argument("--index", type=int, default=0)
     args = parser.parse_args(argv)
     label = kind if kind != "sender" else f"sender-{args.index}"
-    log = logsetup.configure(label, os.environ.get("GMP_LOG_LEVEL", "INFO"))
+    log = logsetup.configure(
+        label,
+        os.environ.get("GMP_LOG_LEVEL", "INFO"),
+        journal=logsetup.stderr_is_journal(os.environ),
+    )
     _watch_parent()
     try:
         code = trio.run(_main, kind, args.index, body, log)

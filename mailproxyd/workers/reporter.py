@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import trio
 
+from mailproxyd.drivers import metrics
 from mailproxyd.drivers.http import SyncClient
 from mailproxyd.services import report
 from mailproxyd.workers._runtime import WorkerContext, run_worker
@@ -24,6 +25,7 @@ async def reporter_body(
             settings=ctx.settings,
             client=client,
             owner=ctx.owner,
+            observe=metrics.sync_call,
         )
         ctx.on_reload.append(lambda new: setattr(rctx, "settings", new))
         task_status.started()
