@@ -232,13 +232,21 @@ ORDER BY event_id LIMIT :limit;
 
 -- ---------------------------------------------------------------- metrics (§14)
 
--- Counting a million queued rows takes longer than a scrape may; statement triggers keep the
--- count as a sum of deltas instead (queue_count, migration 2).
--- name: gauge_pending
-SELECT coalesce(sum(delta), 0) AS n FROM queue_count;
-
--- name: queue_count_rows
-SELECT count(*) FROM queue_count;
+-- As the common query, but the pending count is the sum of the deltas kept by statement
+-- triggers (queue_count, migration 2): counting a million queued rows takes longer than a
+-- scrape may. count_rows tells when to fold them.
+-- name: gauge_queue
+SELECT (SELECT coalesce(sum(delta), 0) FROM queue_count) AS pending,
+       (SELECT min(ready_ts) FROM messages
+        WHERE status = 'deferred' AND ready_ts <= :now) AS oldest_deferred,
+       (SELECT min((SELECT m.created_at FROM messages m
+                    WHERE m.tenant_id = a.tenant_id AND m.account_id = a.id
+                      AND m.priority = p.priority AND m.ready_ts = 0
+                    ORDER BY m.seq LIMIT 1))
+        FROM accounts a,
+             (SELECT 0 AS priority UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3) p
+       ) AS oldest_pending,
+       (SELECT count(*) FROM queue_count) AS count_rows;
 
 -- Fold the deltas into one row. Rows inserted by transactions still running are not seen and
 -- stay; two foldings at once each fold only what they deleted.

@@ -561,24 +561,23 @@ DELETE FROM command_log WHERE command_ts < :before;
 
 -- ---------------------------------------------------------------- metrics (§14)
 
--- Queued and in flight; both parts are read from partial indexes, not the whole table.
--- name: gauge_pending
+-- One round trip for the queue gauges. pending: queued and in flight, both parts read from
+-- partial indexes, not the whole table. oldest_deferred: the oldest due deferral (its
+-- deferred_ts is its ready time). oldest_pending: the first by seq of each (account, priority)
+-- run of the queue index, so the cost grows with the number of accounts, not with the queue.
+-- name: gauge_queue
 SELECT (SELECT count(*) FROM messages WHERE ready_ts IS NOT NULL)
-     + (SELECT count(*) FROM messages WHERE status = 'sending') AS n;
-
--- The oldest ready deferral: its deferred_ts is its ready time.
--- name: gauge_oldest_ready_deferred
-SELECT min(ready_ts) FROM messages WHERE status = 'deferred' AND ready_ts <= :now;
-
--- The oldest pending message: the first by seq of each (account, priority) run of the queue
--- index, so the cost grows with the number of accounts, not with the queue.
--- name: gauge_oldest_pending
-SELECT min((SELECT m.created_at FROM messages m
-            WHERE m.tenant_id = a.tenant_id AND m.account_id = a.id AND m.priority = p.priority
-              AND m.ready_ts = 0
-            ORDER BY m.seq LIMIT 1)) AS created_at
-FROM accounts a,
-     (SELECT 0 AS priority UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3) p;
+       + (SELECT count(*) FROM messages WHERE status = 'sending') AS pending,
+       (SELECT min(ready_ts) FROM messages
+        WHERE status = 'deferred' AND ready_ts <= :now) AS oldest_deferred,
+       (SELECT min((SELECT m.created_at FROM messages m
+                    WHERE m.tenant_id = a.tenant_id AND m.account_id = a.id
+                      AND m.priority = p.priority AND m.ready_ts = 0
+                    ORDER BY m.seq LIMIT 1))
+        FROM accounts a,
+             (SELECT 0 AS priority UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3) p
+       ) AS oldest_pending,
+       0 AS count_rows;
 
 -- name: gauge_unreported
 SELECT t.id AS tenant_id,

@@ -18,17 +18,14 @@ FOLD_AT = 1000
 def queue_gauges(tx: Tx, now: float) -> dict[str, Any]:
     """``pending`` (pending, deferred or sending), ``queue_age`` (seconds, 0 when nothing is
     ready) and ``unreported`` (events not yet acknowledged, per tenant)."""
-    if tx.backend == "postgres" and int(tx.value("queue_count_rows") or 0) > FOLD_AT:
-        tx.execute("queue_count_fold")
-    pending = int(tx.value("gauge_pending") or 0)
-    oldest = [
-        tx.value("gauge_oldest_ready_deferred", {"now": now}),
-        tx.value("gauge_oldest_pending"),
-    ]
+    row = tx.one("gauge_queue", {"now": now}) or {}
+    oldest = [row.get("oldest_deferred"), row.get("oldest_pending")]
     ready_since = min((float(ts) for ts in oldest if ts is not None), default=None)
     age = max(0.0, now - ready_since) if ready_since is not None else 0.0
-    unreported = {str(row["tenant_id"]): int(row["n"]) for row in tx.all("gauge_unreported")}
-    return {"pending": pending, "queue_age": age, "unreported": unreported}
+    unreported = {str(r["tenant_id"]): int(r["n"]) for r in tx.all("gauge_unreported")}
+    if int(row.get("count_rows") or 0) > FOLD_AT:
+        tx.execute("queue_count_fold")
+    return {"pending": int(row.get("pending") or 0), "queue_age": age, "unreported": unreported}
 
 
 def metric_accounts(tx: Tx) -> list[dict[str, Any]]:

@@ -1,0 +1,247 @@
+"""Scrape cost: ``GET /metrics`` of a real node with 1,000,000 queued messages on PostgreSQL
+(issue 18; goal: under 100 ms).
+
+    .venv/bin/python -m bench.metrics_scrape [--count 1000000] [--rounds 5]
+                                             [--pg-url postgresql://postgres@127.0.0.1:5432/postgres]
+
+A throw-away database gets 10 tenants of 10 accounts each and ``--count`` queued messages spread
+over them (nine in ten pending, one in ten deferred, half of those already due) plus 10,000
+unacknowledged events, bulk-loaded with COPY (so the queue-count triggers see them as the
+product's own writes would). Then a real node (``mail-proxy serve``, scheduler inactive so
+nothing drains) is started on it and ``/metrics`` is fetched over HTTP:
+
+* cold: the database gauges are read for the scrape (the cache of at most 5 s has expired),
+  ``--rounds`` times, 5.1 s apart;
+* warm: 30 scrapes in a row, served from that cache.
+
+The gauge read alone (``store.gauges.queue_gauges`` in this process) is timed beside it. Prints
+minimum, median and maximum in milliseconds; the database is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+from mailproxyd.core.crypto import SecretBox
+from mailproxyd.store import Database, accounts, gauges, meta, open_database, tenants
+
+ROOT = Path(__file__).resolve().parents[1]
+NOW = time.time()
+TENANTS = 10
+ACCOUNTS = 10
+EVENTS = 10_000
+GOAL_MS = 100.0
+TOKEN = "bench-metrics-admin-token"
+PAYLOAD = (
+    '{"id":"x","from":"shop@acme.example","to":["ann@example.org"],"subject":"Hi","body":"Hello"}'
+)
+COLUMNS = (
+    "tenant_id, id, account_id, priority, seq, status, ready_ts, deferred_ts, message_id, "
+    "payload, created_at, updated_at"
+)
+
+
+def _rows(n: int) -> Iterator[tuple[Any, ...]]:
+    for i in range(1, n + 1):
+        tenant = f"t{i % TENANTS}"
+        account = f"a{(i // TENANTS) % ACCOUNTS}"
+        created = NOW - 3600 + i * 0.001
+        if i % 10 == 0:
+            due = NOW - 60 if i % 20 == 0 else NOW + 3600
+            status, ready, deferred = "deferred", due, due
+        else:
+            status, ready, deferred = "pending", 0.0, None
+        yield (
+            tenant,
+            f"m{i}",
+            account,
+            i % 4,
+            i,
+            status,
+            ready,
+            deferred,
+            f"<m{i}@bench.example>",
+            PAYLOAD,
+            created,
+            created,
+        )
+
+
+def _prepare(db: Database) -> None:
+    with db.transaction() as tx:
+        for t in range(TENANTS):
+            tenants.create_or_replace(
+                tx, {"id": f"t{t}", "name": f"Tenant {t}", "client_base_url": "http://x"}, NOW
+            )
+            for a in range(ACCOUNTS):
+                accounts.create_or_replace(
+                    tx, f"t{t}", {"id": f"a{a}", "host": "127.0.0.1", "port": 9}, NOW
+                )
+        meta.set_scheduler_active(tx, False)
+
+
+@contextlib.contextmanager
+def _database(n: int, admin_url: str, box: SecretBox) -> Iterator[str]:
+    name = f"mp_bench_metrics_{secrets.token_hex(4)}"
+    url = admin_url.rpartition("/")[0] + "/" + name
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        db = open_database(url, box=box)
+        _prepare(db)
+        db.close()
+        with psycopg.connect(url) as conn:
+            # Several COPYs, as ingest would write them: each statement adds one count row.
+            rows = _rows(n)
+            while True:
+                chunk = [row for _, row in zip(range(100_000), rows, strict=False)]
+                if not chunk:
+                    break
+                with conn.cursor() as cur, cur.copy(f"COPY messages ({COLUMNS}) FROM STDIN") as cp:
+                    for row in chunk:
+                        cp.write_row(row)
+            conn.execute("SELECT setval('message_seq', %s)", (n,))
+            conn.execute(
+                "INSERT INTO events (message_pk, tenant_id, id, account_id, priority, event_type,"
+                " event_ts) SELECT pk, tenant_id, id, account_id, priority, 'deferred', %s"
+                " FROM messages WHERE status = 'deferred' LIMIT %s",
+                (NOW, EVENTS),
+            )
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("VACUUM ANALYZE")
+        yield url
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _node(url: str) -> Iterator[str]:
+    port = _free_port()
+    with tempfile.TemporaryDirectory(prefix="mp-bench-") as tmp:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("GMP_", "MAIL_PROXY_"))}
+        env.update(
+            {
+                "GMP_DATABASE_URL": url,
+                "GMP_API_TOKEN": TOKEN,
+                "GMP_HOST": "127.0.0.1",
+                "GMP_PORT": str(port),
+                "GMP_SENDER_PROCESSES": "1",
+                "GMP_SCHEDULER_ACTIVE": "false",
+                "GMP_LOG_LEVEL": "WARNING",
+                "MAIL_PROXY_HOME": tmp,
+                "XDG_RUNTIME_DIR": tmp,
+                "PYTHONPATH": str(ROOT),
+            }
+        )
+        log = open(os.path.join(tmp, "node.log"), "wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mailproxyd.cli", "serve"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                if process.poll() is not None:
+                    raise SystemExit(f"node exited: {Path(tmp, 'node.log').read_text()}")
+                try:
+                    if httpx.get(base + "/health", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise SystemExit("node not ready after 60 s")
+                time.sleep(0.2)
+            yield base
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+            log.close()
+
+
+def _ms(values: list[float]) -> str:
+    return f"{min(values):8.1f} {statistics.median(values):8.1f} {max(values):8.1f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--pg-url",
+        default=os.environ.get(
+            "MAIL_PROXY_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
+    )
+    args = parser.parse_args(argv)
+    box = SecretBox(secrets.token_bytes(32))
+    started = time.perf_counter()
+    with _database(args.count, args.pg_url, box) as url:
+        print(f"# {args.count:,} queued messages loaded in {time.perf_counter() - started:.1f} s")
+        db = open_database(url, box=box)
+        direct = []
+        for _ in range(args.rounds * 2):
+            t0 = time.perf_counter()
+            with db.transaction(write=False) as tx:
+                found = gauges.queue_gauges(tx, time.time())
+            direct.append((time.perf_counter() - t0) * 1000)
+        db.close()
+        print(f"# gauges: pending={found['pending']:,} queue_age={found['queue_age']:.0f} s")
+        cold: list[float] = []
+        warm: list[float] = []
+        with _node(url) as base, httpx.Client(headers={"X-API-Token": TOKEN}) as client:
+            client.get(base + "/metrics").raise_for_status()  # connection and first import
+            for _ in range(args.rounds):
+                time.sleep(5.1)  # past the gauge cache
+                t0 = time.perf_counter()
+                answer = client.get(base + "/metrics")
+                cold.append((time.perf_counter() - t0) * 1000)
+                answer.raise_for_status()
+            for _ in range(30):
+                t0 = time.perf_counter()
+                client.get(base + "/metrics").raise_for_status()
+                warm.append((time.perf_counter() - t0) * 1000)
+            assert f"gmp_pending_messages {float(args.count)}" in answer.text, answer.text[:500]
+    print()
+    print(f"{'ms':<34} {'min':>8} {'median':>8} {'max':>8}")
+    print(f"{'gauge read (in process)':<34} {_ms(direct)}")
+    print(f"{'/metrics, gauges read (cold)':<34} {_ms(cold)}")
+    print(f"{'/metrics, gauges cached (warm)':<34} {_ms(warm)}")
+    ok = statistics.median(cold) < GOAL_MS
+    print(f"goal: cold scrape under {GOAL_MS:.0f} ms: {'met' if ok else 'NOT met'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
