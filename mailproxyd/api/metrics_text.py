@@ -8,6 +8,7 @@ lists the accounts whose series must exist at zero from the start.
 
 from __future__ import annotations
 
+import logging
 import time
 import weakref
 from typing import Any
@@ -15,9 +16,12 @@ from typing import Any
 import trio
 
 from mailproxyd.drivers import metrics
+from mailproxyd.errors import DatabaseUnavailable
 from mailproxyd.store import gauges as store_gauges
 
 GAUGE_TTL = 5.0
+
+log = logging.getLogger("mailproxyd.api.metrics")
 
 
 class _Cache:
@@ -35,12 +39,18 @@ def _read(tx: Any, *, now: float) -> tuple[dict[str, Any], list[dict[str, Any]]]
     return store_gauges.queue_gauges(tx, now), store_gauges.metric_accounts(tx)
 
 
-async def _gauges(ctx: Any) -> metrics.Gauges:
+async def _gauges(ctx: Any) -> metrics.Gauges | None:
     cache = _caches.setdefault(ctx, _Cache())
     async with cache.lock:
         if cache.gauges is None or time.monotonic() - cache.at >= GAUGE_TTL:
             now = float(getattr(ctx, "now", time.time)())
-            values, accounts = await ctx.db.run(_read, now=now, write=False)
+            try:
+                values, accounts = await ctx.db.run(_read, now=now, write=False)
+            except DatabaseUnavailable:
+                # The counts are still worth a scrape; gauges nobody can read are left out
+                # rather than shown stale.
+                log.warning("metrics: database unavailable; gauges left out of this scrape")
+                return None
             cache.gauges = metrics.Gauges(
                 pending=values["pending"],
                 queue_age=values["queue_age"],

@@ -162,18 +162,20 @@ def delivery(
     *,
     rate_limited: bool = False,
     smtp_seconds: float | None = None,
+    count: int = 1,
 ) -> None:
-    """Count one recorded outcome: ``kind`` is ``sent``, ``deferred`` or ``error``."""
+    """Count ``count`` recorded outcomes: ``kind`` is ``sent``, ``deferred`` or ``error``
+    (anything else counts nothing but the SMTP attempt's duration)."""
     m = _get()
     values = labels.values()
     if kind == "sent":
-        m.sent.labels(*values).inc()
+        m.sent.labels(*values).inc(count)
     elif kind == "deferred":
-        m.deferred.labels(*values).inc()
+        m.deferred.labels(*values).inc(count)
     elif kind == "error":
-        m.errors.labels(*values).inc()
+        m.errors.labels(*values).inc(count)
     if rate_limited:
-        m.rate_limited.labels(*values).inc()
+        m.rate_limited.labels(*values).inc(count)
     if smtp_seconds is not None:
         m.send_duration.labels(labels.tenant_id, labels.account_id).observe(max(0.0, smtp_seconds))
 
@@ -234,10 +236,11 @@ class _GaugeCollector:
         yield unreported
 
 
-def render(gauges: Gauges) -> bytes:
+def render(gauges: Gauges | None) -> bytes:
     """The Prometheus text of a scrape: every process's counts plus ``gauges`` (blocking)."""
     registry = CollectorRegistry()
-    registry.register(_GaugeCollector(gauges))
+    if gauges is not None:
+        registry.register(_GaugeCollector(gauges))
     if _directory is None:
         for metric in _get_all():
             registry.register(metric)

@@ -255,4 +255,11 @@ def test_metrics_token(daemon: Daemon) -> None:
     # The metrics token opens nothing else.
     other = httpx.get(node.url + "/status", headers={"X-API-Token": "metrics-secret-123"})
     assert other.status_code == 401
-    assert "metrics-secret-123" not in node.log()
+    # Refusals are logged with where they came from, never with the token (§4.2).
+    wait_for(
+        lambda: "authentication failed (metrics token): remote=127.0.0.1" in node.log(),
+        5,
+        interval=0.1,
+        what="the refusal line",
+    )
+    assert "metrics-secret-123" not in node.log() and "wrong" not in node.log()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from quart import Response, request
@@ -13,6 +14,8 @@ from mailproxyd.api.registry import TENANT_ID, route
 from mailproxyd.api.responses import json_response
 from mailproxyd.core.crypto import tokens_equal
 from mailproxyd.services import admin
+
+log = logging.getLogger("mailproxyd.api.auth")
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -88,6 +91,11 @@ def _metrics_authorized(ctx: Any) -> bool:
 )
 async def metrics(ctx: Any, principal: Principal) -> Response:
     if not _metrics_authorized(ctx):
+        # Never the token itself (§4.2): where the attempt came from and what it wanted.
+        log.info(
+            "authentication failed (metrics token): remote=%s route=GET /metrics",
+            request.remote_addr,
+        )
         raise unauthorized()
     from mailproxyd.api.metrics_text import render
 
