@@ -551,6 +551,8 @@ async def _run(settings: Settings, log_to_file: bool) -> int:
         # The node's counts start at zero: files left by an earlier run are stale. Only now,
         # with the control socket ours, is no other node of this name using the directory.
         await trio.to_thread.run_sync(metrics.reset_directory, settings.metrics_dir)
+        # Use cases run here too (control methods, the CLI): their counts join the node's.
+        metrics.activate(settings.metrics_dir)
         sup = Supervisor(
             settings,
             opened.db,
