@@ -140,7 +140,7 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _node(url: str) -> Iterator[str]:
+def _node(url: str) -> Iterator[tuple[str, int]]:
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="mp-bench-") as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("GMP_", "MAIL_PROXY_"))}
@@ -181,7 +181,7 @@ def _node(url: str) -> Iterator[str]:
                 if time.monotonic() > deadline:
                     raise SystemExit("node not ready after 60 s")
                 time.sleep(0.2)
-            yield base
+            yield base, process.pid
         finally:
             process.send_signal(signal.SIGTERM)
             try:
@@ -189,6 +189,43 @@ def _node(url: str) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
             log.close()
+
+
+def _api_worker(node_pid: int) -> int:
+    """The pid of the node's api worker (a child running ``mailproxyd.workers.api``)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path("/proc", entry, "cmdline").read_bytes()
+            ppid = int(Path("/proc", entry, "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == node_pid and b"mailproxyd.workers.api" in cmdline:
+            return int(entry)
+    raise SystemExit("api worker not found")
+
+
+def _cpu_ms(pid: int) -> float:
+    """User plus system CPU time of a process so far, in milliseconds."""
+    fields = Path("/proc", str(pid), "stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def _server_ms(url: str) -> float:
+    """Execution time reported by PostgreSQL for the scrape's queries, in milliseconds."""
+    from mailproxyd.store._queries import queries_for
+
+    sql = queries_for("postgres")
+    total = 0.0
+    with psycopg.connect(url) as conn:
+        for name in ("gauge_queue", "gauge_unreported", "metric_accounts"):
+            plan = conn.execute(
+                "EXPLAIN (ANALYZE, FORMAT JSON) " + sql[name], {"now": time.time()}
+            ).fetchone()
+            assert plan is not None
+            total += float(plan[0][0]["Execution Time"])
+    return total
 
 
 def _ms(values: list[float]) -> str:
@@ -221,18 +258,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# gauges: pending={found['pending']:,} queue_age={found['queue_age']:.0f} s")
         cold: list[float] = []
         warm: list[float] = []
-        with _node(url) as base, httpx.Client(headers={"X-API-Token": TOKEN}) as client:
+        server = [_server_ms(url) for _ in range(args.rounds)]
+        cold_cpu: list[float] = []
+        warm_cpu: list[float] = []
+        with _node(url) as (base, node_pid), httpx.Client(headers={"X-API-Token": TOKEN}) as client:
             client.get(base + "/metrics").raise_for_status()  # connection and first import
+            api = _api_worker(node_pid)
             for _ in range(args.rounds):
                 time.sleep(5.1)  # past the gauge cache
-                t0 = time.perf_counter()
+                c0, t0 = _cpu_ms(api), time.perf_counter()
                 answer = client.get(base + "/metrics")
                 cold.append((time.perf_counter() - t0) * 1000)
+                cold_cpu.append(_cpu_ms(api) - c0)
                 answer.raise_for_status()
+            c0 = _cpu_ms(api)
             for _ in range(30):
                 t0 = time.perf_counter()
                 client.get(base + "/metrics").raise_for_status()
                 warm.append((time.perf_counter() - t0) * 1000)
+            warm_cpu.append((_cpu_ms(api) - c0) / 30)
             pending = next(
                 s.value
                 for family in text_string_to_metric_families(answer.text)
@@ -245,6 +289,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'gauge read (in process)':<34} {_ms(direct)}")
     print(f"{'/metrics, gauges read (cold)':<34} {_ms(cold)}")
     print(f"{'/metrics, gauges cached (warm)':<34} {_ms(warm)}")
+    print(f"{'PostgreSQL execution (EXPLAIN)':<34} {_ms(server)}")
+    print(f"{'api worker CPU per cold scrape':<34} {_ms(cold_cpu)}")
+    print(f"{'api worker CPU per warm scrape':<34} {_ms(warm_cpu)}")
+    load = os.getloadavg()
+    print(f"# load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} CPUs")
     ok = statistics.median(cold) < GOAL_MS
     print(f"goal: cold scrape under {GOAL_MS:.0f} ms: {'met' if ok else 'NOT met'}")
     return 0 if ok else 1

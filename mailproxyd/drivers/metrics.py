@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import glob
+import json
 import os
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
@@ -30,6 +31,7 @@ from prometheus_client import values as _values
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.utils import floatToGoString
 
 SEND_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 SYNC_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -238,16 +240,126 @@ class _GaugeCollector:
 
 def render(gauges: Gauges | None) -> bytes:
     """The Prometheus text of a scrape: every process's counts plus ``gauges`` (blocking)."""
-    registry = CollectorRegistry()
-    if gauges is not None:
-        registry.register(_GaugeCollector(gauges))
     if _directory is None:
+        registry = CollectorRegistry()
+        if gauges is not None:
+            registry.register(_GaugeCollector(gauges))
         for metric in _get_all():
             registry.register(metric)
         return generate_latest(registry)
-    MultiProcessCollector(registry, path=_directory)
     with _locked(_directory, exclusive=False):
-        return generate_latest(registry)
+        families = _read_directory(_directory)
+    parts = [_gauge_text(gauges)] if gauges is not None else []
+    parts.extend(family.text() for family in families.values())
+    return "".join(parts).encode("utf-8")
+
+
+# --- the multiprocess files, read fast ------------------------------------------------------
+#
+# prometheus_client's own reader (MultiProcessCollector + generate_latest) re-parses every
+# key's JSON and re-validates every label on every scrape: about 60 ms of CPU for a hundred
+# accounts. Keys never change once written, so here each is parsed and its label text built
+# once per process; a scrape only adds up the values and writes the lines.
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    metric: str  # gmp_send_duration_seconds
+    sample: str  # gmp_send_duration_seconds_bucket
+    help: str
+    labels: str  # the label text without ``le``: 'account_id="smtp1",tenant_id="acme"'
+    le: float | None  # a histogram bucket's bound
+
+
+_keys: dict[str, _Key] = {}
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _parse_key(raw: str) -> _Key:
+    found = _keys.get(raw)
+    if found is None:
+        metric, sample, labels, help_text = json.loads(raw)
+        le = labels.pop("le", None)
+        text = ",".join(f'{k}="{_escape(str(v))}"' for k, v in sorted(labels.items()))
+        found = _keys[raw] = _Key(
+            metric, sample, help_text, text, float(le) if le is not None else None
+        )
+    return found
+
+
+class _Family:
+    def __init__(self, typ: str, key: _Key) -> None:
+        self.typ = typ
+        self.name = key.metric
+        self.help = key.help
+        self.samples: dict[tuple[str, str], float] = {}
+        self.buckets: dict[str, dict[float, float]] = {}
+
+    def text(self) -> str:
+        help_text = self.help.replace("\\", "\\\\").replace("\n", "\\n")
+        if self.typ == "counter":
+            head = f"# HELP {self.name}_total {help_text}\n# TYPE {self.name}_total counter\n"
+        else:
+            head = f"# HELP {self.name} {help_text}\n# TYPE {self.name} histogram\n"
+        lines = [head]
+        for (sample, labels), value in self.samples.items():
+            lines.append(f"{sample}{{{labels}}} {floatToGoString(value)}\n")
+        for labels, buckets in self.buckets.items():
+            total = 0.0
+            sep = "," if labels else ""
+            for bound in sorted(buckets):
+                total += buckets[bound]
+                lines.append(
+                    f'{self.name}_bucket{{{labels}{sep}le="{floatToGoString(bound)}"}} '
+                    f"{floatToGoString(total)}\n"
+                )
+            lines.append(f"{self.name}_count{{{labels}}} {floatToGoString(total)}\n")
+        return "".join(lines)
+
+
+def _read_directory(directory: str) -> dict[str, _Family]:
+    families: dict[str, _Family] = {}
+    for path in glob.glob(os.path.join(directory, "*.db")):
+        typ = os.path.basename(path).split("_", 1)[0]
+        if typ not in ("counter", "histogram"):
+            continue  # no process of ours writes gauges or summaries
+        try:
+            entries = MmapedDict.read_all_values_from_file(path)
+        except FileNotFoundError:
+            continue
+        for raw, value, _timestamp, _pos in entries:
+            key = _parse_key(raw)
+            family = families.get(key.metric)
+            if family is None:
+                family = families[key.metric] = _Family(typ, key)
+            if key.le is not None:
+                buckets = family.buckets.setdefault(key.labels, {})
+                buckets[key.le] = buckets.get(key.le, 0.0) + value
+            else:
+                slot = (key.sample, key.labels)
+                family.samples[slot] = family.samples.get(slot, 0.0) + value
+    return families
+
+
+def _gauge_text(g: Gauges) -> str:
+    lines = [
+        "# HELP gmp_pending_messages Messages not yet sent or failed.\n",
+        "# TYPE gmp_pending_messages gauge\n",
+        f"gmp_pending_messages {floatToGoString(g.pending)}\n",
+        "# HELP gmp_queue_age_seconds Age of the oldest ready message; 0 when none.\n",
+        "# TYPE gmp_queue_age_seconds gauge\n",
+        f"gmp_queue_age_seconds {floatToGoString(g.queue_age)}\n",
+        "# HELP gmp_unreported_events Events not yet acknowledged.\n",
+        "# TYPE gmp_unreported_events gauge\n",
+    ]
+    for tenant_id, count in sorted(g.unreported.items()):
+        lines.append(
+            f'gmp_unreported_events{{tenant_id="{_escape(tenant_id)}"}} {floatToGoString(count)}\n'
+        )
+    return "".join(lines)
 
 
 def _get_all() -> list[Any]:

@@ -89,3 +89,25 @@ def test_counts_of_processes_add_up_and_survive_folding(tmp_path: Path) -> None:
         "counter_archive.db",
         "histogram_archive.db",
     ]
+
+
+REFERENCE = """
+import sys
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+registry = CollectorRegistry()
+MultiProcessCollector(registry, path=sys.argv[1])
+sys.stdout.write(generate_latest(registry).decode())
+"""
+
+
+def test_the_scrape_reads_the_files_as_prometheus_client_does(tmp_path: Path) -> None:
+    directory = str(tmp_path / "metrics")
+    for n in ("2", "5"):
+        _run(WRITER, directory, n)
+    ours = _values(_run(SCRAPER, directory))
+    reference = _values(_run(REFERENCE, directory))
+    gauges = {
+        k: v for k, v in ours.items() if k[0].startswith(("gmp_pending", "gmp_queue", "gmp_unrep"))
+    }
+    assert {k: v for k, v in ours.items() if k not in gauges} == reference
