@@ -239,13 +239,7 @@ ORDER BY event_id LIMIT :limit;
 SELECT (SELECT coalesce(sum(delta), 0) FROM queue_count) AS pending,
        (SELECT min(ready_ts) FROM messages
         WHERE status = 'deferred' AND ready_ts <= :now) AS oldest_deferred,
-       (SELECT min((SELECT m.created_at FROM messages m
-                    WHERE m.tenant_id = a.tenant_id AND m.account_id = a.id
-                      AND m.priority = p.priority AND m.ready_ts = 0
-                    ORDER BY m.seq LIMIT 1))
-        FROM accounts a,
-             (SELECT 0 AS priority UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3) p
-       ) AS oldest_pending,
+       (SELECT min(created_at) FROM messages WHERE status = 'pending') AS oldest_pending,
        (SELECT count(*) FROM queue_count) AS count_rows;
 
 -- Fold the deltas into one row. Rows inserted by transactions still running are not seen and

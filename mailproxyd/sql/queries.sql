@@ -563,27 +563,21 @@ DELETE FROM command_log WHERE command_ts < :before;
 
 -- One round trip for the queue gauges. pending: queued and in flight, both parts read from
 -- partial indexes, not the whole table. oldest_deferred: the oldest due deferral (its
--- deferred_ts is its ready time). oldest_pending: the first by seq of each (account, priority)
--- run of the queue index, so the cost grows with the number of accounts, not with the queue.
+-- deferred_ts is its ready time). oldest_pending: from messages_pending_age.
 -- name: gauge_queue
 SELECT (SELECT count(*) FROM messages WHERE ready_ts IS NOT NULL)
        + (SELECT count(*) FROM messages WHERE status = 'sending') AS pending,
        (SELECT min(ready_ts) FROM messages
         WHERE status = 'deferred' AND ready_ts <= :now) AS oldest_deferred,
-       (SELECT min((SELECT m.created_at FROM messages m
-                    WHERE m.tenant_id = a.tenant_id AND m.account_id = a.id
-                      AND m.priority = p.priority AND m.ready_ts = 0
-                    ORDER BY m.seq LIMIT 1))
-        FROM accounts a,
-             (SELECT 0 AS priority UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3) p
-       ) AS oldest_pending,
+       (SELECT min(created_at) FROM messages WHERE status = 'pending') AS oldest_pending,
        0 AS count_rows;
 
+-- One pass over the unreported-events index, every tenant listed (0 when it has none).
 -- name: gauge_unreported
-SELECT t.id AS tenant_id,
-       (SELECT count(*) FROM events e
-        WHERE e.tenant_id = t.id AND e.reported_ts IS NULL) AS n
-FROM tenants t;
+SELECT t.id AS tenant_id, coalesce(u.n, 0) AS n
+FROM tenants t
+LEFT JOIN (SELECT tenant_id, count(*) AS n FROM events WHERE reported_ts IS NULL
+           GROUP BY tenant_id) u ON u.tenant_id = t.id;
 
 -- name: metric_accounts
 SELECT a.tenant_id, t.name AS tenant_name, a.id AS account_id

@@ -1,4 +1,7 @@
--- mail-proxy migration 2 (PostgreSQL): the queue count behind the pending gauge.
+-- mail-proxy migration 2 (PostgreSQL): what the metrics gauges read (§14).
+
+-- The queue age gauge reads the oldest pending message here instead of scanning.
+CREATE INDEX messages_pending_age ON messages (created_at) WHERE status = 'pending';
 
 -- The number of queued or in-flight messages as a sum of deltas (the pending gauge, §14):
 -- counting a large queue takes longer than a scrape may. One statement trigger per kind of
