@@ -3,8 +3,10 @@ database gauges, and messages failed by an account's deletion counted as errors.
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from mailproxyd.api import metrics_text
 from tests.integration.api.conftest import World
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -84,3 +86,17 @@ def test_requests_are_counted_by_route_template(world: World) -> None:
     # The previous scrape counts too, under its own template.
     assert count(after, "/metrics", "200") >= 1
     assert not [k for k in after if k[0] == "gmp_http_requests_total" and "acme" in str(k)]
+
+
+def test_a_renamed_tenant_gets_series_under_its_new_name(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(metrics_text, "GAUGE_TTL", 0.0)
+    old = _labels("beta", "Beta Corp", "main")
+    assert _get(_samples(world), "gmp_sent_total", **old) is not None
+    r = world.admin.put("/tenant/beta", json={"name": "Beta Renamed"})
+    assert r.status_code == 200, r.text
+    found = _samples(world)
+    # New events carry the name of their time; what was counted under the old name stays.
+    assert _get(found, "gmp_sent_total", **_labels("beta", "Beta Renamed", "main")) == 0
+    assert _get(found, "gmp_sent_total", **old) is not None
