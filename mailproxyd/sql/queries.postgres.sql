@@ -233,7 +233,7 @@ ORDER BY event_id LIMIT :limit;
 -- ---------------------------------------------------------------- metrics (§14)
 
 -- As the common query, but the pending count is the sum of the deltas kept by statement
--- triggers (queue_count, migration 2): counting a million queued rows takes longer than a
+-- triggers (queue_count, migration 3): counting a million queued rows takes longer than a
 -- scrape may. count_rows tells when to fold them.
 -- name: gauge_queue
 SELECT (SELECT coalesce(sum(delta), 0) FROM queue_count) AS pending,
