@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import trio
 
+from mailproxyd.drivers import metrics
 from mailproxyd.drivers.http import SyncClient
 from mailproxyd.services import bounce, report
 from mailproxyd.services.attachments import large
@@ -29,6 +30,7 @@ async def reporter_body(
             settings=ctx.settings,
             client=client,
             owner=ctx.owner,
+            observe=metrics.sync_call,
         )
         ctx.on_reload.append(lambda new: setattr(rctx, "settings", new))
 
