@@ -95,7 +95,6 @@ def _write_one(tx: Any, item: Completion, owner: str) -> bool:
             smtp_code=item.smtp_code,
             refused_recipients=item.refused_recipients,
             outcome_uncertain=item.outcome_uncertain,
-            count_retry=item.count_retry,
         )
     result = leases.release(tx, owner, [pk], item.now)
     return bool(result.get("returned") or result.get("failed"))
