@@ -14,15 +14,14 @@ import msgspec
 from quart import has_websocket_context, request, websocket
 
 from mailproxyd.api.errors import invalid_json
+from mailproxyd.core.limits import DEPTH_PROBLEM, could_be_deep, too_deep
+from mailproxyd.core.limits import MAX_INT as MAX_INT  # re-exported for the routes
 from mailproxyd.errors import ValidationFailed
 
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
 
 _decoder = msgspec.json.Decoder()
-
-#: Integers beyond this cannot be stored (SQLite INTEGER, JSON doubles) and mean nothing here.
-MAX_INT = 2**53 - 1
 
 
 def current() -> Any:
@@ -42,11 +41,12 @@ def decode_object(raw: bytes, *, optional: bool) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise invalid_json()
+    # One nesting limit for every body, before anything walks it (§4.4): every later walk
+    # over client data is bounded by it.
+    if could_be_deep(raw) and too_deep(value):
+        raise invalid_json(f"Request body is {DEPTH_PROBLEM}")
     if b"\\u0000" in raw:
-        try:
-            path = nul_path(value)
-        except RecursionError:
-            raise invalid_json() from None
+        path = nul_path(value)
         if path is not None:
             raise ValidationFailed([(path, NUL_PROBLEM)])
     return value

@@ -36,3 +36,43 @@ def test_admin_with_disagreeing_repeated_tenant_ids_is_a_422(world: World) -> No
     assert r.status_code == 422 and r.json()["field"] == "tenant_id"
     r = world.admin.get("/messages?tenant_id=acme&tenant_id=acme")
     assert r.status_code == 200
+
+
+def _deep(levels: int, leaf: str = "1") -> str:
+    return '{"a":' * (levels - 1) + "[" + leaf + "]" + "}" * (levels - 1)
+
+
+@pytest.mark.parametrize("levels", [33, 900])
+def test_nesting_beyond_32_levels_is_invalid_json_everywhere(world: World, levels: int) -> None:
+    """One limit at decoding (§4.4), wherever the deep value sits (defect 15.2)."""
+    deep = _deep(levels - 1)  # one level more once it sits inside the body object
+    bodies = {
+        "/tenant": '{"id":"t1","unknown":' + deep + "}",
+        "/account": '{"id":"s9","tenant_id":"acme","host":"h","port":25,"oops":' + deep + "}",
+        "/commands/add-messages": '{"messages":[{"id":"m\\u0031","x":' + _deep(levels - 3) + "}]}",
+    }
+    for path, body in bodies.items():
+        r = world.admin.post(path, content=body.encode())
+        assert r.status_code == 400, (path, r.text)
+        assert r.json()["error"] == "invalid_json", (path, r.text)
+        assert "32 levels" in r.json()["detail"]
+
+
+def test_32_levels_are_accepted(world: World) -> None:
+    body = '{"id":"s9","tenant_id":"acme","host":"h","port":25,"oops":' + _deep(31) + "}"
+    r = world.admin.post("/account", content=body.encode())
+    assert r.status_code == 422 and r.json()["field"] == "oops", r.text
+
+
+def test_a_deep_priority_is_refused_and_the_tenant_stays_readable(world: World) -> None:
+    item = '{"id":"deep1","from":"a@acme.example","to":["b@example.org"],"subject":"s","priority":'
+    body = '{"tenant_id":"acme","messages":[' + item + _deep(900) + "}]}"
+    r = world.admin.post("/commands/add-messages", content=body.encode())
+    assert r.status_code == 400 and r.json()["error"] == "invalid_json", r.text
+    assert world.admin.get("/messages?tenant_id=acme").status_code == 200
+    # At the limit the rejection is recorded, and it reads back (§6.9).
+    shallow = '{"tenant_id":"acme","messages":[' + item + _deep(28) + "}]}"
+    r = world.admin.post("/commands/add-messages", content=shallow.encode())
+    assert r.status_code == 400 and r.json()["error"] == "nothing_queued", r.text
+    assert world.admin.get("/messages?tenant_id=acme").status_code == 200
+    assert world.admin.get("/message/deep1?tenant_id=acme").status_code == 200
