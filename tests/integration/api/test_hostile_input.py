@@ -76,3 +76,83 @@ def test_a_deep_priority_is_refused_and_the_tenant_stays_readable(world: World) 
     assert r.status_code == 400 and r.json()["error"] == "nothing_queued", r.text
     assert world.admin.get("/messages?tenant_id=acme").status_code == 200
     assert world.admin.get("/message/deep1?tenant_id=acme").status_code == 200
+
+
+HUGE = 10**30
+TOP = 2**53 - 1
+
+
+def _range(field: str, low: int, high: int = TOP) -> tuple[str, str]:
+    return field, f"{field}: must be an integer between {low} and {high}"
+
+
+@pytest.mark.parametrize("priority", [HUGE, TOP + 1, -1])
+def test_a_cursor_with_numbers_out_of_range_is_a_422(world: World, priority: int) -> None:
+    import base64
+    import json
+
+    cursor = base64.urlsafe_b64encode(json.dumps([priority, 1]).encode()).decode().rstrip("=")
+    r = world.admin.get(f"/messages?tenant_id=acme&cursor={cursor}")
+    assert r.status_code == 422 and r.json()["field"] == "cursor", r.text
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "expected"),
+    [
+        (
+            "/account",
+            {"id": "s9", "tenant_id": "acme", "host": "h", "port": 25, "limit_per_minute": HUGE},
+            _range("limit_per_minute", 0),
+        ),
+        ("/tenant", {"id": "t9", "rate_limits": {"hourly": HUGE}}, _range("rate_limits.hourly", 0)),
+        (
+            "/tenant",
+            {"id": "t9", "rate_limits": {"daily": TOP + 1}},
+            _range("rate_limits.daily", 0),
+        ),
+        (
+            "/commands/cleanup-messages?tenant_id=acme",
+            {"older_than_seconds": HUGE},
+            _range("older_than_seconds", 0),
+        ),
+        ("/tenant/acme/api-key", {"expires_at": HUGE}, _range("expires_at", 0)),
+    ],
+    ids=["account-limit", "tenant-hourly", "tenant-daily", "cleanup", "api-key"],
+)
+def test_integers_beyond_2_53_are_a_422_and_not_stored(
+    world: World, path: str, body: dict[str, object], expected: tuple[str, str]
+) -> None:
+    r = world.admin.post(path, json=body)
+    assert r.status_code == 422, r.text
+    assert (r.json()["field"], r.json()["detail"]) == expected
+    assert world.admin.get("/account/s9?tenant_id=acme").status_code == 404
+    assert world.admin.get("/tenant/t9").status_code == 404
+
+
+def test_the_top_of_the_range_is_accepted(world: World) -> None:
+    r = world.admin.post(
+        "/account",
+        json={"id": "s9", "tenant_id": "acme", "host": "h", "port": 25, "limit_per_minute": TOP},
+    )
+    assert r.status_code == 200, r.text
+    assert world.admin.get("/accounts?tenant_id=acme").status_code == 200
+
+
+@pytest.mark.parametrize("query", ["offset=99999999999999999999999", "limit=1e3", "offset=-1"])
+def test_query_integers_out_of_range_are_a_422(world: World, query: str) -> None:
+    r = world.admin.get(f"/messages?tenant_id=acme&{query}")
+    assert r.status_code == 422 and r.json()["field"] == query.split("=")[0], r.text
+
+
+@pytest.mark.parametrize("deferred_ts", [1e300, TOP + 1, HUGE])
+def test_a_deferred_ts_beyond_2_53_is_rejected_and_reads_back(
+    world: World, deferred_ts: float
+) -> None:
+    item = {"id": "far", "from": "a@acme.example", "to": ["b@example.org"], "subject": "s"}
+    r = world.a.post(
+        "/commands/add-messages", json={"messages": [{**item, "deferred_ts": deferred_ts}]}
+    )
+    assert r.status_code == 400, r.text
+    assert r.json()["rejected"][0]["reason"].startswith("invalid deferred_ts: ")
+    assert world.a.get("/message/far").status_code == 200
+    assert world.a.get("/messages").status_code == 200
