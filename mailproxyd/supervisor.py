@@ -25,6 +25,7 @@ import trio
 
 from mailproxyd import __version__, logsetup
 from mailproxyd.control.server import SocketInUse, bind_control_socket, serve_control
+from mailproxyd.core.owners import run_prefix
 from mailproxyd.drivers.sdnotify import Notifier
 from mailproxyd.errors import ConfigError, DatabaseUnavailable, MailProxyError, StartRefused
 from mailproxyd.settings import Settings
@@ -140,6 +141,17 @@ class Supervisor:
             self._fatal = message
         self._exit_code = 1
         self.request_stop(None)
+
+    async def release_run(self, slot: WorkerSlot, pid: int) -> None:
+        """Release the leases, session slots and reporter locks of a worker run that ended."""
+        prefix = run_prefix(self.settings.node_id, slot.name, pid)
+        try:
+            released = await self.db.run(startup.release_owner_prefix, prefix, time.time())
+        except MailProxyError as exc:
+            _log.warning("could not release the leases of %s: %s", slot.name, exc.message)
+            return
+        if released:
+            _log.info("released %d lease(s) of %s (pid %d)", released, slot.name, pid)
 
     def write_worker_log(self, line: str) -> None:
         handler = logsetup.file_handler()

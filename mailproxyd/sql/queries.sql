@@ -531,6 +531,10 @@ WHERE tenant_id = :tenant_id
 UPDATE sync_state SET lock_owner = NULL, lock_until = NULL
 WHERE tenant_id = :tenant_id AND lock_owner = :owner;
 
+-- name: sync_unlock_prefix
+UPDATE sync_state SET lock_owner = NULL, lock_until = NULL
+WHERE substr(lock_owner, 1, length(:prefix)) = :prefix;
+
 -- ---------------------------------------------------------------- command log
 
 -- name: command_insert

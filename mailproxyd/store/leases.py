@@ -77,6 +77,16 @@ def release_node(tx: Tx, node_id: str, now: float) -> dict[str, int]:
     return end_leases(tx, rows, now, expired=True)
 
 
+def release_run(tx: Tx, run_prefix: str, now: float) -> dict[str, int]:
+    """Release every lease of one worker run (owners starting with ``run_prefix``) as expiries.
+
+    Called by the supervisor once that run's process has exited and before the slot is
+    started again (§18.4), so the messages are ready again at once.
+    """
+    rows = tx.all("leases_of_node", {"node_id": run_prefix, "prefix": run_prefix})
+    return end_leases(tx, rows, now, expired=True)
+
+
 # ---------------------------------------------------------------- completion (fenced)
 
 

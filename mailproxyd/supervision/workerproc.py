@@ -49,6 +49,8 @@ class SlotHost(Protocol):
 
     def worker_fatal(self, slot: WorkerSlot, message: str) -> None: ...
 
+    async def release_run(self, slot: WorkerSlot, pid: int) -> None: ...
+
     def write_worker_log(self, line: str) -> None: ...
 
     @property
@@ -67,6 +69,9 @@ async def supervise_slot(host: SlotHost, slot: WorkerSlot) -> None:
     while not host.shutting_down and not slot.retired:
         began = time.monotonic()
         code = await _run_once(host, slot)
+        if slot.pid is not None and code != 0:
+            # What the dead run held is free at once, before the slot runs again (§18.4).
+            await host.release_run(slot, slot.pid)
         if host.shutting_down or slot.retired:
             break
         if code == EXIT_FATAL or slot.fatal is not None:
