@@ -156,3 +156,48 @@ def test_a_deferred_ts_beyond_2_53_is_rejected_and_reads_back(
     assert r.json()["rejected"][0]["reason"].startswith("invalid deferred_ts: ")
     assert world.a.get("/message/far").status_code == 200
     assert world.a.get("/messages").status_code == 200
+
+
+def _raw_request(world: World, head: str, body: bytes = b"") -> tuple[float, bytes]:
+    """Send ``head`` + part of a body and return (seconds until the answer, answer bytes)."""
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    where = urlsplit(world.server.url)
+    with socket.create_connection((where.hostname, where.port), timeout=30) as sock:
+        sock.sendall(head.encode() + b"\r\n\r\n" + body)
+        started = time.monotonic()
+        answer = sock.recv(65536)
+        took = time.monotonic() - started
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(65536)
+        head_part, _, rest = answer.partition(b"\r\n\r\n")
+        length = int(head_part.lower().split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
+        while len(rest) < length:
+            rest += sock.recv(65536)
+        # A refused request is not kept open for the rest of its body: the server closes.
+        sock.settimeout(5)
+        assert sock.recv(65536) == b"", "the connection stayed open after the answer"
+        return took, head_part + b"\r\n\r\n" + rest
+
+
+def test_a_bad_token_gets_its_401_without_waiting_for_a_stalled_body(world: World) -> None:
+    head = (
+        "POST /commands/add-messages HTTP/1.1\r\nHost: x\r\nX-API-Token: wrong-token-123\r\n"
+        "Content-Length: 100000"
+    )
+    took, answer = _raw_request(world, head, b'{"messages": [')
+    assert answer.startswith(b"HTTP/1.1 401"), answer
+    assert took < 3, took
+
+
+def test_a_stalled_body_gets_a_408_after_10_s(world: World) -> None:
+    head = (
+        f"POST /commands/add-messages HTTP/1.1\r\nHost: x\r\nX-API-Token: {world.a_key}\r\n"
+        "Content-Length: 100000"
+    )
+    took, answer = _raw_request(world, head, b'{"messages": [')
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert b'"request_timeout"' in answer
+    assert 9 <= took < 20, took
