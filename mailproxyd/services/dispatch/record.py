@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import trio
 
+from mailproxyd.core.redact import escape_control
 from mailproxyd.core.timefmt import iso
 from mailproxyd.store import leases, ratelimit
 
@@ -313,7 +314,9 @@ class Recorder:
 
 
 def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    # SMTP replies and network errors come from outside: no control character reaches the log.
+    quoted = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + escape_control(quoted, limit=None) + '"'
 
 
 def delivery_line(item: Completion) -> str:
