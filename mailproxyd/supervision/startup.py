@@ -62,14 +62,23 @@ async def open_with_retry(settings: Settings) -> Database:
             delay = min(delay * 2, 5.0)
 
 
+def refuse_before_opening(settings: Settings) -> None:
+    """The refusals (exit 2) that need no database: no admin token, and, for a SQLite file
+    that does not exist yet, an unusable key file. Nothing is written."""
+    from mailproxyd.instance import resolve_instance_key
+
+    if settings.api_token is None:
+        raise NoAdminToken()
+    if not settings.is_postgres and not os.path.exists(settings.database.removeprefix("sqlite:")):
+        resolve_instance_key(settings, None, create=False)
+
+
 def _prepare(db: Database, settings: Settings) -> OpenedNode:
     from mailproxyd.instance import resolve_instance_key
 
     stored = db.run(meta.get_key_fingerprint, write=False)
     key = resolve_instance_key(settings, stored)
     db.box = SecretBox(key)
-    if settings.api_token is None:
-        raise NoAdminToken()
 
     def setup(tx: Tx) -> tuple[bool, int]:
         if meta.get_key_fingerprint(tx) is None:
@@ -117,7 +126,12 @@ def release_owner_prefix(tx: Tx, prefix: str, now: float) -> int:
 
 
 async def prepare_node(settings: Settings) -> OpenedNode:
-    """Run every start-up check; raises ``StartRefused``/``ConfigError``/``DatabaseUnavailable``."""
+    """Run every start-up check; raises ``StartRefused``/``ConfigError``/``DatabaseUnavailable``.
+
+    A refused start creates nothing (no database file, no key file): what can be checked
+    without the database is checked before it is opened or created.
+    """
+    refuse_before_opening(settings)
     db = await open_with_retry(settings)
     try:
         opened = await trio.to_thread.run_sync(_prepare, db, settings)
