@@ -213,7 +213,7 @@ WHERE pk = :pk AND status = 'error';
 -- ---------------------------------------------------------------- queue: dispatch
 
 -- name: claim_gate
-SELECT t.active AS tenant_active,
+SELECT t.active AS tenant_active, t.name AS tenant_name,
        (SELECT count(*) FROM suspensions s
         WHERE s.tenant_id = t.id AND s.batch_code = '*') AS whole_suspended,
        (SELECT count(*) FROM accounts a
@@ -431,9 +431,8 @@ ORDER BY event_id LIMIT :limit;
 -- name: events_last_id
 SELECT coalesce(max(event_id), 0) FROM events;
 
--- name: bounce_seen
-SELECT count(*) FROM events
-WHERE message_pk = :pk AND event_type = 'bounce' AND metadata = :metadata;
+-- name: bounce_events_of
+SELECT metadata FROM events WHERE message_pk = :pk AND event_type = 'bounce' ORDER BY event_id;
 
 -- name: message_for_event
 SELECT pk, tenant_id, id, account_id, priority, batch_code, status FROM messages WHERE pk = :pk;
@@ -443,6 +442,44 @@ UPDATE messages
 SET bounce_type = :bounce_type, bounce_code = :bounce_code, bounce_reason = :bounce_reason,
     bounce_ts = :now, updated_at = :now
 WHERE pk = :pk;
+
+-- ---------------------------------------------------------------- bounce poller (§12)
+
+-- name: bounce_state_ensure
+INSERT INTO bounce_state (id) VALUES (1) ON CONFLICT (id) DO NOTHING;
+
+-- name: bounce_state_get
+SELECT uidvalidity, last_uid, last_sync_ts, next_poll_ts, consecutive_failures, last_error,
+       last_error_ts, lock_owner, lock_until
+FROM bounce_state WHERE id = 1;
+
+-- One node at a time, and only when the shared schedule says a poll is due (or it is forced).
+-- name: bounce_try_lock
+UPDATE bounce_state SET lock_owner = :owner, lock_until = :until
+WHERE id = 1
+  AND (lock_owner IS NULL OR lock_owner = :owner OR lock_until < :now)
+  AND (:force = 1 OR next_poll_ts IS NULL OR next_poll_ts <= :now);
+
+-- name: bounce_save_cursor
+UPDATE bounce_state SET uidvalidity = :uidvalidity, last_uid = :last_uid, lock_until = :until
+WHERE id = 1 AND lock_owner = :owner;
+
+-- name: bounce_unlock
+UPDATE bounce_state SET lock_owner = NULL, lock_until = NULL WHERE id = 1 AND lock_owner = :owner;
+
+-- name: bounce_unlock_prefix
+UPDATE bounce_state SET lock_owner = NULL, lock_until = NULL
+WHERE id = 1 AND substr(lock_owner, 1, length(:prefix)) = :prefix;
+
+-- name: bounce_force_due
+UPDATE bounce_state SET next_poll_ts = NULL, consecutive_failures = 0 WHERE id = 1;
+
+-- name: bounce_finish
+UPDATE bounce_state
+SET lock_owner = NULL, lock_until = NULL, next_poll_ts = :next_poll_ts,
+    consecutive_failures = :failures, last_error = :last_error, last_error_ts = :last_error_ts,
+    last_sync_ts = :last_sync_ts
+WHERE id = 1 AND lock_owner = :owner;
 
 -- ---------------------------------------------------------------- rate limits
 
@@ -569,3 +606,27 @@ LIMIT :limit;
 
 -- name: command_purge
 DELETE FROM command_log WHERE command_ts < :before;
+
+-- ---------------------------------------------------------------- metrics (§14)
+
+-- One round trip for the queue gauges. pending: queued and in flight, both parts read from
+-- partial indexes, not the whole table. oldest_deferred: the oldest due deferral (its
+-- deferred_ts is its ready time). oldest_pending: from messages_pending_age.
+-- name: gauge_queue
+SELECT (SELECT count(*) FROM messages WHERE ready_ts IS NOT NULL)
+       + (SELECT count(*) FROM messages WHERE status = 'sending') AS pending,
+       (SELECT min(ready_ts) FROM messages
+        WHERE status = 'deferred' AND ready_ts <= :now) AS oldest_deferred,
+       (SELECT min(created_at) FROM messages WHERE status = 'pending') AS oldest_pending,
+       0 AS count_rows;
+
+-- One pass over the unreported-events index, every tenant listed (0 when it has none).
+-- name: gauge_unreported
+SELECT t.id AS tenant_id, coalesce(u.n, 0) AS n
+FROM tenants t
+LEFT JOIN (SELECT tenant_id, count(*) AS n FROM events WHERE reported_ts IS NULL
+           GROUP BY tenant_id) u ON u.tenant_id = t.id;
+
+-- name: metric_accounts
+SELECT a.tenant_id, t.name AS tenant_name, a.id AS account_id
+FROM accounts a JOIN tenants t ON t.id = a.tenant_id;

@@ -56,6 +56,8 @@ class SlotHost(Protocol):
     @property
     def pipe_worker_stderr(self) -> bool: ...
 
+    async def worker_exited(self, slot: WorkerSlot, pid: int) -> None: ...
+
 
 async def _kill(process: trio.Process) -> None:
     # Only used when the supervisor itself is being torn down; the graceful path is a "stop"
@@ -69,9 +71,11 @@ async def supervise_slot(host: SlotHost, slot: WorkerSlot) -> None:
     while not host.shutting_down and not slot.retired:
         began = time.monotonic()
         code = await _run_once(host, slot)
-        if slot.pid is not None and code != 0:
-            # What the dead run held is free at once, before the slot runs again (§18.4).
-            await host.release_run(slot, slot.pid)
+        if slot.pid is not None:
+            await host.worker_exited(slot, slot.pid)
+            if code != 0:
+                # What the dead run held is free at once, before the slot runs again (§18.4).
+                await host.release_run(slot, slot.pid)
         if host.shutting_down or slot.retired:
             break
         if code == EXIT_FATAL or slot.fatal is not None:

@@ -182,6 +182,8 @@ class WorkerContext:
     grace: float = 0.0
     stop_deadline: float = math.inf
     on_reload: list[Callable[[Settings], None]] = dataclasses.field(default_factory=list)
+    # Called with the reason of every wake-up (``reload_bounce`` concerns only the bounce poller).
+    on_wake: list[Callable[[str], None]] = dataclasses.field(default_factory=list)
     #: Random part of this run's lease owner, drawn once per process run (§8.3).
     run_token: str = dataclasses.field(default_factory=lambda: secrets.token_hex(8))
 
@@ -223,7 +225,11 @@ def run_worker(kind: str, body: WorkerBody, argv: list[str] | None = None) -> No
     parser.add_argument("--index", type=int, default=0)
     args = parser.parse_args(argv)
     label = kind if kind != "sender" else f"sender-{args.index}"
-    log = logsetup.configure(label, os.environ.get("GMP_LOG_LEVEL", "INFO"))
+    log = logsetup.configure(
+        label,
+        os.environ.get("GMP_LOG_LEVEL", "INFO"),
+        journal=logsetup.stderr_is_journal(os.environ),
+    )
     _watch_parent()
     try:
         code = trio.run(_main, kind, args.index, body, log)
@@ -245,6 +251,10 @@ async def _main(kind: str, index: int, body: WorkerBody, log: logging.Logger) ->
 
     settings = Settings.from_json(os.environ[SETTINGS_ENV])
     logsetup.set_level(settings.log_level)
+    if settings.metrics_dir:
+        from mailproxyd.drivers import metrics
+
+        metrics.activate(settings.metrics_dir)
     fd = int(os.environ[FD_ENV])
     channel = Channel.from_socket(socket.socket(fileno=fd))
     first = await channel.receive()
@@ -303,8 +313,11 @@ async def _read_link(ctx: WorkerContext, channel: Channel, scope: trio.CancelSco
         if kind == "reply":
             link._deliver_reply(message)
         elif kind == "wake":
-            ctx.log.debug("woken (%s)", message.get("reason", "wake"))
+            reason = str(message.get("reason", "wake"))
+            ctx.log.debug("woken (%s)", reason)
             ctx.wake.ring()
+            for wake_hook in ctx.on_wake:
+                wake_hook(reason)
         elif kind == "run_cycle":
             ctx.log.debug("run-now cycle requested")
             ctx.cycles.ring()
