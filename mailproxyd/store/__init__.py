@@ -14,9 +14,6 @@ import os
 import sqlite3
 from pathlib import Path
 
-import psycopg
-import psycopg_pool
-
 from mailproxyd.core.crypto import SecretBox
 from mailproxyd.errors import ConfigError, DatabaseUnavailable, StoreError
 
@@ -105,9 +102,21 @@ def _open_sqlite(path: str, box: SecretBox, create: bool, pool_size: int) -> Dat
     return db
 
 
+#: Said when a PostgreSQL URL is configured on an install without the ``postgresql`` extra.
+POSTGRES_MISSING = (
+    "PostgreSQL support is not installed: install mail-proxy[postgresql] "
+    "(pip install 'mail-proxy[postgresql]')"
+)
+
+
 def _open_postgres(
     conninfo: str, box: SecretBox, pool_size: int, connect_timeout: float
 ) -> Database:
+    try:
+        import psycopg
+        import psycopg_pool
+    except ImportError as exc:
+        raise ConfigError(POSTGRES_MISSING) from exc
     try:
         pool = psycopg_pool.ConnectionPool(
             conninfo,
