@@ -8,15 +8,18 @@ from __future__ import annotations
 import email
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
 import zipfile
 from pathlib import Path
 
+import httpx
 import pytest
 
 import mailproxyd
+from tests.daemon import free_port, wait_for
 from tests.system.test_systemd import analyze_verify, make_root
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +38,43 @@ def run(*command: str | Path, cwd: Path | None = None, timeout: float = 600) -> 
     )
     assert done.returncode == 0, f"{command}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done.stdout
+
+
+def serve_on_sqlite(command: Path, root: Path) -> None:
+    """``mail-proxy serve`` on SQLite answers /health, then stops cleanly on SIGTERM."""
+    root.mkdir()
+    port = free_port()
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(root),
+        "MAIL_PROXY_HOME": str(root / "home"),
+        "GMP_API_TOKEN": "distribution-test-token",
+        "GMP_HOST": "127.0.0.1",
+        "GMP_PORT": str(port),
+        "GMP_DB_PATH": str(root / "mail.db"),
+    }
+    log = root / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [command, "serve"], env=env, cwd=root, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+
+        def healthy() -> bool:
+            if process.poll() is not None:
+                pytest.fail(f"serve exited with {process.returncode}:\n{log.read_text()}")
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(healthy, 120, interval=0.2, what="/health of the light install")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
 
 
 def test_sdist_and_wheel_build_install_and_pass_the_unit_tier(tmp_path: Path) -> None:
@@ -125,6 +165,7 @@ def test_sdist_and_wheel_build_install_and_pass_the_unit_tier(tmp_path: Path) ->
     )
     assert refused.returncode == 2, refused.stderr
     assert "mail-proxy[postgresql]" in refused.stderr
+    serve_on_sqlite(venv / "bin" / "mail-proxy", tmp_path / "light")
 
     if shutil.which("systemd-analyze"):
         # The unit with its drop-in, against the command pip just installed there.
