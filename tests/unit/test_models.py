@@ -746,3 +746,14 @@ def test_present_instance() -> None:
         "created_at": "2026-01-01T00:00:00",
         "updated_at": "2026-01-01T00:00:00",
     }
+
+
+def test_present_instance_shows_the_last_bounce_error_only_while_set() -> None:
+    base = {"version": "1.0.0", "bounce_last_error": None, "bounce_last_error_ts": None}
+    assert "bounce_last_error" not in present_instance(base)
+    shown = present_instance(
+        {**base, "bounce_last_error": "IMAP login refused", "bounce_last_error_ts": 1767225601.5}
+    )
+    assert shown["bounce_last_error"] == "IMAP login refused"
+    assert shown["bounce_last_error_ts"] == 1767225601
+    assert list(shown)[-2:] == ["bounce_last_error", "bounce_last_error_ts"]

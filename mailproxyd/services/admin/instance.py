@@ -7,7 +7,7 @@ from typing import Any
 from mailproxyd import __version__
 from mailproxyd.core.models import instance as instance_model
 from mailproxyd.services.admin._common import AdminContext, mutation, read
-from mailproxyd.store import meta
+from mailproxyd.store import bounces, meta
 
 
 async def get_instance(ctx: AdminContext) -> dict[str, Any]:
@@ -26,6 +26,9 @@ async def update_instance(ctx: AdminContext, payload: dict[str, Any]) -> None:
     def work(tx: Any, *, now: float) -> None:
         changes = instance_model.validate_instance_update(payload, current=meta.get_instance(tx))
         meta.update_instance(tx, changes, now)
+        if any(key.startswith("bounce_imap_") or key == "bounce_enabled" for key in changes):
+            # New mailbox settings deserve a poll without waiting out a back-off.
+            bounces.force_due(tx)
 
     await mutation(ctx, "updateInstance", None, payload, work)
 

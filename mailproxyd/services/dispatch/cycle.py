@@ -28,8 +28,8 @@ from typing import Any, Protocol
 import trio
 
 from mailproxyd.errors import DatabaseUnavailable
-from mailproxyd.services.dispatch.account import AccountRun
 from mailproxyd.services.dispatch import smtp as dispatch_smtp
+from mailproxyd.services.dispatch.account import AccountRun
 from mailproxyd.services.dispatch.env import DispatchEnv
 from mailproxyd.store import leases, queue, ratelimit, sessions
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import trio
 
-from mailproxyd.services.dispatch.cycle import run_dispatch_cycle, sender_loop
 from mailproxyd.services.dispatch import smtp as dispatch_smtp
+from mailproxyd.services.dispatch.cycle import run_dispatch_cycle, sender_loop
 from mailproxyd.services.dispatch.smtp import close_pool
 from mailproxyd.store import meta, queue
 from tests.integration.dispatch.conftest import Harness

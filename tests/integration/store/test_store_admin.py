@@ -5,7 +5,17 @@ from __future__ import annotations
 import pytest
 
 from mailproxyd.errors import StartRefused
-from mailproxyd.store import Database, commandlog, events, leases, meta, queue, ratelimit, retention
+from mailproxyd.store import (
+    Database,
+    bounces,
+    commandlog,
+    events,
+    leases,
+    meta,
+    queue,
+    ratelimit,
+    retention,
+)
 from mailproxyd.store import messages as store_messages
 
 from .conftest import NOW, make_item, setup_tenant
@@ -40,8 +50,10 @@ def test_instance_settings_and_bounce_cursor(database: Database) -> None:
         assert meta.get_instance_for_bounce(tx)["bounce_imap_password"] == "imap-secret"
         meta.update_instance(tx, {"bounce_imap_port": 1993, "bounce_imap_password": None}, NOW + 6)
         assert meta.get_instance(tx)["bounce_imap_password_set"] is False
-        meta.set_bounce_cursor(tx, 42, 7, NOW + 9)
-        assert meta.get_bounce_cursor(tx) == {"uid": 42, "uidvalidity": 7, "last_sync": NOW + 9}
+        assert bounces.try_lock(tx, "node/reporter", until=NOW + 100, now=NOW + 8)
+        bounces.finish(
+            tx, "node/reporter", now=NOW + 9, next_poll_ts=NOW + 69, succeeded=True, error=None
+        )
         assert meta.get_instance(tx)["bounce_last_sync"] == NOW + 9
 
 
