@@ -106,7 +106,9 @@ async def metrics(ctx: Any, principal: Principal) -> Response:
 async def openapi(ctx: Any, principal: Principal) -> Response:
     from mailproxyd.api.openapi import document_bytes
 
-    return Response(document_bytes() + b"\n", status=200, content_type="application/json; charset=utf-8")
+    return Response(
+        document_bytes() + b"\n", status=200, content_type="application/json; charset=utf-8"
+    )
 
 
 @route(
