@@ -1,8 +1,8 @@
-"""JSON responses: msgspec encoding, ``null`` keys omitted (contract §0).
+"""JSON responses: msgspec encoding, ``null`` keys omitted (reference §0).
 
 HTTP bodies drop keys whose value is ``None`` at every depth, and end with a newline, so a
 body printed by ``curl`` leaves the shell prompt on a line of its own. The few bodies the
-contract exempts (the add-messages answers, whose rejection items keep ``"id": null``
+reference exempts (the add-messages answers, whose rejection items keep ``"id": null``
 and whose 400 ``detail`` keeps ``"error": null``) are encoded with ``strip=False``.
 """
 

@@ -1,4 +1,4 @@
-"""The HTTP client of the sync exchange (contract §13.2–§13.4, §11.3).
+"""The HTTP client of the sync exchange (reference §13.2–§13.4, §11.3).
 
 The only place that sends sync requests. One :class:`SyncClient` per reporter process owns one
 ``httpx.AsyncClient`` (running on trio), whose keep-alive pool is keyed by origin, so every
@@ -9,10 +9,10 @@ failure, a TLS error, a link-local target or the whole-exchange timeout all come
 :class:`Answer` with outcome ``network_error``, because for the reporter they are one thing — the
 items stay unacknowledged and the tenant goes into back-off.
 
-Sync targets may be loopback or private (the tenant configuration is trusted, §11.3) but never
+Sync targets may be loopback or private (the tenant configuration is trusted, reference §11.3) but never
 link-local. The host is resolved and checked here before httpx connects (results kept 30 s);
 httpx resolves again for the connection, so a host whose DNS changes in between is not caught —
-acceptable for trusted tenant URLs, unlike the untrusted attachment URLs of §11.3.
+acceptable for trusted tenant URLs, unlike the untrusted attachment URLs of reference §11.3.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ MAX_ANSWER_BYTES: Final = 1 << 20
 _RESOLVE_TTL: Final = 30.0
 #: Most (host, port) address checks remembered at once.
 RESOLVED_MAX: Final = 1024
-# Cloud metadata services outside the link-local ranges (§11.3 names this one).
+# Cloud metadata services outside the link-local ranges (reference §11.3 names this one).
 _METADATA_ADDRESSES: Final = frozenset({ipaddress.ip_address("fd00:ec2::254")})
 
 
@@ -59,7 +59,7 @@ class Answer:
 
 
 def refused_address(address: str) -> bool:
-    """Sync calls may reach loopback and private networks, never link-local (§11.3).
+    """Sync calls may reach loopback and private networks, never link-local (reference §11.3).
 
     Unspecified and multicast addresses cannot be a tenant either and are refused with them.
     """

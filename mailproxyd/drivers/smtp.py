@@ -1,4 +1,4 @@
-"""SMTP sessions over pooled connections (contract §10.1, §10.2) — the only ``smtplib`` user.
+"""SMTP sessions over pooled connections (reference §10.1, §10.2) — the only ``smtplib`` user.
 
 A :class:`SmtpPool` keeps idle connections per account and runs each attempt as a blocking
 smtplib session in a worker thread (``trio.to_thread`` with its own ``CapacityLimiter``). The
@@ -29,12 +29,12 @@ from mailproxyd.core.smtp_outcome import Attempt, Failure, Outcome, RcptReply, S
 __all__ = ["AttemptResult", "SmtpAccount", "SmtpPool", "resolve_tls_mode"]
 
 TLS_MODES = ("none", "opportunistic", "starttls", "implicit")
-_AUTH_PREFERENCE = ("CRAM-MD5", "PLAIN", "LOGIN")  # best first (§10.2)
+_AUTH_PREFERENCE = ("CRAM-MD5", "PLAIN", "LOGIN")  # best first (reference §10.2)
 _CHUNK = 64 * 1024  # data is written in chunks so the timeout means "no progress"
 
 
 def resolve_tls_mode(tls_mode: str | None, use_tls: bool | None, port: int) -> str:
-    """The effective ``tls_mode``: as given, else derived from the legacy ``use_tls`` (§10.1)."""
+    """The effective ``tls_mode``: as given, else derived from the legacy ``use_tls`` (reference §10.1)."""
     if tls_mode:
         return tls_mode
     if use_tls is None:
@@ -278,7 +278,7 @@ class SmtpPool:
             if code == 250:
                 conn.smtp.command_encoding = "ascii"
                 return conn
-            # A failed reset only costs a new connection, never a failed attempt (§10.2).
+            # A failed reset only costs a new connection, never a failed attempt (reference §10.2).
             _close(conn.smtp, quit_first=False)
 
     def _open(self, account: SmtpAccount) -> _Conn:
@@ -404,7 +404,7 @@ class SmtpPool:
             smtp.send_data(payload + b".\r\n")
             data_sent = True
 
-            # After the dot, a missing reply means the outcome is unknown (§10.3).
+            # After the dot, a missing reply means the outcome is unknown (reference §10.3).
             stage = Stage.DATA_REPLY
             smtp.set_timeout(self.data_timeout)
             code, text = smtp.getreply()
@@ -447,7 +447,7 @@ class _Session(smtplib.SMTP):
             self.sock.settimeout(seconds)
 
     def send_data(self, payload: bytes) -> None:
-        """Write the data in chunks, so the socket timeout means "no progress" (§10.2)."""
+        """Write the data in chunks, so the socket timeout means "no progress" (reference §10.2)."""
         assert self.sock is not None
         view = memoryview(payload)
         for offset in range(0, len(view), _CHUNK):
@@ -455,7 +455,7 @@ class _Session(smtplib.SMTP):
 
 
 def _dot_stuff(data: bytes) -> bytes:
-    """Double every dot that starts a line (RFC 5321 §4.5.2); the data ends with CRLF."""
+    """Double every dot that starts a line (RFC 5321 reference §4.5.2); the data ends with CRLF."""
     data = data.replace(b"\r\n.", b"\r\n..")
     if data.startswith(b"."):
         data = b"." + data

@@ -61,7 +61,7 @@ def open_database(
     Raises ``ConfigError`` for ``:memory:``, ``StartRefused`` for a newer schema,
     ``DatabaseUnavailable`` when it cannot be reached, ``StoreError`` when ``create`` is false
     and there is no database/schema yet. ``connect_timeout`` bounds the wait for PostgreSQL
-    (the caller retries at start, §2.6). ``migrations`` replaces the packaged set (tests).
+    (the caller retries at start, reference §2.6). ``migrations`` replaces the packaged set (tests).
     """
     backend, target = parse_url(url)
     if backend == "sqlite":

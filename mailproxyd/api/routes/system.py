@@ -1,4 +1,4 @@
-"""Health, status, stats, metrics, the OpenAPI document and downloads (§5.1, §5.8, §14)."""
+"""Health, status, stats, metrics, the OpenAPI document and downloads (reference §5.1, §5.8, §14)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 async def health(ctx: Any, principal: Principal) -> Response:
     if await admin.database_reachable(ctx):
         return json_response({"status": "ok"})
-    # The one 503 of the contract without the usual error keys (§4.4, §5.1).
+    # The one 503 of the reference without the usual error keys (reference §4.4, §5.1).
     return json_response({"status": "unavailable", "detail": "database unreachable"}, 503)
 
 
@@ -65,7 +65,7 @@ async def stats(ctx: Any, principal: Principal) -> Response:
 
 
 def _metrics_authorized(ctx: Any) -> bool:
-    """§14: public unless ``GMP_METRICS_TOKEN`` is set; then it or the admin token."""
+    """reference §14: public unless ``GMP_METRICS_TOKEN`` is set; then it or the admin token."""
     metrics_token = getattr(ctx.settings, "metrics_token", None) or ""
     if not metrics_token:
         return True
@@ -91,7 +91,7 @@ def _metrics_authorized(ctx: Any) -> bool:
 )
 async def metrics(ctx: Any, principal: Principal) -> Response:
     if not _metrics_authorized(ctx):
-        # Never the token itself (§4.2): where the attempt came from and what it wanted.
+        # Never the token itself (reference §4.2): where the attempt came from and what it wanted.
         log.info(
             "authentication failed (metrics token): remote=%s route=GET /metrics",
             request.remote_addr,

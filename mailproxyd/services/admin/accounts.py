@@ -1,4 +1,4 @@
-"""SMTP account use cases (§5.4): create/replace, list, read, partial update, delete."""
+"""SMTP account use cases (reference §5.4): create/replace, list, read, partial update, delete."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def _create_account(tx: Any, tenant_id: str, fields: dict[str, Any], *, now: flo
 
 
 async def create_account(ctx: AdminContext, tenant_id: str, payload: dict[str, Any]) -> bool:
-    """``POST /account``: create or replace; True when created (§5.4)."""
+    """``POST /account``: create or replace; True when created (reference §5.4)."""
     body = _without_tenant(payload)
     batch_default = ctx.settings.batch_size_per_account
     fields = await validated(
@@ -68,7 +68,7 @@ def _update_account(
 ) -> None:
     require_tenant(tx, tenant_id)
     current = accounts.get(tx, tenant_id, account_id)
-    # Judged against the stored account: use_tls derivation and conflicts need it (§10.1).
+    # Judged against the stored account: use_tls derivation and conflicts need it (reference §10.1).
     changes = account_model.validate_account_update(body, account_id=account_id, current=current)
     accounts.update(tx, tenant_id, account_id, changes, now)
 
@@ -76,7 +76,7 @@ def _update_account(
 async def update_account(
     ctx: AdminContext, tenant_id: str, account_id: str, payload: dict[str, Any]
 ) -> None:
-    """``PUT /account/{id}``: partial update; ``null`` returns a field to its default (§5.4)."""
+    """``PUT /account/{id}``: partial update; ``null`` returns a field to its default (reference §5.4)."""
     body = _without_tenant(payload)
     await mutation(
         ctx, "updateAccount", tenant_id, payload, _update_account, tenant_id, account_id, body
@@ -103,7 +103,7 @@ async def delete_account(ctx: AdminContext, tenant_id: str, account_id: str) -> 
         account_id,
     )
     if failed:
-        # Messages that became ``error`` after their enqueue: they count as errors (§14).
+        # Messages that became ``error`` after their enqueue: they count as errors (reference §14).
         labels = metrics.AccountLabels.of(tenant_id, tenant_name, account_id)
         metrics.delivery(labels, "error", count=failed)
         # The failed messages are new events for the tenant: report them without waiting.

@@ -1,4 +1,4 @@
-"""Tenant use cases (§5.5): create/replace, list, read, update, delete, and the API keys."""
+"""Tenant use cases (reference §5.5): create/replace, list, read, update, delete, and the API keys."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ async def get_tenant(ctx: AdminContext, tenant_id: str) -> dict[str, Any]:
 
 
 async def update_tenant(ctx: AdminContext, tenant_id: str, payload: dict[str, Any]) -> None:
-    """``PUT /tenant/{id}``: partial update, ``client_auth`` merged key by key (§5.5)."""
+    """``PUT /tenant/{id}``: partial update, ``client_auth`` merged key by key (reference §5.5)."""
 
     def work(tx: Any, *, now: float) -> None:
         current = tenants.get(tx, tenant_id)

@@ -1,4 +1,4 @@
-"""General HTTP rules (§4.1–§4.4) and the system routes (§5.1, §5.8, §14)."""
+"""General HTTP rules (reference §4.1–§4.4) and the system routes (reference §5.1, §5.8, §14)."""
 
 from __future__ import annotations
 
