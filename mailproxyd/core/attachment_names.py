@@ -1,4 +1,4 @@
-"""Attachment file names and cache hints (contract §11.6, §11.8).
+"""Attachment file names and cache hints (reference §11.6, §11.8).
 
 ``{MD5:<hex>}`` markers are removed from the name sent in the e-mail; a marker of exactly 32
 hex digits becomes the cache hint (``content_md5`` wins). Names also lose C0 and C1 control
@@ -37,7 +37,7 @@ def cache_hint(item: Mapping[str, Any]) -> str | None:
 
 
 def clean_filename(filename: str) -> str:
-    """The name sent in the e-mail (§11.6): markers out, ``_`` tidied, unsafe characters out."""
+    """The name sent in the e-mail (reference §11.6): markers out, ``_`` tidied, unsafe characters out."""
     name = _UNSAFE.sub("", filename)
     if _MARKER.search(name):
         name = _UNDERSCORES.sub("_", _MARKER.sub("", name))
@@ -52,6 +52,6 @@ def clean_filename(filename: str) -> str:
 
 
 def storage_filename(filename: str) -> str:
-    """The name of an uploaded large file (§11.8): cleaned, without path separators."""
+    """The name of an uploaded large file (reference §11.8): cleaned, without path separators."""
     name = clean_filename(filename).replace("/", "").replace("\\", "")
     return clean_filename(name) if name not in ("", ".", "..") else DEFAULT_NAME

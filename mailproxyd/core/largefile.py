@@ -1,4 +1,4 @@
-"""Large-file links (contract §11.8, §5.8): signed tokens, the body footer, the size rule.
+"""Large-file links (reference §11.8, §5.8): signed tokens, the body footer, the size rule.
 
 A token is ``<file_id>-<expires_at>-<hex HMAC-SHA256(link key, "<file_id>:<filename>:<expires_at>")>``
 with the link key derived from the instance key (``crypto.derive_key(key, "download-links")``).

@@ -1,4 +1,4 @@
-"""Message construction (contract §7): a stored message payload → wire bytes + envelope.
+"""Message construction (reference §7): a stored message payload → wire bytes + envelope.
 
 Pure and fast. The standard library's ``EmailMessage`` costs about a millisecond per message
 because it builds a policy-driven object tree and refolds every header through the header
@@ -70,11 +70,11 @@ class MessageBuildFailed(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Part:
-    """One fetched attachment: the clean file name (§11.6), its content, an optional type.
+    """One fetched attachment: the clean file name (reference §11.6), its content, an optional type.
 
     Large content stays in a file: ``path`` (``size`` bytes) replaces ``content``, and the
     message carries a :class:`FileSegment` the SMTP driver encodes while it sends, so memory
-    does not grow with the attachment (§11.5).
+    does not grow with the attachment (reference §11.5).
     """
 
     filename: str
@@ -132,7 +132,7 @@ class Built:
 def _split_address(text: str) -> tuple[str, str]:
     """``'Name <a@b>'`` → ``('Name', 'a@b')``; a bare address has an empty name.
 
-    Parsed by the same code that validated it at enqueue (§6.5), so quoting, escapes and
+    Parsed by the same code that validated it at enqueue (reference §6.5), so quoting, escapes and
     blanks in display names are understood exactly as they were accepted.
     """
     try:
@@ -183,7 +183,7 @@ def _display_name(name: str) -> str:
     # One encoded word for the whole name, even past the 75-character guideline: decoders
     # disagree about the blank between adjacent encoded words in a phrase (RFC 2047 drops
     # it, the standard library keeps one), so splitting would change the name somewhere.
-    # Addresses are at most 254 octets (§6.5), so the line stays far below 998.
+    # Addresses are at most 254 octets (reference §6.5), so the line stays far below 998.
     return _EW_PREFIX + base64.b64encode(name.encode("utf-8")).decode("ascii") + "?="
 
 
@@ -405,7 +405,7 @@ def _addresses(value: Any) -> list[str]:
 def build_message(
     payload: Mapping[str, Any], *, now: float, attachments: Sequence[Part] = ()
 ) -> Built:
-    """Build the message of one attempt (§7).
+    """Build the message of one attempt (reference §7).
 
     ``payload`` is the normalised stored message: ``from``, ``to``/``cc``/``bcc``/``reply_to``
     (lists of address strings), ``subject``, ``body``, ``content_type`` (``plain``/``html``),
@@ -449,7 +449,7 @@ def build_message(
     def wired(items: list[tuple[str, str]]) -> list[tuple[str, str]]:
         return [(n, _wire_addr(a, utf8)) for n, a in items]
 
-    # (lower-case name → rendered header) in the order of the §7 table.
+    # (lower-case name → rendered header) in the order of the reference §7 table.
     std: dict[str, str] = {"from": _address_header("From", wired([sender]))}
     if to:
         std["to"] = _address_header("To", wired(to))
@@ -537,7 +537,7 @@ def _unstructured_value(value: str) -> str:
 
 
 def _fallback_message_id(client_id: str, sender: str) -> str:
-    # The store generates Message-IDs at enqueue (§7); this keeps a payload without one
+    # The store generates Message-IDs at enqueue (reference §7); this keeps a payload without one
     # buildable, and stable across attempts because it depends only on the message.
     digest = hashlib.blake2b(client_id.encode("utf-8", "surrogatepass"), digest_size=16)
     domain = _idna_domain(sender.rpartition("@")[2] or "localhost")

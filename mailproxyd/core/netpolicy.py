@@ -1,4 +1,4 @@
-"""The outbound network policy (contract §11.3): which addresses a destination may reach.
+"""The outbound network policy (reference §11.3): which addresses a destination may reach.
 
 One pure rule used by every outbound connection (attachment fetches, endpoint fetches, sync
 calls, SMTP connections to tenant-set hosts) through the connector in ``drivers/connect``.
@@ -77,7 +77,7 @@ def parse_ip(address: str) -> IPAddress | None:
 
 
 def refusal(address: str, *, trusted: bool, allow_private: bool) -> str | None:
-    """The §11.3 rule for one resolved address; ``None`` when it may be reached."""
+    """The reference §11.3 rule for one resolved address; ``None`` when it may be reached."""
     ip = parse_ip(address)
     shown = address.strip("[]").split("%", 1)[0]
     if ip is None:

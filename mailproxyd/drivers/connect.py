@@ -1,4 +1,4 @@
-"""The outbound connector (contract §11.3): resolve, check every address, dial a checked one.
+"""The outbound connector (reference §11.3): resolve, check every address, dial a checked one.
 
 Every outbound connection of the node goes through here — attachment and endpoint fetches and
 sync calls (as an httpx transport whose network backend is :class:`CheckedBackend`) and SMTP
@@ -39,7 +39,7 @@ class AddressRefused(OSError):
 
 
 class ResolveFailed(OSError):
-    """The host name did not resolve (a temporary failure, §11.5)."""
+    """The host name did not resolve (a temporary failure, reference §11.5)."""
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
@@ -81,7 +81,7 @@ def checked(host: str, addresses: Sequence[str], policy: Policy) -> list[str]:
 async def resolve_checked(
     host: str, port: int, policy: Policy, resolver: Resolver | None = None
 ) -> list[str]:
-    """The checked addresses of ``host`` (§11.3), or :class:`AddressRefused`/:class:`ResolveFailed`."""
+    """The checked addresses of ``host`` (reference §11.3), or :class:`AddressRefused`/:class:`ResolveFailed`."""
     bare = host.strip("[]")
     if literal_host(bare) is not None:
         return checked(host, [bare], policy)

@@ -1,4 +1,4 @@
-"""The HTTP client of the sync exchange (contract §13.2–§13.4, §11.3).
+"""The HTTP client of the sync exchange (reference §13.2–§13.4, §11.3).
 
 The only place that sends sync requests. One :class:`SyncClient` per reporter process owns one
 ``httpx.AsyncClient`` (running on trio), whose keep-alive pool is keyed by origin, so every
@@ -13,7 +13,7 @@ Every connection goes through the outbound connector (``drivers/connect``): the 
 once, every address is checked, and the socket goes to a checked address, so a name whose DNS
 answer changes between check and connect cannot reach anything the policy refuses. A
 ``client_base_url`` set with the admin token is trusted (loopback and private networks allowed,
-never link-local); one set with a tenant key follows the ``http_url`` rule of §11.3.
+never link-local); one set with a tenant key follows the ``http_url`` rule of reference §11.3.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class Answer:
 
 def refused_address(address: str) -> bool:
     """Sync calls to an admin-set URL may reach loopback and private networks, never
-    link-local, unspecified, multicast or broadcast addresses (§11.3)."""
+    link-local, unspecified, multicast or broadcast addresses (reference §11.3)."""
     return TRUSTED.refusal(address) is not None
 
 
@@ -123,7 +123,7 @@ class SyncClient:
         """POST ``body`` to ``url`` within ``timeout`` seconds for the whole exchange.
 
         ``trusted``: the URL was set with the admin token; otherwise loopback, private and
-        shared addresses are refused unless ``allow_private`` (§11.3).
+        shared addresses are refused unless ``allow_private`` (reference §11.3).
         """
         policy = TRUSTED if trusted else Policy(trusted=False, allow_private=allow_private)
         started = time.monotonic()

@@ -1,4 +1,4 @@
-"""SMTP sessions over pooled connections (contract §10.1, §10.2) — the only ``smtplib`` user.
+"""SMTP sessions over pooled connections (reference §10.1, §10.2) — the only ``smtplib`` user.
 
 A :class:`SmtpPool` keeps idle connections per account and runs each attempt as a blocking
 smtplib session in a worker thread (``trio.to_thread`` with its own ``CapacityLimiter``). The
@@ -32,12 +32,12 @@ from mailproxyd.drivers.connect import AddressRefused, ResolveFailed, connect_bl
 __all__ = ["AttemptResult", "SmtpAccount", "SmtpPool", "resolve_tls_mode"]
 
 TLS_MODES = ("none", "opportunistic", "starttls", "implicit")
-_AUTH_PREFERENCE = ("CRAM-MD5", "PLAIN", "LOGIN")  # best first (§10.2)
+_AUTH_PREFERENCE = ("CRAM-MD5", "PLAIN", "LOGIN")  # best first (reference §10.2)
 _CHUNK = 64 * 1024  # data is written in chunks so the timeout means "no progress"
 
 
 def resolve_tls_mode(tls_mode: str | None, use_tls: bool | None, port: int) -> str:
-    """The effective ``tls_mode``: as given, else derived from the legacy ``use_tls`` (§10.1)."""
+    """The effective ``tls_mode``: as given, else derived from the legacy ``use_tls`` (reference §10.1)."""
     if tls_mode:
         return tls_mode
     if use_tls is None:
@@ -47,7 +47,7 @@ def resolve_tls_mode(tls_mode: str | None, use_tls: bool | None, port: int) -> s
     return "none"
 
 
-#: Hosts set with the admin token: anything but link-local and the like (§11.3).
+#: Hosts set with the admin token: anything but link-local and the like (reference §11.3).
 ADMIN_HOST = Policy(trusted=True)
 
 
@@ -63,7 +63,7 @@ class SmtpAccount:
     tls_verify: bool = True
     ttl: float = 300.0
     max_concurrent: int = 3
-    #: Where the host may lead (§11.3): an admin-set host is trusted (never link-local); one
+    #: Where the host may lead (reference §11.3): an admin-set host is trusted (never link-local); one
     #: set with a tenant key follows the http_url rule.
     policy: Policy = ADMIN_HOST
 
@@ -161,7 +161,7 @@ class SmtpPool:
         self._closed = False
         self.limiter = trio.CapacityLimiter(threads)
         self.connections_opened = 0  # observable for tests and metrics
-        # GMP_ALLOW_PRIVATE_NETWORKS, for hosts set with a tenant key (§11.3).
+        # GMP_ALLOW_PRIVATE_NETWORKS, for hosts set with a tenant key (reference §11.3).
         self.allow_private = allow_private
 
     # ------------------------------------------------------------------ async surface
@@ -297,7 +297,7 @@ class SmtpPool:
             if code == 250:
                 conn.smtp.command_encoding = "ascii"
                 return conn
-            # A failed reset only costs a new connection, never a failed attempt (§10.2).
+            # A failed reset only costs a new connection, never a failed attempt (reference §10.2).
             _close(conn.smtp, quit_first=False)
 
     def _open(self, account: SmtpAccount) -> _Conn:
@@ -447,7 +447,7 @@ class SmtpPool:
                 smtp.send_data(payload + b".\r\n")
             data_sent = True
 
-            # After the dot, a missing reply means the outcome is unknown (§10.3).
+            # After the dot, a missing reply means the outcome is unknown (reference §10.3).
             stage = Stage.DATA_REPLY
             smtp.set_timeout(self.data_timeout)
             code, text = smtp.getreply()
@@ -490,7 +490,7 @@ class _Session(smtplib.SMTP):
             self.sock.settimeout(seconds)
 
     def send_data(self, payload: bytes) -> None:
-        """Write the data in chunks, so the socket timeout means "no progress" (§10.2)."""
+        """Write the data in chunks, so the socket timeout means "no progress" (reference §10.2)."""
         assert self.sock is not None
         view = memoryview(payload)
         for offset in range(0, len(view), _CHUNK):
@@ -502,7 +502,7 @@ _FILE_LINES = 8192
 
 
 def _send_file_base64(smtp: _Session, segment: FileSegment) -> None:
-    """Send a file as base64 lines while reading it, so memory stays at one chunk (§11.5).
+    """Send a file as base64 lines while reading it, so memory stays at one chunk (reference §11.5).
 
     Base64 has no ``.``, so these lines need no dot-stuffing. A file that is shorter or longer
     than the size the message declared is an error: the data would not match ``SIZE=``.
@@ -519,7 +519,7 @@ def _send_file_base64(smtp: _Session, segment: FileSegment) -> None:
 
 
 def _dot_stuff(data: bytes) -> bytes:
-    """Double every dot that starts a line (RFC 5321 §4.5.2); the data ends with CRLF."""
+    """Double every dot that starts a line (RFC 5321 reference §4.5.2); the data ends with CRLF."""
     data = data.replace(b"\r\n.", b"\r\n..")
     if data.startswith(b"."):
         data = b"." + data

@@ -1,4 +1,4 @@
-"""Large-file storage through fsspec (contract §11.8): upload, presign, read, delete.
+"""Large-file storage through fsspec (reference §11.8): upload, presign, read, delete.
 
 ``file://`` is built into fsspec; ``s3://`` (s3fs), ``gs://`` (gcsfs) and ``az://`` (adlfs)
 come with the optional extras. Credentials and endpoints are the backends' own (environment,

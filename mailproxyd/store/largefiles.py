@@ -1,9 +1,9 @@
-"""Uploaded large files (contract §11.8, §5.8): where each one is, and until when.
+"""Uploaded large files (reference §11.8, §5.8): where each one is, and until when.
 
 One record per upload, kept in the instance-wide ``meta`` table under ``large_file:<file_id>``
 (a record is written once, read by the download route and deleted by the expiry sweep; no
 query needs more than the key). Records outlive their tenant: a deleted tenant's files stay
-until their expiry sweep (§5.5).
+until their expiry sweep (reference §5.5).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The sender's life is ``services.dispatch.sender_loop``: claim → admit → build → send → record,
 woken by ``ctx.wake`` (enqueue and run-now relayed by the supervisor), polling every
 ``GMP_SEND_LOOP_INTERVAL``, in test mode one cycle per ``ctx.cycles`` ring followed by
-``ctx.cycle_done()``, and on ``ctx.stopping`` the ordered wind-down of §18.3 step 2 within
+``ctx.cycle_done()``, and on ``ctx.stopping`` the ordered wind-down of reference §18.3 step 2 within
 ``ctx.stop_deadline``. This module only puts it in a process.
 """
 
@@ -30,7 +30,7 @@ async def sender_body(
 
 
 async def _expire_cache(ctx: WorkerContext, service: AttachmentService) -> None:
-    """Expired cache entries go at least every 10 minutes (§11.7), whatever the traffic."""
+    """Expired cache entries go at least every 10 minutes (reference §11.7), whatever the traffic."""
     while True:
         await trio.sleep(CACHE_EXPIRY_INTERVAL)
         try:

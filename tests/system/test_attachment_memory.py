@@ -1,4 +1,4 @@
-"""A 200 MB attachment does not make the sender grow (contract §11.5): the fetch streams to a
+"""A 200 MB attachment does not make the sender grow (reference §11.5): the fetch streams to a
 temporary file and the SMTP driver encodes it while sending. Measured as the growth of the
 sender's peak RSS (``VmHWM``) over a warmed-up baseline."""
 

@@ -1,4 +1,4 @@
-"""Attachments end to end (contract §11, §5.8): the real daemon, a real SMTP server, real
+"""Attachments end to end (reference §11, §5.8): the real daemon, a real SMTP server, real
 HTTP servers as attachment sources, the received e-mail parsed back."""
 
 from __future__ import annotations
@@ -197,7 +197,7 @@ def test_base64_attachment_bytes_arrive_with_a_cleaned_name(
     assert _attachments(msg) == {"report.pdf": content}
 
 
-# ------------------------------------------------------------------ refusals (§11.3–§11.5)
+# ------------------------------------------------------------------ refusals (reference §11.3–§11.5)
 
 
 def test_filesystem_is_disabled_by_default(daemon: Daemon, smtp_sink: SmtpSink) -> None:
@@ -323,7 +323,7 @@ def test_a_5xx_is_temporary_and_a_404_permanent(
     assert gone["error"] == "Attachment fetch failed for b.txt: HTTP 404"
 
 
-# ------------------------------------------------------------------ large files (§11.8, §5.8)
+# ------------------------------------------------------------------ large files (reference §11.8, §5.8)
 
 BIG = 1_100_000  # a little over 1 MB: large for max_size_mb = 1
 
@@ -486,7 +486,7 @@ def test_a_tenant_key_cannot_point_the_node_at_internal_networks(
     assert node.http("GET", "/tenant/acme").json()["client_base_url"] == "http://127.0.0.1:9/app"
 
 
-# ------------------------------------------------------------------ cache (§11.7)
+# ------------------------------------------------------------------ cache (reference §11.7)
 
 
 def test_the_disk_cache_serves_a_tenant_once_and_keeps_tenants_apart(

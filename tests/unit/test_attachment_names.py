@@ -1,4 +1,4 @@
-"""File names and cache hints of attachments (contract §11.6, §11.8)."""
+"""File names and cache hints of attachments (reference §11.6, §11.8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The endpoint-mode request (contract §11.2): URL, body, credentials, signature, override."""
+"""The endpoint-mode request (reference §11.2): URL, body, credentials, signature, override."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Large-file links (contract §11.8, §5.8): tokens, the size rule, the footers."""
+"""Large-file links (reference §11.8, §5.8): tokens, the size rule, the footers."""
 
 from __future__ import annotations
 

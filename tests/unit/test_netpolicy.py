@@ -1,4 +1,4 @@
-"""The outbound network rule (contract §11.3), address by address."""
+"""The outbound network rule (reference §11.3), address by address."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SMTP accounts of a tenant (contract §5.4)."""
+"""SMTP accounts of a tenant (reference §5.4)."""
 
 from __future__ import annotations
 

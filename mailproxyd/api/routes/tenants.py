@@ -1,4 +1,4 @@
-"""Tenants, their API keys and their sync state (contract §5.5)."""
+"""Tenants, their API keys and their sync state (reference §5.5)."""
 
 from __future__ import annotations
 

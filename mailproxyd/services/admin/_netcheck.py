@@ -1,4 +1,4 @@
-"""The §11.3 check of values a tenant key sets: where they lead, judged when they are saved.
+"""The reference §11.3 check of values a tenant key sets: where they lead, judged when they are saved.
 
 A value that points the node at a refused address (loopback, private or shared ranges unless
 ``GMP_ALLOW_PRIVATE_NETWORKS``; link-local and the like always) is a 422 naming the field. The

@@ -1,4 +1,4 @@
-"""SMTP account use cases (§5.4): create/replace, list, read, partial update, delete."""
+"""SMTP account use cases (reference §5.4): create/replace, list, read, partial update, delete."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def _create_account(tx: Any, tenant_id: str, fields: dict[str, Any], *, now: flo
     return bool(accounts.create_or_replace(tx, tenant_id, fields, now))
 
 
-#: Marks an account whose ``host`` a tenant key set (§11.3: the http_url rule applies).
+#: Marks an account whose ``host`` a tenant key set (reference §11.3: the http_url rule applies).
 UNTRUSTED_HOST_KEY = "host_untrusted"
 
 
@@ -54,9 +54,9 @@ async def _check_host(
 async def create_account(
     ctx: AdminContext, tenant_id: str, payload: dict[str, Any], *, by_tenant: bool = False
 ) -> bool:
-    """``POST /account``: create or replace; True when created (§5.4).
+    """``POST /account``: create or replace; True when created (reference §5.4).
 
-    ``by_tenant``: sent with the tenant's key, so ``host`` follows the untrusted rule (§11.3).
+    ``by_tenant``: sent with the tenant's key, so ``host`` follows the untrusted rule (reference §11.3).
     """
     body = _without_tenant(payload)
     batch_default = ctx.settings.batch_size_per_account
@@ -104,10 +104,10 @@ def _update_account(
 ) -> None:
     require_tenant(tx, tenant_id)
     current = accounts.get(tx, tenant_id, account_id)
-    # Judged against the stored account: use_tls derivation and conflicts need it (§10.1).
+    # Judged against the stored account: use_tls derivation and conflicts need it (reference §10.1).
     changes = account_model.validate_account_update(body, account_id=account_id, current=current)
     if "host" in changes:
-        # Who set the host decides which networks it may reach (§11.3).
+        # Who set the host decides which networks it may reach (reference §11.3).
         changes[UNTRUSTED_HOST_KEY] = True if by_tenant else None
     accounts.update(tx, tenant_id, account_id, changes, now)
 
@@ -120,7 +120,7 @@ async def update_account(
     *,
     by_tenant: bool = False,
 ) -> None:
-    """``PUT /account/{id}``: partial update; ``null`` returns a field to its default (§5.4)."""
+    """``PUT /account/{id}``: partial update; ``null`` returns a field to its default (reference §5.4)."""
     body = _without_tenant(payload)
     if by_tenant:
         await _check_host(
@@ -159,7 +159,7 @@ async def delete_account(ctx: AdminContext, tenant_id: str, account_id: str) -> 
         account_id,
     )
     if failed:
-        # Messages that became ``error`` after their enqueue: they count as errors (§14).
+        # Messages that became ``error`` after their enqueue: they count as errors (reference §14).
         labels = metrics.AccountLabels.of(tenant_id, tenant_name, account_id)
         metrics.delivery(labels, "error", count=failed)
         # The failed messages are new events for the tenant: report them without waiting.

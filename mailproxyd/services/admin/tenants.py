@@ -1,4 +1,4 @@
-"""Tenant use cases (§5.5): create/replace, list, read, update, delete, and the API keys."""
+"""Tenant use cases (reference §5.5): create/replace, list, read, update, delete, and the API keys."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from mailproxyd.services.admin._common import (
 from mailproxyd.services.admin._netcheck import url_refusal
 from mailproxyd.store import tenants
 
-#: The storage schemes a tenant key may set (§11.3): never the node's own disk.
+#: The storage schemes a tenant key may set (reference §11.3): never the node's own disk.
 TENANT_STORAGE_SCHEMES = ("s3://", "gs://", "az://")
 
 # One copy of the wire form, kept under this package's name for its callers.
@@ -82,10 +82,10 @@ async def get_tenant(ctx: AdminContext, tenant_id: str) -> dict[str, Any]:
 async def update_tenant(
     ctx: AdminContext, tenant_id: str, payload: dict[str, Any], *, by_tenant: bool = False
 ) -> None:
-    """``PUT /tenant/{id}``: partial update, ``client_auth`` merged key by key (§5.5).
+    """``PUT /tenant/{id}``: partial update, ``client_auth`` merged key by key (reference §5.5).
 
     ``by_tenant``: the change comes with the tenant's own key, so the values that point the
-    node somewhere follow the untrusted rule of §11.3 (checked now and at every connection).
+    node somewhere follow the untrusted rule of reference §11.3 (checked now and at every connection).
     """
     if by_tenant:
         await _check_untrusted(ctx, tenant_id, payload)
@@ -94,7 +94,7 @@ async def update_tenant(
         current = tenants.get(tx, tenant_id)
         changes = tenant_model.validate_tenant_update(payload, current=current)
         if "client_base_url" in changes:
-            # Who set the URL decides which networks it may reach (§11.3).
+            # Who set the URL decides which networks it may reach (reference §11.3).
             changes[tenants.UNTRUSTED_URL_KEY] = True if by_tenant else None
         tenants.update(tx, tenant_id, changes, now)
 

@@ -1,4 +1,4 @@
-"""The attachment cache (contract §11.7): a memory LRU per process, a disk tier per node.
+"""The attachment cache (reference §11.7): a memory LRU per process, a disk tier per node.
 
 Keys are ``(tenant_id, md5)``: a tenant never sees another tenant's content. The memory tier
 holds only items smaller than the disk threshold; the disk tier (when ``GMP_CACHE_DISK_DIR``
@@ -168,7 +168,7 @@ def _unlink(path: str) -> None:
 
 @dataclass
 class TieredCache:
-    """Both tiers behind one lookup/store (§11.7)."""
+    """Both tiers behind one lookup/store (reference §11.7)."""
 
     memory: MemoryTier | None
     disk: DiskTier | None

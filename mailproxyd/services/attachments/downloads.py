@@ -1,4 +1,4 @@
-"""Large-file downloads (contract §5.8): a signed token and a file name in, the file out."""
+"""Large-file downloads (reference §5.8): a signed token and a file name in, the file out."""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
-"""The failure of one attachment (contract §11.5): its text and whether it may pass by itself."""
+"""The failure of one attachment (reference §11.5): its text and whether it may pass by itself."""
 
 from __future__ import annotations
 
 
 class AttachmentFailed(Exception):
-    """An attachment could not be obtained; ``permanent`` decides retry or error (§11.5)."""
+    """An attachment could not be obtained; ``permanent`` decides retry or error (reference §11.5)."""
 
     def __init__(self, text: str, *, permanent: bool) -> None:
         super().__init__(text)

@@ -1,7 +1,7 @@
-"""The four fetch modes (contract §11.1–§11.5): content in, classified failure out.
+"""The four fetch modes (reference §11.1–§11.5): content in, classified failure out.
 
 Every fetch is capped in size (cut as soon as the cap is passed) and in time (the caller's
-deadline); the reason texts and the temporary/permanent split are those of §11.5. HTTP goes
+deadline); the reason texts and the temporary/permanent split are those of reference §11.5. HTTP goes
 through clients whose transports dial only addresses the network policy accepted
 (``drivers/connect``), each redirect included.
 """
@@ -34,7 +34,7 @@ _READ_CHUNK: Final = 1 << 16
 
 
 class Failure(Exception):
-    """A fetch failed with ``reason`` (§11.5); ``permanent`` or temporary."""
+    """A fetch failed with ``reason`` (reference §11.5); ``permanent`` or temporary."""
 
     def __init__(self, reason: str, *, permanent: bool) -> None:
         super().__init__(reason)
@@ -163,7 +163,7 @@ class EndpointCall:
 def endpoint_call(
     tenant: Mapping[str, Any], storage_path: str, auth: Mapping[str, Any] | None, now: float
 ) -> EndpointCall:
-    """The POST of §11.2 for one attachment of ``tenant`` (decrypted ``client_auth``)."""
+    """The POST of reference §11.2 for one attachment of ``tenant`` (decrypted ``client_auth``)."""
     base = str(tenant.get("client_base_url") or "").rstrip("/")
     path = str(tenant.get("client_attachment_path") or "/mail-proxy/attachments")
     url = base + path
@@ -191,7 +191,7 @@ def endpoint_call(
 
 
 def read_file(path: str, roots: tuple[str, ...], limits: Limits) -> Content:
-    """Blocking: read ``path`` after resolving symlinks, only under ``roots`` (§11.4)."""
+    """Blocking: read ``path`` after resolving symlinks, only under ``roots`` (reference §11.4)."""
     allowed = normalise_roots(roots)
     if not allowed or not path_allowed(path, allowed):
         raise Failure("path not allowed", permanent=True)

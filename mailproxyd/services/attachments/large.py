@@ -1,4 +1,4 @@
-"""The tenant's large-file policy (contract §11.8): warn, reject, or upload and link.
+"""The tenant's large-file policy (reference §11.8): warn, reject, or upload and link.
 
 Applied after every attachment of a message was fetched, so sizes are known. ``rewrite``
 uploads each large attachment to ``<storage_url>/<file_id>/<filename>``, records it for the

@@ -1,9 +1,9 @@
-"""The attachment service (contract §11): what message construction gets for its attachments.
+"""The attachment service (reference §11): what message construction gets for its attachments.
 
 :meth:`AttachmentService.prepare` fetches every attachment of one message concurrently, each
-capped in size and time, through the cache, applies the tenant's large-file policy (§11.8) and
+capped in size and time, through the cache, applies the tenant's large-file policy (reference §11.8) and
 returns the MIME parts plus the payload to build (with the download-link footer when files
-were uploaded). A failure comes back as :class:`AttachmentFailed` with the §11.5 text; when
+were uploaded). A failure comes back as :class:`AttachmentFailed` with the reference §11.5 text; when
 several attachments fail, a permanent failure wins, then the first in order.
 """
 
@@ -45,9 +45,9 @@ log = logging.getLogger("mailproxyd.attachments")
 
 # Tenant definitions are re-read this often: a changed client_base_url applies within it.
 _TENANT_TTL = 5.0
-# Expired cache entries are removed at least this often (§11.7: at least every 10 minutes).
+# Expired cache entries are removed at least this often (reference §11.7: at least every 10 minutes).
 CACHE_EXPIRY_INTERVAL = 300.0
-# Which client_base_url values a tenant key set (the http_url rule applies, §11.3).
+# Which client_base_url values a tenant key set (the http_url rule applies, reference §11.3).
 UNTRUSTED_URL_KEY = store_tenants.UNTRUSTED_URL_KEY
 
 
@@ -122,7 +122,7 @@ class AttachmentService:
             timeout = float(self.settings().attachment_timeout)
             found = httpx.AsyncClient(
                 transport=checked_transport(policy, resolver=self.resolver),
-                # Longer than the whole-fetch deadline, which therefore decides (§11.5 text).
+                # Longer than the whole-fetch deadline, which therefore decides (reference §11.5 text).
                 timeout=httpx.Timeout(timeout + 5),
                 follow_redirects=False,
                 trust_env=False,
@@ -147,7 +147,7 @@ class AttachmentService:
         return tenant
 
     async def prepare(self, row: Mapping[str, Any], items: Sequence[Mapping[str, Any]]) -> Prepared:
-        """Parts for ``items`` of the message ``row`` (§11), or :class:`AttachmentFailed`."""
+        """Parts for ``items`` of the message ``row`` (reference §11), or :class:`AttachmentFailed`."""
         payload: Mapping[str, Any] = row["payload"]
         tenant_id = str(row["tenant_id"])
         tenant = await self.tenant(tenant_id) or {"id": tenant_id}

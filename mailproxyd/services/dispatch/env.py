@@ -1,4 +1,4 @@
-"""What every part of one sender's dispatch cycle shares: ``DispatchEnv`` (contract §18.3).
+"""What every part of one sender's dispatch cycle shares: ``DispatchEnv`` (reference §18.3).
 
 Built from a worker context (settings, database, supervisor link, logger, clock), it owns the
 stop logic of the cycle — ``stopping()`` ends admission, ``until_stop`` interrupts waits for a
@@ -21,7 +21,7 @@ from mailproxyd.services.dispatch import smtp as dispatch_smtp
 from mailproxyd.services.dispatch.record import Committer, Completion, Recorder
 
 # In-flight transactions are cut off this long before the worker's stop deadline, leaving
-# time to record their outcomes and release their messages (§18.3).
+# time to record their outcomes and release their messages (reference §18.3).
 RECORD_MARGIN_SECONDS = 1.0
 # Transactions a sender writes at the same time on PostgreSQL (SQLite: one, see Committer).
 # Two, not more: with four, almost every completion found a free lane and was written alone

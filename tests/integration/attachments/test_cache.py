@@ -1,4 +1,4 @@
-"""The two cache tiers (contract §11.7): LRU by size and lifetime; disk eviction and expiry."""
+"""The two cache tiers (reference §11.7): LRU by size and lifetime; disk eviction and expiry."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The outbound connector against real HTTP servers (contract §11.3): every address checked,
+"""The outbound connector against real HTTP servers (reference §11.3): every address checked,
 only checked addresses dialled, a name's second answer never trusted (DNS rebinding)."""
 
 from __future__ import annotations

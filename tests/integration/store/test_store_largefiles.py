@@ -1,4 +1,4 @@
-"""Records of uploaded large files (§11.8, §5.8) on both backends, and the trust markers."""
+"""Records of uploaded large files (reference §11.8, §5.8) on both backends, and the trust markers."""
 
 from __future__ import annotations
 
