@@ -2,8 +2,8 @@
 
 Data commands call ``services.admin`` — the same use cases the HTTP API runs — directly on the
 instance database, whether or not a node serves it. ``open_instance`` resolves the settings as a
-start from this shell would, opens the database with the instance key (checked against the
-database's fingerprint, like a node's start-up does) and hands back a ``CliContext`` shaped as
+start from this shell would, opens the database with the instance key
+(``services.instance_db``) and hands back a ``CliContext`` shaped as
 the services expect. A running node picks the changes up from the database within its poll
 interval (§2.6); nothing has to be told to it, so the context's link only carries calls to the
 node's control socket when one answers.
@@ -24,10 +24,10 @@ from mailproxyd import instance
 from mailproxyd.cli.errors import NotRunning, UsageError
 from mailproxyd.control import client as control
 from mailproxyd.control import protocol
-from mailproxyd.core.crypto import SecretBox, fingerprint
 from mailproxyd.errors import MailProxyError
+from mailproxyd.services.instance_db import open_instance_database
 from mailproxyd.settings import Settings, load_settings
-from mailproxyd.store import AsyncDatabase, Tx, meta, open_database
+from mailproxyd.store import AsyncDatabase
 
 T = TypeVar("T")
 
@@ -117,25 +117,13 @@ class CliContext:
         return trio.run(main)
 
 
-def _first_use(tx: Tx, key: bytes) -> None:
-    # A database that no node has opened yet gets what a first start would give it (§3.2).
-    if meta.get_key_fingerprint(tx) is None:
-        meta.set_key_fingerprint(tx, fingerprint(key))
-        meta.set_scheduler_active(tx, True)
-
-
 @contextmanager
 def open_instance(name: str) -> Iterator[CliContext]:
     """The ``CliContext`` of the existing instance ``name``; the database is closed after use."""
     directory = existing_instance(name)
     settings = load_settings("instance", name=name)
-    db = open_database(settings.database, box=SecretBox(bytes(32)))
+    adb = open_instance_database(settings)
     try:
-        stored = db.run(meta.get_key_fingerprint, write=False)
-        key = instance.resolve_instance_key(settings, stored)
-        db.box = SecretBox(key)
-        if stored is None:
-            db.run(_first_use, key)
-        yield CliContext(name, directory, settings, AsyncDatabase(db), CliLink(directory))
+        yield CliContext(name, directory, settings, adb, CliLink(directory))
     finally:
-        db.close()
+        adb.db.close()
