@@ -31,7 +31,7 @@ class PtyProcess:
             stderr=slave,
             env=dict(env),
             start_new_session=True,
-            preexec_fn=controlling_tty,  # noqa: PLW1509 - needed to own the terminal
+            preexec_fn=controlling_tty,
             close_fds=True,
         )
         os.close(slave)

@@ -162,6 +162,15 @@ def run(argv: Sequence[str]) -> int:
 
 
 def _cyclopts_message(exc: cyclopts.CycloptsError) -> str:
+    argument = getattr(exc, "argument", None)
+    if isinstance(exc, cyclopts.MissingArgumentError) and argument is not None:
+        # The wording of §15.1, for flags and positional values alike.
+        name = str(argument.name)
+        if name.endswith("_ID"):
+            name = "ID"
+        if sys.stdin.isatty():
+            return f"missing {name}"
+        return f"missing {name} (required when not running interactively)"
     text = str(exc).strip()
     # cyclopts names the program only as the app; keep the first line, which says it all.
     return text.splitlines()[0] if text else "invalid command line"

@@ -11,7 +11,7 @@ from mailproxyd.cli import prompts
 from mailproxyd.cli.apps import group, instance_name, tenant_id
 from mailproxyd.cli.apps import tenant as tenant_app
 from mailproxyd.cli.context import open_instance
-from mailproxyd.cli.errors import UsageError
+from mailproxyd.cli.errors import UsageError, require_interactive
 from mailproxyd.cli.output import print_fields, print_json, print_table
 from mailproxyd.services import admin
 
@@ -304,6 +304,8 @@ def delete(
         Account id.
     """
     tenant = tenant_id()
+    if not force:
+        require_interactive("--force")
     with open_instance(instance_name()) as ctx:
         ctx.run(admin.get_account, tenant, account_id)
         if not prompts.confirm(f"Delete account '{account_id}' of '{tenant}'?", force=force):

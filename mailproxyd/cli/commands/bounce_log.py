@@ -14,7 +14,7 @@ from mailproxyd.cli import prompts
 from mailproxyd.cli.apps import group, instance_name
 from mailproxyd.cli.apps import instance as instance_app
 from mailproxyd.cli.context import open_instance
-from mailproxyd.cli.errors import UsageError
+from mailproxyd.cli.errors import UsageError, require_interactive
 from mailproxyd.cli.output import print_fields, print_json, print_table, progress, when
 from mailproxyd.services import admin
 
@@ -186,6 +186,8 @@ def log_purge(
         raise prompts.missing("--before")
     if before < 0:
         raise UsageError("--before: must be an integer >= 0")
+    if not force:
+        require_interactive("--force")
     with open_instance(instance_name()) as ctx:
         if not prompts.confirm(f"Delete command-log entries before {when(before)}?", force=force):
             print("not purged")

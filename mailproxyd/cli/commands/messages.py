@@ -13,7 +13,7 @@ from mailproxyd.cli import prompts
 from mailproxyd.cli.apps import group, instance_name, tenant_id
 from mailproxyd.cli.apps import tenant as tenant_app
 from mailproxyd.cli.context import open_instance
-from mailproxyd.cli.errors import CliExit, UsageError
+from mailproxyd.cli.errors import CliExit, UsageError, require_interactive
 from mailproxyd.cli.output import print_fields, print_json, print_table, progress, when
 from mailproxyd.core import eml
 from mailproxyd.services import admin, enqueue
@@ -177,8 +177,10 @@ def delete(
 ) -> int:
     """Delete messages by id with their events (messages being sent are kept)."""
     if not ids:
-        raise UsageError("missing ID (give at least one message id)")
+        raise prompts.missing("ID")
     tenant = tenant_id()
+    if not force:
+        require_interactive("--force")
     with open_instance(instance_name()) as ctx:
         ctx.run(admin.get_tenant, tenant)
         if not prompts.confirm(f"Delete {len(ids)} message(s) of '{tenant}'?", force=force):
@@ -224,7 +226,7 @@ def send(
     Exit 1 when a message was rejected.
     """
     if not files:
-        raise UsageError("missing FILE (give at least one .eml file)")
+        raise prompts.missing("FILE")
     if message_id is not None and len(files) > 1:
         raise UsageError("--id: only with a single file")
     items = []

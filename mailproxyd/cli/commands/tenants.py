@@ -11,7 +11,7 @@ from mailproxyd.cli import prompts
 from mailproxyd.cli.apps import group, instance_name
 from mailproxyd.cli.apps import instance as instance_app
 from mailproxyd.cli.context import open_instance
-from mailproxyd.cli.errors import UsageError
+from mailproxyd.cli.errors import UsageError, require_interactive
 from mailproxyd.cli.output import print_fields, print_json, print_table
 from mailproxyd.services import admin
 
@@ -310,6 +310,8 @@ def delete(
     tenant_id
         Tenant id.
     """
+    if not force:
+        require_interactive("--force")
     with open_instance(instance_name()) as ctx:
         ctx.run(admin.get_tenant, tenant_id)  # an unknown tenant fails before the question
         if not prompts.confirm(
