@@ -102,7 +102,8 @@ def message_from_eml(raw: bytes) -> dict[str, Any]:
     )
     body_part = html or text
     if body_part is not None:
-        item["body"] = _text(body_part)
+        # Line ends as the file had them on the wire (CRLF) become plain newlines again.
+        item["body"] = _text(body_part).replace("\r\n", "\n")
         item["content_type"] = "html" if body_part is html else "plain"
     else:
         item["body"] = ""
