@@ -60,6 +60,15 @@ tenant = App(
 def group(parent: App, name: str, help: str) -> App:
     """A sub-command group (``mail-proxy NAME tenants …``) registered on ``parent``."""
     sub = App(name=name, help=help, default_parameter=_DEFAULTS)
+
+    @sub.default
+    def _missing() -> None:
+        # Help is printed for --help only (§15.1); a group word alone is a usage error.
+        from mailproxyd.cli.errors import UsageError
+
+        words = ", ".join(sorted(w for w in sub if not w.startswith("-")))
+        raise UsageError(f"missing command after '{name}' (one of: {words})")
+
     parent.command(sub)
     return sub
 

@@ -62,6 +62,19 @@ def suggestion(word: str, candidates: Sequence[str]) -> str:
     return ""
 
 
+def _words_of(app: cyclopts.App | None, depth: int = 2) -> list[str]:
+    """Every command word of ``app`` and its groups (for suggestions)."""
+    if app is None or depth < 0:
+        return []
+    out: set[str] = set()
+    for word in app:
+        if word.startswith("-") or word == "help":
+            continue
+        out.add(word)
+        out.update(_words_of(app[word], depth - 1))
+    return sorted(out)
+
+
 def _top_words() -> list[str]:
     return sorted(w for w in apps.top if not w.startswith("-") and w != "--help")
 
@@ -144,7 +157,7 @@ def run(argv: Sequence[str]) -> int:
             result_action="return_value",
         )
     except cyclopts.CycloptsError as exc:
-        print_error(_cyclopts_message(exc))
+        print_error(_cyclopts_message(exc, app))
         return EXIT_USAGE
     except CliExit as exc:
         return exc.code
@@ -161,7 +174,11 @@ def run(argv: Sequence[str]) -> int:
     return int(result) if isinstance(result, int) and not isinstance(result, bool) else 0
 
 
-def _cyclopts_message(exc: cyclopts.CycloptsError) -> str:
+def _cyclopts_message(exc: cyclopts.CycloptsError, app: cyclopts.App | None = None) -> str:
+    unused = getattr(exc, "unused_tokens", None)
+    if isinstance(exc, cyclopts.UnusedCliTokensError) and unused:
+        word = str(unused[0])
+        return f"unknown command or argument '{word}'" + suggestion(word, _words_of(app))
     argument = getattr(exc, "argument", None)
     if isinstance(exc, cyclopts.MissingArgumentError) and argument is not None:
         # The wording of §15.1, for flags and positional values alike.

@@ -231,9 +231,33 @@ def watch(
     token = load_settings("instance", name=name).api_token or ""
     try:
         trio.run(_watch, url, token, tenant, json_output)
-    except KeyboardInterrupt:
-        return 0
+    except BaseException as exc:
+        leaf = _leaf(exc)
+        if isinstance(leaf, KeyboardInterrupt):
+            return 0
+        raise _watch_error(leaf) from None
     return 0
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The first real exception inside (possibly nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _watch_error(exc: BaseException) -> BaseException:
+    import trio_websocket
+
+    from mailproxyd.errors import MailProxyError
+
+    if isinstance(exc, trio_websocket.HandshakeError):
+        return MailProxyError(f"the event stream was refused: {_handshake_detail(exc)}")
+    if isinstance(exc, trio_websocket.ConnectionClosed):
+        return MailProxyError("the event stream was closed by the node")
+    if isinstance(exc, OSError):
+        return NotRunning()
+    return exc
 
 
 async def _watch(url: str, token: str, tenant: str | None, json_output: bool) -> None:
@@ -241,26 +265,17 @@ async def _watch(url: str, token: str, tenant: str | None, json_output: bool) ->
 
     import trio_websocket
 
-    from mailproxyd.errors import MailProxyError
-
     target = "ws" + url.removeprefix("http") + "/events"
     if tenant:
         target += "?tenant_id=" + quote(tenant, safe="")
     headers = [(b"X-API-Token", token.encode("utf-8"))]
-    try:
-        async with trio_websocket.open_websocket_url(
-            target, extra_headers=headers, connect_timeout=10
-        ) as ws:
-            while True:
-                text = await ws.get_message()
-                frame = json.loads(text)
-                print(text if json_output else event_line(frame), flush=True)
-    except trio_websocket.HandshakeError as exc:
-        raise MailProxyError(f"the event stream was refused: {_handshake_detail(exc)}") from None
-    except trio_websocket.ConnectionClosed:
-        raise MailProxyError("the event stream was closed by the node") from None
-    except OSError as exc:
-        raise NotRunning() from exc
+    async with trio_websocket.open_websocket_url(
+        target, extra_headers=headers, connect_timeout=10
+    ) as ws:
+        while True:
+            text = await ws.get_message()
+            frame = json.loads(text)
+            print(text if json_output else event_line(frame), flush=True)
 
 
 def _handshake_detail(exc: Exception) -> str:
