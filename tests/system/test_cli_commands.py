@@ -101,7 +101,7 @@ def test_the_new_user_path(daemon: Daemon, smtp_sink: SmtpSink, tenant_server: A
         (("shop", "acme", "accounts", "list"), "/accounts?tenant_id=acme"),
         (("shop", "acme", "accounts", "show", "smtp1"), "/account/smtp1?tenant_id=acme"),
         (("shop", "acme", "messages", "list", "--limit", "100"), "/messages?tenant_id=acme"),
-        (("shop", "acme", "messages", "show", mid, "--history"), f"/message/{mid}?tenant_id=acme"),
+        (("shop", "acme", "messages", "show", mid), f"/message/{mid}?tenant_id=acme"),
         (("shop", "stats"), "/stats"),
         (("shop", "bounce", "show"), "/instance"),
     ]

@@ -114,7 +114,7 @@ def show(
     history: Annotated[bool, Parameter(help="Also list the message's events.")] = False,
     json_output: JsonFlag = False,
 ) -> int:
-    """One message record (with --history, its events).
+    """One message record (with --history, its events; --json always has them).
 
     Parameters
     ----------
@@ -124,9 +124,7 @@ def show(
     with open_instance(instance_name()) as ctx:
         record = ctx.run(admin.get_message, tenant_id(), message_id)
     if json_output:
-        if not history:
-            record.pop("history", None)
-        print_json(record)
+        print_json(record)  # the body of GET /message/{id}, which always has the history
         return 0
     msg = record.get("message") or {}
     print_fields(
@@ -249,7 +247,7 @@ def send(
             item["batch_code"] = batch
         items.append(item)
     tenant = tenant_id()
-    queued, rejected = 0, []
+    queued, rejected, nothing_queued = 0, [], False
     with open_instance(instance_name()) as ctx:
         size = int(ctx.settings.max_batch)
         chunks = [items[i : i + size] for i in range(0, len(items), size)]
@@ -264,9 +262,23 @@ def send(
                 )
                 queued += outcome.queued
                 rejected += outcome.rejected
+                nothing_queued = nothing_queued or outcome.nothing_queued
                 bar.advance(len(chunk))
     if json_output:
-        print_json({"ok": True, "queued": queued, "rejected": rejected}, strip=False)
+        if nothing_queued and not queued:
+            # The body of the API's 400 answer (§6.8).
+            print_json(
+                {
+                    "ok": False,
+                    "error": "nothing_queued",
+                    "queued": 0,
+                    "rejected": rejected,
+                    "detail": {"error": None, "rejected": rejected},
+                },
+                strip=False,
+            )
+        else:
+            print_json({"ok": True, "queued": queued, "rejected": rejected}, strip=False)
     else:
         refused = {r["id"]: r["reason"] for r in rejected if r.get("id") is not None}
         for item in items:
