@@ -159,7 +159,7 @@ async def _sender_main(url: str, name: str, ready_file: str) -> None:
     import trio
 
     from mailproxyd.core.crypto import SecretBox
-    from mailproxyd.services.dispatch import sender_loop
+    from mailproxyd.services.dispatch.cycle import sender_loop
     from mailproxyd.store import AsyncDatabase, open_database
     from mailproxyd.workers._runtime import WorkerContext
 

@@ -23,13 +23,13 @@ from typing import Any, NoReturn
 import httpx
 import trio
 
-from mailproxyd import __version__
+from mailproxyd import __version__, logsetup
 from mailproxyd.control.server import SocketInUse, bind_control_socket, serve_control
 from mailproxyd.drivers.sdnotify import Notifier
 from mailproxyd.errors import ConfigError, DatabaseUnavailable, MailProxyError, StartRefused
 from mailproxyd.settings import Settings
 from mailproxyd.store import AsyncDatabase, meta
-from mailproxyd.supervision import handlers, logsetup, startup
+from mailproxyd.supervision import handlers, startup
 from mailproxyd.supervision.channel import ChannelClosed, Message
 from mailproxyd.supervision.peers import Peers
 from mailproxyd.supervision.table import Kind, WorkerSlot, WorkerTable

@@ -1,3 +1,9 @@
 """Shared pytest configuration: the fixture plugins of each tier."""
 
-pytest_plugins = ["tests.dbfixtures", "tests.smtpservers", "tests.tenantservers", "tests.apiclient"]
+pytest_plugins = [
+    "tests.dbfixtures",
+    "tests.smtpservers",
+    "tests.tenantservers",
+    "tests.apiclient",
+    "tests.imapservers",
+]

@@ -458,6 +458,8 @@ class Instance(Struct):
     bounce_poll_interval: int | None = None
     bounce_return_path: str | None = None
     bounce_last_sync: int | None = None
+    bounce_last_error: str | None = None
+    bounce_last_error_ts: int | None = None
     created_at: str | None = None
     updated_at: str | None = None
 

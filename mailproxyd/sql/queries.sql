@@ -424,9 +424,8 @@ ORDER BY event_id LIMIT :limit;
 -- name: events_last_id
 SELECT coalesce(max(event_id), 0) FROM events;
 
--- name: bounce_seen
-SELECT count(*) FROM events
-WHERE message_pk = :pk AND event_type = 'bounce' AND metadata = :metadata;
+-- name: bounce_events_of
+SELECT metadata FROM events WHERE message_pk = :pk AND event_type = 'bounce' ORDER BY event_id;
 
 -- name: message_for_event
 SELECT pk, tenant_id, id, account_id, priority, batch_code, status FROM messages WHERE pk = :pk;
@@ -436,6 +435,40 @@ UPDATE messages
 SET bounce_type = :bounce_type, bounce_code = :bounce_code, bounce_reason = :bounce_reason,
     bounce_ts = :now, updated_at = :now
 WHERE pk = :pk;
+
+-- ---------------------------------------------------------------- bounce poller (§12)
+
+-- name: bounce_state_ensure
+INSERT INTO bounce_state (id) VALUES (1) ON CONFLICT (id) DO NOTHING;
+
+-- name: bounce_state_get
+SELECT uidvalidity, last_uid, last_sync_ts, next_poll_ts, consecutive_failures, last_error,
+       last_error_ts, lock_owner, lock_until
+FROM bounce_state WHERE id = 1;
+
+-- One node at a time, and only when the shared schedule says a poll is due (or it is forced).
+-- name: bounce_try_lock
+UPDATE bounce_state SET lock_owner = :owner, lock_until = :until
+WHERE id = 1
+  AND (lock_owner IS NULL OR lock_owner = :owner OR lock_until < :now)
+  AND (:force = 1 OR next_poll_ts IS NULL OR next_poll_ts <= :now);
+
+-- name: bounce_save_cursor
+UPDATE bounce_state SET uidvalidity = :uidvalidity, last_uid = :last_uid, lock_until = :until
+WHERE id = 1 AND lock_owner = :owner;
+
+-- name: bounce_unlock
+UPDATE bounce_state SET lock_owner = NULL, lock_until = NULL WHERE id = 1 AND lock_owner = :owner;
+
+-- name: bounce_force_due
+UPDATE bounce_state SET next_poll_ts = NULL, consecutive_failures = 0 WHERE id = 1;
+
+-- name: bounce_finish
+UPDATE bounce_state
+SET lock_owner = NULL, lock_until = NULL, next_poll_ts = :next_poll_ts,
+    consecutive_failures = :failures, last_error = :last_error, last_error_ts = :last_error_ts,
+    last_sync_ts = :last_sync_ts
+WHERE id = 1 AND lock_owner = :owner;
 
 -- ---------------------------------------------------------------- rate limits
 

@@ -7,7 +7,7 @@ CREATE TABLE schema_version (
     version INTEGER NOT NULL
 );
 
--- Instance-wide key/value state: instance settings, scheduler_active, key fingerprint, bounce cursor.
+-- Instance-wide key/value state: instance settings, scheduler_active, key fingerprint.
 CREATE TABLE meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -184,3 +184,18 @@ CREATE TABLE command_log (
 
 CREATE INDEX command_log_ts ON command_log (command_ts);
 CREATE INDEX command_log_tenant ON command_log (tenant_id, command_ts);
+
+-- The bounce poller's state (§12): the mailbox cursor, the one-node-at-a-time lease, the
+-- shared schedule and back-off, and the last failure shown by GET /instance. One row, id 1.
+CREATE TABLE bounce_state (
+    id INTEGER PRIMARY KEY,
+    uidvalidity INTEGER,
+    last_uid INTEGER NOT NULL DEFAULT 0,
+    last_sync_ts REAL,
+    next_poll_ts REAL,
+    consecutive_failures INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    last_error_ts REAL,
+    lock_owner TEXT,
+    lock_until REAL
+);

@@ -3,7 +3,7 @@
 
 ``open_database(url, box=...)`` opens and migrates a database and returns a ``Database``; the
 store functions in ``meta``, ``tenants``, ``accounts``, ``queue``, ``events``, ``ratelimit``,
-``sessions``, ``sync``, ``commandlog`` and ``retention`` each take an open ``Tx`` first and run
+``sessions``, ``sync``, ``commandlog``, ``retention`` and ``bounces`` each take an open ``Tx`` first and run
 inside the caller's transaction (``db.transaction()``, ``db.run(fn, ...)`` or
 ``await AsyncDatabase(db).run(fn, ...)``).
 """

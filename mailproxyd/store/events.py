@@ -115,7 +115,7 @@ def record_bounce(
     """Record a matched bounce: a ``bounce`` event and the record's ``bounce_*`` fields.
 
     False (nothing written) when the message is gone or the same bounce (code and recipient)
-    was already recorded for it.
+    was already recorded for it (§12), whatever its reason text says.
     """
     message = tx.one("message_for_event", {"pk": int(message_pk)})
     if message is None:
@@ -126,8 +126,10 @@ def record_bounce(
         "bounce_reason": bounce_reason,
         "recipient": recipient,
     }
-    if tx.value("bounce_seen", {"pk": message["pk"], "metadata": dumps(metadata)}):
-        return False
+    for row in tx.all("bounce_events_of", {"pk": message["pk"]}):
+        seen = loads(row["metadata"], {})
+        if (seen.get("bounce_code"), seen.get("recipient")) == (bounce_code, recipient):
+            return False
     tx.execute(
         "message_set_bounce",
         {

@@ -1,5 +1,6 @@
-"""Instance-wide state: instance and bounce settings, scheduler state, key fingerprint,
-bounce-mailbox cursor, and the nodes table (contract §5.6, §3.2, §2.5, §8.3, §18.5).
+"""Instance-wide state: instance and bounce settings, scheduler state, key fingerprint, and the
+nodes table (contract §5.6, §3.2, §2.5, §8.3, §18.5). The bounce poller's own state (cursor,
+lease, last failure) is ``store.bounces``.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from typing import Any
 
 from mailproxyd.errors import StartRefused
 
+from . import bounces
 from ._codec import dumps, loads, seal, unseal
 from .database import Tx
 
@@ -81,8 +83,10 @@ def get_instance(tx: Tx) -> dict[str, Any]:
     result.setdefault("name", None)
     result.setdefault("created_at", None)
     result.setdefault("updated_at", None)
-    cursor = get_bounce_cursor(tx)
-    result["bounce_last_sync"] = cursor.get("last_sync") if cursor else None
+    poller = bounces.get_state(tx)
+    result["bounce_last_sync"] = poller["last_sync_ts"]
+    result["bounce_last_error"] = poller["last_error"]
+    result["bounce_last_error_ts"] = poller["last_error_ts"]
     return result
 
 
@@ -112,16 +116,6 @@ def update_instance(tx: Tx, changes: Mapping[str, Any], now: float) -> None:
     stored.setdefault("created_at", now)
     stored["updated_at"] = now
     _set(tx, "instance", stored)
-
-
-def get_bounce_cursor(tx: Tx) -> dict[str, Any] | None:
-    """``{"uid": int, "uidvalidity": int, "last_sync": float}`` of the bounce mailbox, or None."""
-    value = _get(tx, "bounce_cursor")
-    return dict(value) if value else None
-
-
-def set_bounce_cursor(tx: Tx, uid: int, uidvalidity: int, now: float) -> None:
-    _set(tx, "bounce_cursor", {"uid": uid, "uidvalidity": uidvalidity, "last_sync": now})
 
 
 # ---------------------------------------------------------------- nodes (§8.3, §18.5)

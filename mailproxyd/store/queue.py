@@ -5,7 +5,7 @@ queue indexes are partial on ``ready_ts IS NOT NULL`` (and on ``status = 'sendin
 so finding and claiming work costs the same with ten or a million rows kept for retention.
 
 Leases and completion live in ``store.leases``, listing and reads of records in
-``store.messages``; both are re-exported here, so callers use ``store.queue`` for all of it.
+``store.messages``.
 """
 
 from __future__ import annotations
@@ -21,28 +21,7 @@ from ._codec import dumps, loads
 from ._eventlog import event_row, record_events
 from ._payload import open_payload, seal_payload
 from .database import Tx
-from .leases import (  # noqa: F401  (re-exported: leases and completion)
-    INTERRUPTED,
-    MAX_LEASE_EXPIRIES,
-    complete_deferred,
-    complete_error,
-    complete_sent,
-    complete_sent_many,
-    end_leases,
-    expire_leases,
-    release,
-    release_node,
-    renew_leases,
-)
-from .messages import (  # noqa: F401  (re-exported: the queue's read side)
-    cleanup_messages,
-    delete_messages,
-    find_by_client_id,
-    find_by_header,
-    get_message,
-    list_messages,
-    stats,
-)
+from .leases import end_leases
 
 IN_FLIGHT = "in flight"
 ALREADY_SENT = "already sent"

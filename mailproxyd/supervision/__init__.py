@@ -1,4 +1,4 @@
-"""Pieces of the supervisor: the worker link, restart back-off, the worker table, logging.
+"""Pieces of the supervisor: the worker link, restart back-off, the worker table.
 
-``mailproxyd.supervisor`` wires them together; worker processes use ``channel`` and ``logsetup``.
+``mailproxyd.supervisor`` wires them together; worker processes use ``channel``.
 """

@@ -16,7 +16,7 @@ from typing import Any
 import trio
 
 from mailproxyd.errors import DatabaseUnavailable
-from mailproxyd.supervision.logsetup import get_logger
+from mailproxyd.logsetup import get_logger
 
 _log = get_logger("supervisor")
 

@@ -19,9 +19,9 @@ import trio
 from mailproxyd.core.crypto import SecretBox, fingerprint
 from mailproxyd.errors import DatabaseUnavailable, MailProxyError, StartRefused
 from mailproxyd.instance import pid_alive
+from mailproxyd.logsetup import get_logger
 from mailproxyd.settings import Settings
 from mailproxyd.store import AsyncDatabase, Database, Tx, meta, open_database
-from mailproxyd.supervision.logsetup import get_logger
 
 DATABASE_RETRY_SECONDS = 30.0
 _log = get_logger("supervisor")
@@ -95,9 +95,9 @@ def _prepare(db: Database, settings: Settings) -> OpenedNode:
 
 def _release_node_leases(tx: Tx, node_id: str) -> int:
     """Release every lease of this node id at once (§8.3); each counts as an expiry."""
-    from mailproxyd.store import queue
+    from mailproxyd.store import leases
 
-    outcome = queue.release_node(tx, node_id, time.time())
+    outcome = leases.release_node(tx, node_id, time.time())
     return int(outcome.get("returned", 0)) + int(outcome.get("failed", 0))
 
 

@@ -20,9 +20,9 @@ from typing import Any, Protocol
 
 import trio
 
+from mailproxyd.logsetup import get_logger
 from mailproxyd.supervision import backoff
 from mailproxyd.supervision.channel import Channel, ChannelClosed, Message
-from mailproxyd.supervision.logsetup import get_logger
 from mailproxyd.supervision.table import WorkerSlot
 from mailproxyd.workers._runtime import EXIT_FATAL, FD_ENV
 

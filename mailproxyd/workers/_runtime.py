@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import trio
 
+from mailproxyd import logsetup
 from mailproxyd.errors import MailProxyError
-from mailproxyd.supervision import logsetup
 from mailproxyd.supervision.channel import Channel, ChannelClosed, Message
 
 if TYPE_CHECKING:
@@ -180,6 +180,8 @@ class WorkerContext:
     grace: float = 0.0
     stop_deadline: float = math.inf
     on_reload: list[Callable[[Settings], None]] = dataclasses.field(default_factory=list)
+    # Called with the reason of every wake-up (``reload_bounce`` concerns only the bounce poller).
+    on_wake: list[Callable[[str], None]] = dataclasses.field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -298,8 +300,11 @@ async def _read_link(ctx: WorkerContext, channel: Channel, scope: trio.CancelSco
         if kind == "reply":
             link._deliver_reply(message)
         elif kind == "wake":
-            ctx.log.debug("woken (%s)", message.get("reason", "wake"))
+            reason = str(message.get("reason", "wake"))
+            ctx.log.debug("woken (%s)", reason)
             ctx.wake.ring()
+            for wake_hook in ctx.on_wake:
+                wake_hook(reason)
         elif kind == "run_cycle":
             ctx.log.debug("run-now cycle requested")
             ctx.cycles.ring()

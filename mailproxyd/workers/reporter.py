@@ -4,6 +4,10 @@ Delivery reports (§13) through ``services.report``: in normal mode its ``report
 woken by event wake-ups relayed from the supervisor; in test mode one ``run_report_cycle`` runs
 per run-now, after the senders have finished (the supervisor orders that, §8.7). At a stop the
 loop is cancelled and ``flush_before_exit`` makes the last POSTs within the grace (§18.3 step 3).
+
+The bounce poller (``services.bounce``, §12) lives here too: ``bounce_loop`` next to the report
+loop in normal mode (a ``reload_bounce`` wake-up makes it poll at once), one ``poll_once`` after
+each test-mode report cycle (§8.7 step 3). Its recorded bounces ring the report loop's bell.
 """
 
 from __future__ import annotations
@@ -11,8 +15,8 @@ from __future__ import annotations
 import trio
 
 from mailproxyd.drivers.http import SyncClient
-from mailproxyd.services import report
-from mailproxyd.workers._runtime import WorkerContext, run_worker
+from mailproxyd.services import bounce, report
+from mailproxyd.workers._runtime import Doorbell, WorkerContext, run_worker
 
 
 async def reporter_body(
@@ -26,11 +30,12 @@ async def reporter_body(
             owner=ctx.owner,
         )
         ctx.on_reload.append(lambda new: setattr(rctx, "settings", new))
+        bctx = bounce.BounceContext(db=ctx.db, owner=ctx.owner)  # type: ignore[arg-type]
         task_status.started()
         if ctx.settings.test_mode:
-            await _test_mode(ctx, rctx)
+            await _test_mode(ctx, rctx, bctx)
         else:
-            await _normal_mode(ctx, rctx)
+            await _normal_mode(ctx, rctx, bctx)
         # Shutdown step 3: last POSTs for tenants with unacknowledged events, within the grace.
         # Shielded from the caller's cancellation, but not from our own deadline.
         with trio.CancelScope(shield=True), trio.move_on_at(ctx.stop_deadline):
@@ -40,8 +45,13 @@ async def reporter_body(
                 ctx.log.warning("final report flush failed: %s", exc)
 
 
-async def _normal_mode(ctx: WorkerContext, rctx: report.ReportContext) -> None:
+async def _normal_mode(
+    ctx: WorkerContext, rctx: report.ReportContext, bctx: bounce.BounceContext
+) -> None:
     bell = report.Doorbell()
+    bctx.on_recorded = bell.ring
+    reload_bell = Doorbell()
+    ctx.on_wake.append(lambda reason: reload_bell.ring() if reason == "reload_bounce" else None)
 
     async def relay_wakes() -> None:
         while True:
@@ -50,13 +60,16 @@ async def _normal_mode(ctx: WorkerContext, rctx: report.ReportContext) -> None:
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(relay_wakes)
+        nursery.start_soon(bounce.bounce_loop, bctx, reload_bell)
         # The loop returns once ``stopping`` is set and its POSTs in flight have finished
         # (§18.3 step 3); the final flush below then covers what is still unacknowledged.
         await report.reporter_loop(rctx, bell, now_fn=ctx.now, stopping=ctx.stopping)
         nursery.cancel_scope.cancel()
 
 
-async def _test_mode(ctx: WorkerContext, rctx: report.ReportContext) -> None:
+async def _test_mode(
+    ctx: WorkerContext, rctx: report.ReportContext, bctx: bounce.BounceContext
+) -> None:
     while not ctx.stopping.is_set():
         await ctx.cycles.wait()
         if ctx.stopping.is_set():
@@ -67,6 +80,11 @@ async def _test_mode(ctx: WorkerContext, rctx: report.ReportContext) -> None:
         except Exception:
             # One failed cycle (say, the database briefly away) must not end the worker.
             ctx.log.exception("report cycle failed")
+        try:
+            with trio.move_on_at(ctx.stop_deadline):
+                await bounce.poll_once(bctx, now_fn=ctx.now, force=True)  # §8.7 step 3
+        except Exception:
+            ctx.log.exception("bounce poll failed")
         await ctx.cycle_done()
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import trio
 
-from mailproxyd.services.dispatch import sender_loop
+from mailproxyd.services.dispatch.cycle import sender_loop
 from mailproxyd.workers._runtime import WorkerContext, run_worker
 
 

@@ -6,21 +6,21 @@ from typing import Any
 
 import pytest
 
-from mailproxyd.core.models import (
-    API_TOKEN_REFUSAL,
+from mailproxyd.core.models.account import (
     derive_tls_mode,
     present_account,
-    present_instance,
-    present_tenant,
     tls_conflict,
     use_tls_of,
     validate_account,
     validate_account_update,
-    validate_instance_update,
-    validate_tenant,
-    validate_tenant_update,
     with_account_defaults,
 )
+from mailproxyd.core.models.instance import (
+    API_TOKEN_REFUSAL,
+    present_instance,
+    validate_instance_update,
+)
+from mailproxyd.core.models.tenant import present_tenant, validate_tenant, validate_tenant_update
 from mailproxyd.errors import ValidationFailed
 
 
@@ -746,3 +746,14 @@ def test_present_instance() -> None:
         "created_at": "2026-01-01T00:00:00",
         "updated_at": "2026-01-01T00:00:00",
     }
+
+
+def test_present_instance_shows_the_last_bounce_error_only_while_set() -> None:
+    base = {"version": "1.0.0", "bounce_last_error": None, "bounce_last_error_ts": None}
+    assert "bounce_last_error" not in present_instance(base)
+    shown = present_instance(
+        {**base, "bounce_last_error": "IMAP login refused", "bounce_last_error_ts": 1767225601.5}
+    )
+    assert shown["bounce_last_error"] == "IMAP login refused"
+    assert shown["bounce_last_error_ts"] == 1767225601
+    assert list(shown)[-2:] == ["bounce_last_error", "bounce_last_error_ts"]

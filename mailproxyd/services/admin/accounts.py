@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mailproxyd.core import models
+from mailproxyd.core.models import account as account_model
 from mailproxyd.services.admin._common import (
     AdminContext,
     mutation,
@@ -15,7 +15,7 @@ from mailproxyd.services.admin._common import (
 from mailproxyd.store import accounts
 
 # One copy of the wire form, kept under this package's name for its callers.
-present_account = models.present_account
+present_account = account_model.present_account
 
 
 def _without_tenant(payload: dict[str, Any]) -> dict[str, Any]:
@@ -37,7 +37,7 @@ async def create_account(ctx: AdminContext, tenant_id: str, payload: dict[str, A
         "addAccount",
         tenant_id,
         payload,
-        lambda: models.validate_account(body, batch_default=batch_default),
+        lambda: account_model.validate_account(body, batch_default=batch_default),
     )
     return await mutation(ctx, "addAccount", tenant_id, payload, _create_account, tenant_id, fields)
 
@@ -68,7 +68,7 @@ def _update_account(
     require_tenant(tx, tenant_id)
     current = accounts.get(tx, tenant_id, account_id)
     # Judged against the stored account: use_tls derivation and conflicts need it (§10.1).
-    changes = models.validate_account_update(body, account_id=account_id, current=current)
+    changes = account_model.validate_account_update(body, account_id=account_id, current=current)
     accounts.update(tx, tenant_id, account_id, changes, now)
 
 

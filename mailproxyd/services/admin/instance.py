@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from mailproxyd import __version__
-from mailproxyd.core import models
+from mailproxyd.core.models import instance as instance_model
 from mailproxyd.services.admin._common import AdminContext, mutation, read
-from mailproxyd.store import meta
+from mailproxyd.store import bounces, meta
 
 
 async def get_instance(ctx: AdminContext) -> dict[str, Any]:
@@ -17,15 +17,18 @@ async def get_instance(ctx: AdminContext) -> dict[str, Any]:
     # A name never set through the API falls back to the configured one.
     if found.get("name") is None and getattr(ctx.settings, "instance_name", None):
         found["name"] = ctx.settings.instance_name
-    return models.present_instance(found)
+    return instance_model.present_instance(found)
 
 
 async def update_instance(ctx: AdminContext, payload: dict[str, Any]) -> None:
     """``PUT /instance``: partial update of the name and the bounce settings (§5.6)."""
 
     def work(tx: Any, *, now: float) -> None:
-        changes = models.validate_instance_update(payload, current=meta.get_instance(tx))
+        changes = instance_model.validate_instance_update(payload, current=meta.get_instance(tx))
         meta.update_instance(tx, changes, now)
+        if any(key.startswith("bounce_imap_") or key == "bounce_enabled" for key in changes):
+            # New mailbox settings deserve a poll without waiting out a back-off.
+            bounces.force_due(tx)
 
     await mutation(ctx, "updateInstance", None, payload, work)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mailproxyd.core import models
+from mailproxyd.core.models import tenant as tenant_model
 from mailproxyd.services.admin._common import (
     AdminContext,
     mutation,
@@ -15,14 +15,14 @@ from mailproxyd.services.admin._common import (
 from mailproxyd.store import tenants
 
 # One copy of the wire form, kept under this package's name for its callers.
-present_tenant = models.present_tenant
+present_tenant = tenant_model.present_tenant
 
 
 async def create_tenant(ctx: AdminContext, payload: dict[str, Any]) -> dict[str, Any]:
     """``POST /tenant``: ``{"created": bool, "api_key"?: str}`` (the key only on creation)."""
     tenant_id = payload.get("id") if isinstance(payload.get("id"), str) else None
     fields = await validated(
-        ctx, "addTenant", tenant_id, payload, lambda: models.validate_tenant(payload)
+        ctx, "addTenant", tenant_id, payload, lambda: tenant_model.validate_tenant(payload)
     )
 
     def work(tx: Any, *, now: float) -> dict[str, Any]:
@@ -51,7 +51,7 @@ async def update_tenant(ctx: AdminContext, tenant_id: str, payload: dict[str, An
 
     def work(tx: Any, *, now: float) -> None:
         current = tenants.get(tx, tenant_id)
-        changes = models.validate_tenant_update(payload, current=current)
+        changes = tenant_model.validate_tenant_update(payload, current=current)
         tenants.update(tx, tenant_id, changes, now)
 
     await mutation(ctx, "updateTenant", tenant_id, payload, work)

@@ -31,6 +31,37 @@ def test_instance_get_and_update(world: World) -> None:
     assert any(m.get("target") == "reporter" for m in world.server.link.sent)
 
 
+def test_instance_shows_the_bounce_pollers_last_failure(world: World) -> None:
+    from mailproxyd.store import Tx, bounces
+
+    db = world.server.db
+
+    def fail(tx: Tx, now: float) -> None:
+        assert bounces.try_lock(tx, "n/reporter", until=now + 60, now=now)
+        bounces.finish(
+            tx,
+            "n/reporter",
+            now=now,
+            next_poll_ts=now + 600,
+            succeeded=False,
+            error="login refused",
+        )
+
+    db.run(fail, 1767225600.0)
+    got = world.admin.get("/instance").json()
+    assert (got["bounce_last_error"], got["bounce_last_error_ts"]) == ("login refused", 1767225600)
+    # New mailbox settings make the next poll due at once, back-off forgotten.
+    assert (
+        world.admin.put("/instance", json={"bounce_imap_host": "imap2.example"}).status_code == 200
+    )
+    state = db.run(bounces.get_state)
+    assert state["next_poll_ts"] is None and state["consecutive_failures"] == 0
+    # The name alone changes nothing for the poller.
+    db.run(fail, 1767225700.0)
+    assert world.admin.put("/instance", json={"name": "prod"}).status_code == 200
+    assert db.run(bounces.get_state)["next_poll_ts"] == 1767226300.0
+
+
 def test_instance_errors(world: World) -> None:
     r = world.admin.put("/instance", json={"api_token": "x"})
     assert r.status_code == 422

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from mailproxyd.store import leases, meta, queue
 from mailproxyd.store import messages as store_messages
-from mailproxyd.store import meta, queue
 from tests.integration.api.conftest import World, msg
 
 
@@ -22,7 +22,7 @@ def _sent_and_sending(world: World, sent_id: str, sending_id: str) -> None:
     claimed = db.run(queue.claim_batch, "acme", "smtp1", "test-owner", 10, now, 120)
     assert {c["id"] for c in claimed} == {sent_id, sending_id}
     pk = next(c["pk"] for c in claimed if c["id"] == sent_id)
-    assert db.run(queue.complete_sent, pk, "test-owner", now)
+    assert db.run(leases.complete_sent, pk, "test-owner", now)
     db.run(meta.set_scheduler_active, False)
 
 

@@ -21,6 +21,7 @@ import trio
 
 from mailproxyd.settings import Settings, load_settings
 from mailproxyd.store import AsyncDatabase, Database, accounts, events, meta, queue, tenants
+from mailproxyd.store import messages as store_messages
 from mailproxyd.workers._runtime import Doorbell
 from tests.dbfixtures import (  # noqa: F401  (fixtures)
     database,
@@ -120,7 +121,7 @@ class Harness:
 
     def record(self, tenant_id: str, message_id: str) -> dict[str, Any]:
         with self.database.transaction(write=False) as tx:
-            return dict(queue.get_message(tx, tenant_id, message_id, time.time()))
+            return dict(store_messages.get_message(tx, tenant_id, message_id, time.time()))
 
     def leases(self) -> dict[str, str]:
         """``{message id: lease owner}`` of every ``sending`` message (test-only SQL: the store
@@ -193,14 +194,14 @@ def harness(
 
 def new_pool(settings: Settings) -> Any:
     """The product's SMTP pool, as a sender process makes it."""
-    from mailproxyd.services.dispatch_smtp import make_pool
+    from mailproxyd.services.dispatch.smtp import make_pool
 
     return make_pool(settings)
 
 
 @pytest.fixture
 async def pool(harness: Harness) -> Any:
-    from mailproxyd.services.dispatch_smtp import close_pool
+    from mailproxyd.services.dispatch.smtp import close_pool
 
     made = new_pool(harness.settings)
     try:

@@ -26,8 +26,8 @@ from pathlib import Path
 import trio
 
 from mailproxyd.core.crypto import SecretBox
-from mailproxyd.services.dispatch import run_dispatch_cycle, sender_loop
-from mailproxyd.services.dispatch_smtp import close_pool
+from mailproxyd.services.dispatch.cycle import run_dispatch_cycle, sender_loop
+from mailproxyd.services.dispatch.smtp import close_pool
 from mailproxyd.store import AsyncDatabase, open_database
 from tests.integration.dispatch.conftest import FakeLink, Harness, make_settings, new_pool
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from mailproxyd.services.dispatch import run_dispatch_cycle
+from mailproxyd.services.dispatch.cycle import run_dispatch_cycle
 from mailproxyd.store import accounts
 from tests.integration.dispatch.conftest import Harness
 from tests.integration.dispatch.scripted_smtp import ScriptedController, free_port

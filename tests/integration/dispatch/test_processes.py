@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import trio
 
-from mailproxyd.services.dispatch import run_dispatch_cycle
+from mailproxyd.services.dispatch.cycle import run_dispatch_cycle
 from tests.integration.dispatch.conftest import Harness
 from tests.integration.dispatch.procs import Senders
 from tests.integration.dispatch.scripted_smtp import ScriptedController

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import trio
 
-from mailproxyd.services.dispatch_record import Committer, Completion, write_completion
-from mailproxyd.store import AsyncDatabase, Database, accounts, meta, queue, tenants
+from mailproxyd.services.dispatch.record import Committer, Completion, write_completion
+from mailproxyd.store import AsyncDatabase, Database, accounts, leases, meta, queue, tenants
+from mailproxyd.store import messages as store_messages
 
 NOW = 1_767_225_600.0
 OWNER = "node-1/sender-0"
@@ -42,7 +43,7 @@ def _setup(db: Database, keys: list[str]) -> list[dict]:
 async def test_concurrent_sent_completions_share_a_transaction(database: Database) -> None:
     rows = {row["id"]: row for row in _setup(database, ["a", "b", "c", "lost", "later"])}
     with database.transaction() as tx:
-        queue.renew_leases(tx, OWNER, [rows[k]["pk"] for k in ("a", "b", "c", "later")], NOW + 500)
+        leases.renew_leases(tx, OWNER, [rows[k]["pk"] for k in ("a", "b", "c", "later")], NOW + 500)
     with database.transaction() as tx:
         (taken,) = queue.claim_batch(tx, "acme", "main", OTHER, 100, NOW + 121, 120)
     assert taken["id"] == "lost"
@@ -73,7 +74,7 @@ async def test_concurrent_sent_completions_share_a_transaction(database: Databas
     assert sum(written) == 5 and max(written) >= 3  # grouped: several completions per write
     with database.transaction(write=False) as tx:
         status = {
-            key: queue.get_message(tx, "acme", key, NOW + 200)["status"]  # type: ignore[index]
+            key: store_messages.get_message(tx, "acme", key, NOW + 200)["status"]  # type: ignore[index]
             for key in rows
         }
     assert status == {"a": "sent", "b": "sent", "c": "sent", "lost": "sending", "later": "error"}

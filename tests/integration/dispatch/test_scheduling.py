@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import trio
 
-from mailproxyd.services import dispatch_smtp
-from mailproxyd.services.dispatch import run_dispatch_cycle, sender_loop
-from mailproxyd.services.dispatch_smtp import close_pool
+from mailproxyd.services.dispatch import smtp as dispatch_smtp
+from mailproxyd.services.dispatch.cycle import run_dispatch_cycle, sender_loop
+from mailproxyd.services.dispatch.smtp import close_pool
 from mailproxyd.store import meta, queue
 from tests.integration.dispatch.conftest import Harness
 from tests.integration.dispatch.scripted_smtp import ScriptedController
@@ -172,7 +172,7 @@ async def test_sender_loop_closes_its_pool_with_quit(
         made.append(real_make(settings))
         return made[-1]
 
-    monkeypatch.setattr("mailproxyd.services.dispatch_smtp.make_pool", make)
+    monkeypatch.setattr("mailproxyd.services.dispatch.smtp.make_pool", make)
     harness.enqueue("acme", ["m1"])
     async with trio.open_nursery() as nursery:
         nursery.start_soon(lambda: sender_loop(harness, harness.wake))
@@ -216,7 +216,7 @@ async def test_cycle_without_a_pool_keeps_one_per_context(
 ) -> None:
     """How ``workers/sender.py`` calls it: ``run_dispatch_cycle(ctx)`` with no pool; the pool it
     makes is kept for the next cycle and closed with ``QUIT`` by ``close_dispatch_pool``."""
-    from mailproxyd.services.dispatch import close_dispatch_pool
+    from mailproxyd.services.dispatch.cycle import close_dispatch_pool
 
     harness.enqueue("acme", ["m1"])
     assert await run_dispatch_cycle(harness) == 1

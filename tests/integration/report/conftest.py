@@ -14,7 +14,7 @@ import pytest
 from mailproxyd.drivers.http import SyncClient
 from mailproxyd.services.report import ReportContext
 from mailproxyd.settings import Settings, load_settings
-from mailproxyd.store import AsyncDatabase, Database
+from mailproxyd.store import AsyncDatabase, Database, leases
 from mailproxyd.store import accounts as store_accounts
 from mailproxyd.store import events as store_events
 from mailproxyd.store import meta as store_meta
@@ -74,9 +74,9 @@ def _produce(tx: Any, tenant_id: str, specs: Iterable[Mapping[str, Any]], now: f
         for row in rows:
             spec = by_id[row["id"]]
             complete = {
-                "sent": store_queue.complete_sent,
-                "deferred": store_queue.complete_deferred,
-                "error": store_queue.complete_error,
+                "sent": leases.complete_sent,
+                "deferred": leases.complete_deferred,
+                "error": leases.complete_error,
             }[spec.get("outcome", "sent")]
             assert complete(tx, row["pk"], SENDER, now, **spec.get("kw", {}))
 

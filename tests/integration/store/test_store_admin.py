@@ -5,7 +5,18 @@ from __future__ import annotations
 import pytest
 
 from mailproxyd.errors import StartRefused
-from mailproxyd.store import Database, commandlog, events, meta, queue, ratelimit, retention
+from mailproxyd.store import (
+    Database,
+    bounces,
+    commandlog,
+    events,
+    leases,
+    meta,
+    queue,
+    ratelimit,
+    retention,
+)
+from mailproxyd.store import messages as store_messages
 
 from .conftest import NOW, make_item, setup_tenant
 
@@ -39,8 +50,10 @@ def test_instance_settings_and_bounce_cursor(database: Database) -> None:
         assert meta.get_instance_for_bounce(tx)["bounce_imap_password"] == "imap-secret"
         meta.update_instance(tx, {"bounce_imap_port": 1993, "bounce_imap_password": None}, NOW + 6)
         assert meta.get_instance(tx)["bounce_imap_password_set"] is False
-        meta.set_bounce_cursor(tx, 42, 7, NOW + 9)
-        assert meta.get_bounce_cursor(tx) == {"uid": 42, "uidvalidity": 7, "last_sync": NOW + 9}
+        assert bounces.try_lock(tx, "node/reporter", until=NOW + 100, now=NOW + 8)
+        bounces.finish(
+            tx, "node/reporter", now=NOW + 9, next_poll_ts=NOW + 69, succeeded=True, error=None
+        )
         assert meta.get_instance(tx)["bounce_last_sync"] == NOW + 9
 
 
@@ -129,8 +142,8 @@ def test_retention_sweep(database: Database) -> None:
                 NOW,
             )
             rows = queue.claim_batch(tx, tenant_id, "main", owner, 2, NOW, 120)
-            queue.complete_sent(tx, rows[0]["pk"], owner, NOW)
-            queue.complete_error(tx, rows[1]["pk"], owner, NOW, error="no")
+            leases.complete_sent(tx, rows[0]["pk"], owner, NOW)
+            leases.complete_error(tx, rows[1]["pk"], owner, NOW, error="no")
         acme_events = events.unreported(tx, "acme", 10)
         events.acknowledge(tx, [acme_events[0]["event_id"]], NOW + 10)  # only "sent" acked
         ratelimit.reserve(tx, "acme", "main", None, NOW, per_minute=10)
@@ -145,7 +158,7 @@ def test_retention_sweep(database: Database) -> None:
         swept = retention.sweep(tx, NOW + 86_401, 100, 1000)
         assert swept == {"messages": 3, "rate_slots": 1, "session_slots": 0, "commands": 1}
         remaining = {
-            tenant_id: sorted(r["id"] for r in queue.list_messages(tx, tenant_id, NOW)[0])
+            tenant_id: sorted(r["id"] for r in store_messages.list_messages(tx, tenant_id, NOW)[0])
             for tenant_id in ("acme", "quiet")
         }
         assert remaining == {"acme": ["failed", "queued"], "quiet": ["queued"]}

@@ -10,6 +10,7 @@ import trio
 
 from mailproxyd.errors import DatabaseUnavailable, NotFound
 from mailproxyd.store import AsyncDatabase, Database, meta, queue, tenants
+from mailproxyd.store import messages as store_messages
 from mailproxyd.store.database import RETRY_ATTEMPTS, TransientConflict, Tx
 
 from .conftest import NOW, make_item
@@ -123,5 +124,5 @@ def test_concurrent_enqueue_of_one_new_id(acme: Database) -> None:
         thread.join()
     assert result.queued == 1 and result.rejected == []
     with acme.transaction(write=False) as tx:
-        records, _ = queue.list_messages(tx, "acme", NOW)
+        records, _ = store_messages.list_messages(tx, "acme", NOW)
     assert [(r["id"], r["message"]["subject"]) for r in records] == [("same", "second")]

@@ -1,8 +1,9 @@
-"""Set-based completion of many sends (``queue.complete_sent_many``), fenced per row (§8.3)."""
+"""Set-based completion of many sends (``leases.complete_sent_many``), fenced per row (§8.3)."""
 
 from __future__ import annotations
 
-from mailproxyd.store import Database, events, queue, tenants
+from mailproxyd.store import Database, events, leases, queue, tenants
+from mailproxyd.store import messages as store_messages
 
 from .conftest import NOW, make_item
 
@@ -22,7 +23,7 @@ def _claim(db: Database, owner: str, now: float, limit: int = 100) -> list[dict]
 
 def _record(db: Database, key: str) -> dict:
     with db.transaction(write=False) as tx:
-        record = queue.get_message(tx, "acme", key, NOW + 200)
+        record = store_messages.get_message(tx, "acme", key, NOW + 200)
     assert record is not None
     return record
 
@@ -34,12 +35,12 @@ def test_batch_records_held_rows_and_refuses_the_lost_lease(acme: Database) -> N
     rows = {row["id"]: row for row in _claim(acme, OWNER, NOW)}
     # "lost": OWNER's lease expires and another sender claims the message.
     with acme.transaction() as tx:
-        assert queue.renew_leases(tx, OWNER, [rows[k]["pk"] for k in "abc"], NOW + 500) == 3
+        assert leases.renew_leases(tx, OWNER, [rows[k]["pk"] for k in "abc"], NOW + 500) == 3
     (taken,) = _claim(acme, OTHER, NOW + 121)
     assert taken["id"] == "lost"
     refused = {"nobody@example.org": {"code": 550, "message": "5.1.1 User unknown"}}
     with acme.transaction() as tx:
-        answers = queue.complete_sent_many(
+        answers = leases.complete_sent_many(
             tx,
             OWNER,
             [
@@ -60,7 +61,7 @@ def test_batch_records_held_rows_and_refuses_the_lost_lease(acme: Database) -> N
     # The other sender's message is untouched and still completes for its owner.
     assert lost["status"] == "sending" and lost["history"] == []
     with acme.transaction() as tx:
-        assert queue.complete_sent(tx, taken["pk"], OTHER, NOW + 150)
+        assert leases.complete_sent(tx, taken["pk"], OTHER, NOW + 150)
     by_id = {event["id"]: event for event in unreported}
     assert set(by_id) == {"a", "b", "c"}
     assert [event["id"] for event in unreported] == ["a", "b", "c"]  # in the order given
@@ -80,16 +81,16 @@ def test_batch_matches_single_completion_and_auto_acks(acme: Database) -> None:
     _enqueue(acme, ["one", "many", "dup"])
     rows = {row["id"]: row for row in _claim(acme, OWNER, NOW)}
     with acme.transaction() as tx:
-        assert queue.complete_sent(tx, rows["one"]["pk"], OWNER, NOW + 5)
-        assert queue.complete_sent_many(
+        assert leases.complete_sent(tx, rows["one"]["pk"], OWNER, NOW + 5)
+        assert leases.complete_sent_many(
             tx,
             OWNER,
             [{"pk": rows["many"]["pk"]}, {"pk": rows["dup"]["pk"]}, {"pk": rows["dup"]["pk"]}],
             NOW + 5,
         ) == [True, True, False]
-        assert queue.complete_sent_many(tx, OWNER, [], NOW + 5) == []
+        assert leases.complete_sent_many(tx, OWNER, [], NOW + 5) == []
         # Already sent: no longer held by anyone.
-        assert queue.complete_sent_many(tx, OWNER, [{"pk": rows["one"]["pk"]}], NOW + 6) == [False]
+        assert leases.complete_sent_many(tx, OWNER, [{"pk": rows["one"]["pk"]}], NOW + 6) == [False]
         assert events.unreported(tx, "acme", 10) == []
     one, many, dup = (_record(acme, key) for key in ("one", "many", "dup"))
     strip = ("id", "pk", "seq", "message", "message_id", "history")

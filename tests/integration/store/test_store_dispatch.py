@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from mailproxyd.store import Database, accounts, events, meta, queue, tenants
+from mailproxyd.store import Database, accounts, events, leases, meta, queue, tenants
+from mailproxyd.store import messages as store_messages
 
 from .conftest import NOW, make_item, setup_tenant
 
@@ -24,7 +25,7 @@ def _claim(
 
 def _record(db: Database, message_key: str, now: float = NOW) -> dict:
     with db.transaction(write=False) as tx:
-        record = queue.get_message(tx, "acme", message_key, now)
+        record = store_messages.get_message(tx, "acme", message_key, now)
     assert record is not None
     return record
 
@@ -116,7 +117,7 @@ def test_complete_sent_records_event_and_fields(acme: Database) -> None:
     (row,) = _claim(acme)
     refused = {"nobody@example.org": {"code": 550, "message": "5.1.1 User unknown"}}
     with acme.transaction() as tx:
-        assert queue.complete_sent(
+        assert leases.complete_sent(
             tx, row["pk"], OWNER, NOW + 5, smtp_code=250, refused_recipients=refused
         )
         (event,) = events.unreported(tx, "acme", 10)
@@ -137,7 +138,7 @@ def test_deferral_retry_and_sticky_outcome_uncertain(acme: Database) -> None:
     _enqueue(acme, [make_item("u")])
     (row,) = _claim(acme)
     with acme.transaction() as tx:
-        assert queue.complete_deferred(
+        assert leases.complete_deferred(
             tx,
             row["pk"],
             OWNER,
@@ -152,7 +153,7 @@ def test_deferral_retry_and_sticky_outcome_uncertain(acme: Database) -> None:
     (again,) = _claim(acme, now=NOW + 60)
     assert again["outcome_uncertain"] is True and again["retry_count"] == 1
     with acme.transaction() as tx:
-        assert queue.complete_deferred(
+        assert leases.complete_deferred(
             tx,
             again["pk"],
             OWNER,
@@ -163,7 +164,7 @@ def test_deferral_retry_and_sticky_outcome_uncertain(acme: Database) -> None:
         )
     (third,) = _claim(acme, now=NOW + 120)
     with acme.transaction() as tx:
-        assert queue.complete_error(
+        assert leases.complete_error(
             tx, third["pk"], OWNER, NOW + 121, error="DATA: 550 5.7.1 rejected", smtp_code=550
         )
     record = _record(acme, "u", now=NOW + 200)
@@ -190,14 +191,14 @@ def test_lease_expiry_and_fencing(acme: Database) -> None:
     assert reclaimed["pk"] == row["pk"] and reclaimed["expiry_count"] == 1
     with acme.transaction() as tx:
         # The first claimer's lease expired and was re-claimed: its result is refused.
-        assert not queue.complete_sent(tx, row["pk"], OWNER, NOW + 122)
-        assert not queue.complete_error(tx, row["pk"], OWNER, NOW + 122, error="x")
-        assert not queue.complete_deferred(
+        assert not leases.complete_sent(tx, row["pk"], OWNER, NOW + 122)
+        assert not leases.complete_error(tx, row["pk"], OWNER, NOW + 122, error="x")
+        assert not leases.complete_deferred(
             tx, row["pk"], OWNER, NOW + 122, deferred_ts=NOW, reason="x"
         )
-        assert queue.renew_leases(tx, OWNER, [row["pk"]], NOW + 500) == 0
-        assert queue.renew_leases(tx, OTHER, [row["pk"]], NOW + 500) == 1
-        assert queue.complete_sent(tx, row["pk"], OTHER, NOW + 123)
+        assert leases.renew_leases(tx, OWNER, [row["pk"]], NOW + 500) == 0
+        assert leases.renew_leases(tx, OTHER, [row["pk"]], NOW + 500) == 1
+        assert leases.complete_sent(tx, row["pk"], OTHER, NOW + 123)
     assert _record(acme, "x")["status"] == "sent"
     assert [h["event_type"] for h in _record(acme, "x")["history"]] == ["sent"]
 
@@ -210,7 +211,7 @@ def test_third_expiry_fails_the_message(acme: Database) -> None:
         assert row["expiry_count"] == expected_expiries
         now += 121
         with acme.transaction() as tx:
-            outcome = queue.expire_leases(tx, now)
+            outcome = leases.expire_leases(tx, now)
         assert outcome == (
             {"returned": 1, "failed": 0} if expected_expiries < 2 else {"returned": 0, "failed": 1}
         )
@@ -227,11 +228,11 @@ def test_release_is_not_an_expiry_and_release_node_is(acme: Database) -> None:
     _enqueue(acme, [make_item("a"), make_item("b"), make_item("c")])
     a, b, c = _claim(acme, owner="node-1/sender-0")
     with acme.transaction() as tx:
-        assert queue.release(tx, "node-1/sender-0", [a["pk"], b["pk"]], NOW) == {
+        assert leases.release(tx, "node-1/sender-0", [a["pk"], b["pk"]], NOW) == {
             "returned": 2,
             "failed": 0,
         }
-        assert queue.release(tx, "someone-else", [c["pk"]], NOW) == {"returned": 0, "failed": 0}
+        assert leases.release(tx, "someone-else", [c["pk"]], NOW) == {"returned": 0, "failed": 0}
     again = _claim(acme, owner="node-1/sender-1")
     assert {row["id"]: row["expiry_count"] for row in again} == {"a": 0, "b": 0}
     with acme.transaction() as tx:
@@ -239,7 +240,7 @@ def test_release_is_not_an_expiry_and_release_node_is(acme: Database) -> None:
         queue.enqueue(tx, "acme", [make_item("d")], [], NOW)
     (d,) = _claim(acme, owner="node-10/sender-0")
     with acme.transaction() as tx:
-        assert queue.release_node(tx, "node-1", NOW) == {"returned": 3, "failed": 0}
+        assert leases.release_node(tx, "node-1", NOW) == {"returned": 3, "failed": 0}
     assert _record(acme, "d")["status"] == "sending"
     reclaimed = {row["id"]: row["expiry_count"] for row in _claim(acme, owner="node-2/sender-0")}
     assert reclaimed == {"a": 1, "b": 1, "c": 1}
@@ -258,10 +259,10 @@ def test_account_deleted_while_sending(acme: Database) -> None:
         assert [h["event_type"] for h in record["history"]] == ["error"]
     with acme.transaction() as tx:
         # An attempt ending in a deferral fails instead; one ending in sent stays sent.
-        assert queue.complete_deferred(
+        assert leases.complete_deferred(
             tx, rows[0]["pk"], OWNER, NOW, deferred_ts=NOW + 60, reason="x"
         )
-        assert queue.complete_sent(tx, rows[1]["pk"], OWNER, NOW)
+        assert leases.complete_sent(tx, rows[1]["pk"], OWNER, NOW)
     assert _record(acme, "q1")["error"] == "account deleted"
     assert _record(acme, "q2")["status"] == "sent"
 
@@ -271,7 +272,7 @@ def test_released_message_of_deleted_account_fails(acme: Database) -> None:
     (row,) = _claim(acme)
     with acme.transaction() as tx:
         accounts.delete(tx, "acme", "main", NOW)
-        assert queue.release(tx, OWNER, [row["pk"]], NOW) == {"returned": 0, "failed": 1}
+        assert leases.release(tx, OWNER, [row["pk"]], NOW) == {"returned": 0, "failed": 1}
     assert _record(acme, "r")["error"] == "account deleted"
 
 
@@ -283,8 +284,8 @@ def test_tenant_scoped_account_delete(database: Database) -> None:
     with database.transaction() as tx:
         assert accounts.delete(tx, "acme", "main", NOW) == 1
         assert accounts.get(tx, "beta", "main")["id"] == "main"
-        beta = {r["id"]: r["status"] for r in queue.list_messages(tx, "beta", NOW)[0]}
-        acme = {r["id"]: r["status"] for r in queue.list_messages(tx, "acme", NOW)[0]}
+        beta = {r["id"]: r["status"] for r in store_messages.list_messages(tx, "beta", NOW)[0]}
+        acme = {r["id"]: r["status"] for r in store_messages.list_messages(tx, "acme", NOW)[0]}
         assert [r["account_id"] for r in queue.ready_accounts(tx, NOW)] == ["spare", "main"]
     assert beta == {"a1": "pending", "b2": "pending"}
     assert acme == {"a1": "error", "a2": "pending"}

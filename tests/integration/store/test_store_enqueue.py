@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from mailproxyd.store import Database, events, queue
+from mailproxyd.store import Database, events, leases, queue
+from mailproxyd.store import messages as store_messages
 
 from .conftest import NOW, make_item
 
@@ -13,7 +14,7 @@ OWNER = "node-1/sender-0"
 
 def _get(db: Database, message_key: str) -> dict:
     with db.transaction(write=False) as tx:
-        record = queue.get_message(tx, "acme", message_key, NOW)
+        record = store_messages.get_message(tx, "acme", message_key, NOW)
     assert record is not None
     return record
 
@@ -69,7 +70,7 @@ def test_replacement_resets_retry_count(acme: Database) -> None:
     _enqueue(acme, [make_item("m")])
     (claimed,) = _claim_all(acme)
     with acme.transaction() as tx:
-        assert queue.complete_deferred(
+        assert leases.complete_deferred(
             tx,
             claimed["pk"],
             OWNER,
@@ -88,7 +89,7 @@ def test_in_flight_and_already_sent_are_rejected_unchanged(acme: Database) -> No
     _enqueue(acme, [make_item("s1"), make_item("s2")])
     first, _second = _claim_all(acme)
     with acme.transaction() as tx:
-        assert queue.complete_sent(tx, first["pk"], OWNER, NOW)
+        assert leases.complete_sent(tx, first["pk"], OWNER, NOW)
     result = _enqueue(
         acme, [make_item("x"), make_item("s1", subject="X"), make_item("s2", subject="Y")]
     )
@@ -105,8 +106,8 @@ def test_error_is_requeued_at_the_back_with_events_kept(acme: Database) -> None:
     _enqueue(acme, [make_item("e"), make_item("later")])
     claimed = _claim_all(acme)
     with acme.transaction() as tx:
-        assert queue.complete_error(tx, claimed[0]["pk"], OWNER, NOW, error="DATA: 550 no")
-        queue.release(tx, OWNER, [claimed[1]["pk"]], NOW)
+        assert leases.complete_error(tx, claimed[0]["pk"], OWNER, NOW, error="DATA: 550 no")
+        leases.release(tx, OWNER, [claimed[1]["pk"]], NOW)
     old_seq = _get(acme, "e")["seq"]
     assert _enqueue(acme, [make_item("e", subject="again")]).queued == 1
     record = _get(acme, "e")
@@ -205,7 +206,7 @@ def test_same_id_in_other_tenant_is_independent(acme: Database) -> None:
     _enqueue(acme, [make_item("same")])
     with acme.transaction() as tx:
         queue.enqueue(tx, "beta", [make_item("same", subject="beta's")], [], NOW)
-        beta = queue.get_message(tx, "beta", "same", NOW)
+        beta = store_messages.get_message(tx, "beta", "same", NOW)
     assert beta is not None and beta["message"]["subject"] == "beta's"
     assert _get(acme, "same")["message"]["subject"] == "Hello"
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from mailproxyd.store import Database, events, queue, tenants
+from mailproxyd.store import Database, events, leases, queue, tenants
+from mailproxyd.store import messages as store_messages
 
 from .conftest import NOW, make_item, setup_tenant
 
@@ -35,8 +36,8 @@ def _seed(db: Database) -> dict[str, int]:
                 for row in queue.claim_batch(tx, "acme", "other", OWNER, 1, NOW, 120)
             }
         )
-        queue.complete_sent(tx, pks["x"], OWNER, NOW + 1)
-        queue.complete_error(tx, pks["e"], OWNER, NOW + 2, error="DATA: 550 no", smtp_code=550)
+        leases.complete_sent(tx, pks["x"], OWNER, NOW + 1)
+        leases.complete_error(tx, pks["e"], OWNER, NOW + 2, error="DATA: 550 no", smtp_code=550)
     return pks
 
 
@@ -44,7 +45,7 @@ def test_listing_filters_and_order(database: Database) -> None:
     setup_tenant(database, "acme", ("main", "other"), name="ACME Corp")
     _seed(database)
     with database.transaction(write=False) as tx:
-        every, cursor = queue.list_messages(tx, "acme", NOW + 10)
+        every, cursor = store_messages.list_messages(tx, "acme", NOW + 10)
         assert cursor is None
         assert [r["id"] for r in every] == ["x", "e", "s", "d", "p"]
         assert {r["id"]: r["status"] for r in every} == {
@@ -59,23 +60,24 @@ def test_listing_filters_and_order(database: Database) -> None:
         assert every[0]["sent_ts"] == NOW + 1 and every[0]["error"] is None
         active = [
             r["id"]
-            for r in queue.list_messages(
+            for r in store_messages.list_messages(
                 tx, "acme", NOW + 10, statuses=["pending", "deferred", "sending"]
             )[0]
         ]
         assert active == ["s", "d", "p"]
         assert [
-            r["id"] for r in queue.list_messages(tx, "acme", NOW + 10, account_id="other")[0]
+            r["id"]
+            for r in store_messages.list_messages(tx, "acme", NOW + 10, account_id="other")[0]
         ] == ["e"]
-        assert [r["id"] for r in queue.list_messages(tx, "acme", NOW + 10, batch_code="b1")[0]] == [
-            "d"
-        ]
+        assert [
+            r["id"] for r in store_messages.list_messages(tx, "acme", NOW + 10, batch_code="b1")[0]
+        ] == ["d"]
         # Read status: past its time "d" reads pending, and "s" with an expired lease too.
-        later = queue.list_messages(tx, "acme", NOW + 700, statuses=["pending"])[0]
+        later = store_messages.list_messages(tx, "acme", NOW + 700, statuses=["pending"])[0]
         assert [r["id"] for r in later] == ["s", "d", "p"]
         assert later[1]["deferred_ts"] is None
-        assert queue.list_messages(tx, "acme", NOW, statuses=[])[0] == []
-        assert queue.list_messages(tx, "beta", NOW)[0] == []
+        assert store_messages.list_messages(tx, "acme", NOW, statuses=[])[0] == []
+        assert store_messages.list_messages(tx, "beta", NOW)[0] == []
 
 
 def test_cursor_and_offset_pagination(acme: Database) -> None:
@@ -86,13 +88,13 @@ def test_cursor_and_offset_pagination(acme: Database) -> None:
     pages = 0
     with acme.transaction(write=False) as tx:
         while True:
-            page, cursor = queue.list_messages(tx, "acme", NOW, limit=3, after=cursor)
+            page, cursor = store_messages.list_messages(tx, "acme", NOW, limit=3, after=cursor)
             seen.extend(r["id"] for r in page)
             pages += 1
             if cursor is None:
                 break
         assert seen == ["m0", "m2", "m4", "m6", "m1", "m3", "m5"] and pages == 3
-        page, _ = queue.list_messages(tx, "acme", NOW, limit=2, offset=3)
+        page, _ = store_messages.list_messages(tx, "acme", NOW, limit=2, offset=3)
         assert [r["id"] for r in page] == ["m6", "m1"]
 
 
@@ -101,7 +103,7 @@ def test_history_and_get_message(acme: Database) -> None:
         tenants.update(tx, "acme", {"client_base_url": "https://app.acme.example"}, NOW)
         queue.enqueue(tx, "acme", [make_item("h")], [], NOW)
         (row,) = queue.claim_batch(tx, "acme", "main", OWNER, 1, NOW, 120)
-        queue.complete_deferred(
+        leases.complete_deferred(
             tx,
             row["pk"],
             OWNER,
@@ -111,13 +113,13 @@ def test_history_and_get_message(acme: Database) -> None:
             smtp_code=451,
         )
         (row,) = queue.claim_batch(tx, "acme", "main", OWNER, 1, NOW + 65, 120)
-        queue.complete_sent(tx, row["pk"], OWNER, NOW + 70)
+        leases.complete_sent(tx, row["pk"], OWNER, NOW + 70)
         first_event = events.unreported(tx, "acme", 1)[0]["event_id"]
         events.acknowledge(tx, [first_event], NOW + 71)
     with acme.transaction(write=False) as tx:
-        record = queue.get_message(tx, "acme", "h", NOW + 80)
-        listed = queue.list_messages(tx, "acme", NOW + 80, include_history=True)[0]
-        assert queue.get_message(tx, "acme", "nope", NOW) is None
+        record = store_messages.get_message(tx, "acme", "h", NOW + 80)
+        listed = store_messages.list_messages(tx, "acme", NOW + 80, include_history=True)[0]
+        assert store_messages.get_message(tx, "acme", "nope", NOW) is None
     assert record is not None
     assert record["status"] == "sent" and record["retry_count"] == 1 and record["smtp_code"] is None
     assert record["reported_ts"] == NOW + 71
@@ -140,9 +142,9 @@ def test_delete_messages(database: Database) -> None:
     _seed(database)
     with database.transaction() as tx:
         queue.enqueue(tx, "beta", [make_item("p")], [], NOW)
-        result = queue.delete_messages(tx, "acme", ["p", "s", "x", "zz", "p"])
+        result = store_messages.delete_messages(tx, "acme", ["p", "s", "x", "zz", "p"])
         assert result == {"removed": 2, "not_found": ["zz"], "unauthorized": [], "in_flight": ["s"]}
-        assert queue.get_message(tx, "beta", "p", NOW) is not None
+        assert store_messages.get_message(tx, "beta", "p", NOW) is not None
         rows = tx.raw("SELECT count(*) AS n FROM events WHERE tenant_id = 'acme' AND id = 'x'")
         assert rows[0]["n"] == 0
 
@@ -154,10 +156,19 @@ def test_cleanup_only_fully_acknowledged_terminal_messages(database: Database) -
         unacked = events.unreported(tx, "acme", 10)
         assert [e["id"] for e in unacked] == ["x", "e"]
         events.acknowledge(tx, [unacked[0]["event_id"]], NOW + 100)
-        assert queue.cleanup_messages(tx, "acme", 50, NOW + 149) == 0  # acked 49 s ago only
-        assert queue.cleanup_messages(tx, "acme", 50, NOW + 150) == 1  # "x" goes, "e" is unacked
-        assert queue.cleanup_messages(tx, "acme", 0, NOW + 1000) == 0
-        assert {r["id"] for r in queue.list_messages(tx, "acme", NOW)[0]} == {"p", "d", "s", "e"}
+        assert (
+            store_messages.cleanup_messages(tx, "acme", 50, NOW + 149) == 0
+        )  # acked 49 s ago only
+        assert (
+            store_messages.cleanup_messages(tx, "acme", 50, NOW + 150) == 1
+        )  # "x" goes, "e" is unacked
+        assert store_messages.cleanup_messages(tx, "acme", 0, NOW + 1000) == 0
+        assert {r["id"] for r in store_messages.list_messages(tx, "acme", NOW)[0]} == {
+            "p",
+            "d",
+            "s",
+            "e",
+        }
 
 
 def test_stats_by_read_status(database: Database) -> None:
@@ -165,8 +176,8 @@ def test_stats_by_read_status(database: Database) -> None:
     setup_tenant(database, "beta")
     _seed(database)
     with database.transaction(write=False) as tx:
-        now_stats = queue.stats(tx, NOW + 10, "acme")
-        later = queue.stats(tx, NOW + 700)
+        now_stats = store_messages.stats(tx, NOW + 10, "acme")
+        later = store_messages.stats(tx, NOW + 700)
     assert now_stats == {
         "tenants": 1,
         "accounts": 2,
@@ -180,9 +191,9 @@ def test_bounce_recording(acme: Database) -> None:
     with acme.transaction() as tx:
         queue.enqueue(tx, "acme", [make_item("bm", message_id="<bm@acme.example>")], [], NOW)
         (row,) = queue.claim_batch(tx, "acme", "main", OWNER, 1, NOW, 120)
-        queue.complete_sent(tx, row["pk"], OWNER, NOW)
-        (match,) = queue.find_by_header(tx, "<bm@acme.example>")
-        assert queue.find_by_client_id(tx, "bm")[0]["pk"] == match["pk"]
+        leases.complete_sent(tx, row["pk"], OWNER, NOW)
+        (match,) = store_messages.find_by_header(tx, "<bm@acme.example>")
+        assert store_messages.find_by_client_id(tx, "bm")[0]["pk"] == match["pk"]
         kwargs = {
             "bounce_type": "hard",
             "bounce_code": "5.1.1",
@@ -191,7 +202,7 @@ def test_bounce_recording(acme: Database) -> None:
         }
         assert events.record_bounce(tx, match["pk"], NOW + 3600, **kwargs)
         assert not events.record_bounce(tx, match["pk"], NOW + 3700, **kwargs)  # same bounce again
-        record = queue.get_message(tx, "acme", "bm", NOW)
+        record = store_messages.get_message(tx, "acme", "bm", NOW)
     assert record is not None and record["status"] == "sent"
     assert (record["bounce_type"], record["bounce_code"], record["bounce_ts"]) == (
         "hard",

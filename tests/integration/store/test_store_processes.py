@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from mailproxyd.store import Database, queue, ratelimit
+from mailproxyd.store import Database, leases, queue, ratelimit
+from mailproxyd.store import messages as store_messages
 
 from .conftest import NOW, make_item
 
@@ -66,7 +67,7 @@ def test_four_processes_claim_each_message_exactly_once(
     with acme.transaction() as tx:
         for start in range(0, len(items), 1000):
             queue.enqueue(tx, "acme", items[start : start + 1000], [], NOW)
-        expected = {r["pk"] for r in queue.list_messages(tx, "acme", NOW, limit=10_000)[0]}
+        expected = {r["pk"] for r in store_messages.list_messages(tx, "acme", NOW, limit=10_000)[0]}
     assert len(expected) == 10_000
     names = [f"claimer{i}" for i in range(4)]
     procs = [_spawn("claim", db_url, tmp_path, name, instance_key) for name in names]
@@ -76,7 +77,7 @@ def test_four_processes_claim_each_message_exactly_once(
     assert max(counts.values()) == 1, "a message was claimed twice"
     assert sum(1 for claimed in claimed_lists if claimed) >= 2, "no concurrency happened"
     with acme.transaction(write=False) as tx:
-        stats = queue.stats(tx, NOW, "acme")
+        stats = store_messages.stats(tx, NOW, "acme")
     assert stats["messages"]["sending"] == 10_000
 
 
@@ -131,5 +132,5 @@ def test_dead_claimer_messages_come_back_after_lease_expiry(
     assert all(row["expiry_count"] == 1 for row in back)
     with acme.transaction() as tx:
         # A late completion carrying the dead claimer's lease is refused.
-        assert not queue.complete_sent(tx, claimed[0], dead_owner, NOW + 122)
-        assert queue.complete_sent(tx, claimed[0], "node-b/sender-0", NOW + 122)
+        assert not leases.complete_sent(tx, claimed[0], dead_owner, NOW + 122)
+        assert leases.complete_sent(tx, claimed[0], "node-b/sender-0", NOW + 122)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mailproxyd.store import Database, events, queue, sync, tenants
+from mailproxyd.store import Database, events, leases, queue, sync, tenants
+from mailproxyd.store import messages as store_messages
 
 from .conftest import NOW, make_item, setup_tenant
 
@@ -16,7 +17,7 @@ def _fail_all(db: Database, tenant_id: str, keys: list[str], now: float = NOW) -
     with db.transaction() as tx:
         queue.enqueue(tx, tenant_id, [make_item(k) for k in keys], [], now)
         for row in queue.claim_batch(tx, tenant_id, "main", OWNER, 100, now, 120):
-            queue.complete_error(tx, row["pk"], OWNER, now, error=f"bad {row['id']}")
+            leases.complete_error(tx, row["pk"], OWNER, now, error=f"bad {row['id']}")
 
 
 def test_unreported_in_event_order_and_acknowledge(database: Database) -> None:
@@ -34,7 +35,7 @@ def test_unreported_in_event_order_and_acknowledge(database: Database) -> None:
         assert events.acknowledge(tx, [batch[0]["event_id"]], NOW + 2) == 0  # already acked
         assert [e["id"] for e in events.unreported(tx, "acme", 10)] == ["a3"]
         assert [e["id"] for e in events.unreported(tx, "beta", 10)] == ["b1"]
-        record = queue.get_message(tx, "acme", "a1", NOW)
+        record = store_messages.get_message(tx, "acme", "a1", NOW)
         assert record is not None and record["reported_ts"] == NOW + 1
 
 
@@ -51,7 +52,7 @@ def test_acknowledge_in_chunks_counts_each_event_once(
         # Already acknowledged, repeated and unknown ids are not counted; the rest are.
         assert events.acknowledge(tx, [*ids, ids[4], ids[4], 10**9], NOW + 2) == 5
         assert events.unreported_count(tx, "acme") == 0
-        reported = {k: queue.get_message(tx, "acme", k, NOW) for k in keys}
+        reported = {k: store_messages.get_message(tx, "acme", k, NOW) for k in keys}
         assert {k: r["reported_ts"] for k, r in reported.items() if r} == {
             k: NOW + 1 if k in ("m0", "m1") else NOW + 2 for k in keys
         }
@@ -164,7 +165,7 @@ def test_tail_never_skips_an_event_committed_late(database: Database) -> None:
 
     def slow_writer() -> None:
         with database.transaction() as tx:
-            queue.complete_error(tx, pks["early"], OWNER, NOW, error="x")
+            leases.complete_error(tx, pks["early"], OWNER, NOW, error="x")
             first_recorded.set()
             may_commit.wait(10)
 
@@ -177,7 +178,7 @@ def test_tail_never_skips_an_event_committed_late(database: Database) -> None:
             may_commit.set()
             thread.join()
         with database.transaction() as tx:
-            queue.complete_error(tx, pks["late"], OWNER, NOW, error="y")
+            leases.complete_error(tx, pks["late"], OWNER, NOW, error="y")
         with database.transaction(write=False) as tx:
             seen = events.tail(tx, 0)
         # PostgreSQL: nothing yet, "early" has the lower id and is not committed (a poller that
@@ -198,7 +199,7 @@ def test_tail_steps_over_old_gaps(database: Database) -> None:
     _fail_all(database, "acme", ["gone"])
     _fail_all(database, "acme", ["b"])
     with database.transaction() as tx:
-        queue.delete_messages(tx, "acme", ["gone"])
+        store_messages.delete_messages(tx, "acme", ["gone"])
         ids = [e["id"] for e in events.tail(tx, 0)]
     if database.backend == "postgres":
         # "b" was recorded just now: the hole before it might still fill, so the tail waits.

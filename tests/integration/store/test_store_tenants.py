@@ -9,6 +9,7 @@ import pytest
 
 from mailproxyd.errors import Conflict, NotFound
 from mailproxyd.store import Database, Tx, accounts, queue, tenants
+from mailproxyd.store import messages as store_messages
 
 from .conftest import NOW, make_item, setup_tenant
 
@@ -146,8 +147,8 @@ def test_delete_tenant_cascades(database: Database) -> None:
         tenants.suspend(tx, "acme", "b", NOW)
         tenants.delete(tx, "acme")
         assert tenants.exists(tx, "acme") is False
-        assert queue.stats(tx, NOW)["messages"]["pending"] == 1
-        assert queue.stats(tx, NOW)["messages"]["error"] == 0
+        assert store_messages.stats(tx, NOW)["messages"]["pending"] == 1
+        assert store_messages.stats(tx, NOW)["messages"]["error"] == 0
         for table in ("accounts", "messages", "events", "suspensions"):
             rows = tx.raw(f"SELECT count(*) AS n FROM {table} WHERE tenant_id = 'acme'")
             assert rows[0]["n"] == 0, table

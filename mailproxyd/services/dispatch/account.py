@@ -11,7 +11,7 @@ back, so another process cannot open sessions while ours are still open. (The SM
 a per-account close for that; without one, idle connections live until their ``ttl`` — see
 ``dispatch_smtp.close_account``.)
 
-What happens to one admitted message (build, send, classify) is ``dispatch_attempt``.
+What happens to one admitted message (build, send, classify) is ``attempt``.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from mailproxyd.services.dispatch_attempt import run_attempt
-from mailproxyd.services.dispatch_tx import (
+from mailproxyd.services.dispatch.attempt import run_attempt
+from mailproxyd.services.dispatch.claims import (
     Admission,
     Claim,
     admit_tx,
@@ -33,7 +33,7 @@ from mailproxyd.services.dispatch_tx import (
 )
 
 if TYPE_CHECKING:
-    from mailproxyd.services.dispatch_env import DispatchEnv
+    from mailproxyd.services.dispatch.env import DispatchEnv
 
 # QUIT on idle connections is a courtesy; never let a dead server hold up giving slots back.
 CLOSE_TIMEOUT_SECONDS = 5.0

@@ -14,59 +14,9 @@ between 1 and 65535``, ``client_auth.token: required``, ``<field>: unknown field
   wire form, defaults applied, derived fields added, secrets replaced by ``*_set`` flags and
   ``null`` values omitted (§0).
 
-The rules live in :mod:`~mailproxyd.core.account_model`, :mod:`~mailproxyd.core.tenant_model`
-and :mod:`~mailproxyd.core.instance_model`; this module is the one name callers import.
+The rules live in :mod:`~mailproxyd.core.models.account`, :mod:`~mailproxyd.core.models.tenant`
+and :mod:`~mailproxyd.core.models.instance`; this module is the one name callers import.
 
 Read-only keys of a response (``created_at``, ``password_set``, ``suspended_batches``, …)
 are ignored in requests, so a ``GET`` body can be sent back unchanged.
 """
-
-from mailproxyd.core.account_model import (
-    ACCOUNT_DEFAULTS,
-    TLS_MODES,
-    derive_tls_mode,
-    present_account,
-    tls_conflict,
-    use_tls_of,
-    validate_account,
-    validate_account_update,
-    with_account_defaults,
-)
-from mailproxyd.core.instance_model import (
-    API_TOKEN_REFUSAL,
-    INSTANCE_DEFAULTS,
-    present_instance,
-    validate_instance_update,
-)
-from mailproxyd.core.tenant_model import (
-    AUTH_METHODS,
-    LARGE_FILE_DEFAULTS,
-    STORAGE_PACKAGES,
-    TENANT_DEFAULTS,
-    present_tenant,
-    validate_tenant,
-    validate_tenant_update,
-)
-
-__all__ = [
-    "ACCOUNT_DEFAULTS",
-    "API_TOKEN_REFUSAL",
-    "AUTH_METHODS",
-    "INSTANCE_DEFAULTS",
-    "LARGE_FILE_DEFAULTS",
-    "STORAGE_PACKAGES",
-    "TENANT_DEFAULTS",
-    "TLS_MODES",
-    "derive_tls_mode",
-    "present_account",
-    "present_instance",
-    "present_tenant",
-    "tls_conflict",
-    "use_tls_of",
-    "validate_account",
-    "validate_account_update",
-    "validate_instance_update",
-    "validate_tenant",
-    "validate_tenant_update",
-    "with_account_defaults",
-]

@@ -12,8 +12,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mailproxyd.services.dispatch_record import Completion
-from mailproxyd.store import accounts, meta, queue, ratelimit, sessions
+from mailproxyd.services.dispatch.record import Completion
+from mailproxyd.store import accounts, leases, meta, queue, ratelimit, sessions
 
 DEFAULT_MAX_CONCURRENT = 3
 RATE_LIMITED = "rate_limit"
@@ -163,7 +163,7 @@ def admit_tx(
         attempt = int(row.get("retry_count") or 0) + 1
         if reject and any(scope.startswith("account_") for scope in verdict.blocking):
             item = Completion(row, "error", now, text=RATE_REJECTED, attempt=attempt)
-            held = queue.complete_error(tx, pk, owner, now, error=RATE_REJECTED)
+            held = leases.complete_error(tx, pk, owner, now, error=RATE_REJECTED)
         else:
             # Rounded to microseconds first, so float noise never pushes a whole second up.
             free = verdict.free_at if verdict.free_at is not None else now + 1
@@ -171,7 +171,7 @@ def admit_tx(
             item = Completion(
                 row, "deferred", now, text=RATE_LIMITED, deferred_ts=until, attempt=attempt
             )
-            held = queue.complete_deferred(
+            held = leases.complete_deferred(
                 tx, pk, owner, now, deferred_ts=until, reason=RATE_LIMITED, count_retry=False
             )
         out.append(Admission(None, item, held))
@@ -195,7 +195,7 @@ def release_tx(
         ratelimit.release(tx, rate_slot)
     if not pks:
         return 0
-    return int(queue.release(tx, owner, pks, now).get("returned", 0))
+    return int(leases.release(tx, owner, pks, now).get("returned", 0))
 
 
 def renew_tx(
@@ -204,4 +204,4 @@ def renew_tx(
     """Store function: extend the leases of unfinished messages and the held session slots."""
     for slot in slots:
         sessions.renew(tx, slot, owner, lease_until)
-    return queue.renew_leases(tx, owner, pks, lease_until)
+    return leases.renew_leases(tx, owner, pks, lease_until)

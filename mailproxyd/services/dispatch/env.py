@@ -17,8 +17,8 @@ from typing import Any, Protocol
 
 import trio
 
-from mailproxyd.services import dispatch_smtp
-from mailproxyd.services.dispatch_record import Committer, Completion, Recorder
+from mailproxyd.services.dispatch import smtp as dispatch_smtp
+from mailproxyd.services.dispatch.record import Committer, Completion, Recorder
 
 # In-flight transactions are cut off this long before the worker's stop deadline, leaving
 # time to record their outcomes and release their messages (§18.3).

@@ -18,7 +18,15 @@ INSTANCE_DEFAULTS: Final[dict[str, Any]] = {
     "bounce_poll_interval": 60,
 }
 _INSTANCE_READ_ONLY: Final = frozenset(
-    {"version", "bounce_imap_password_set", "bounce_last_sync", "created_at", "updated_at"}
+    {
+        "version",
+        "bounce_imap_password_set",
+        "bounce_last_sync",
+        "bounce_last_error",
+        "bounce_last_error_ts",
+        "created_at",
+        "updated_at",
+    }
 )
 _INSTANCE_FIELDS: Final = frozenset(
     {
@@ -109,6 +117,8 @@ _INSTANCE_ORDER: Final = (
     "bounce_poll_interval",
     "bounce_return_path",
     "bounce_last_sync",
+    "bounce_last_error",
+    "bounce_last_error_ts",
     "created_at",
     "updated_at",
 )
@@ -122,6 +132,7 @@ def present_instance(instance: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("created_at", "updated_at"):
         if isinstance(full.get(key), (int, float)):
             full[key] = iso(float(full[key]))
-    if isinstance(full.get("bounce_last_sync"), float):
-        full["bounce_last_sync"] = int(full["bounce_last_sync"])
+    for key in ("bounce_last_sync", "bounce_last_error_ts"):
+        if isinstance(full.get(key), float):
+            full[key] = int(full[key])
     return {key: full[key] for key in _INSTANCE_ORDER if full.get(key) is not None}

@@ -64,7 +64,7 @@ async def close_account(pool: SmtpPool, tenant_id: str, account_id: str) -> None
     """Close the account's idle connections (its session slots are being given back).
 
     Uses the pool's per-account close when it offers one; otherwise idle connections stay
-    until their ``ttl`` (see the ``max_concurrent`` note in ``dispatch_account``).
+    until their ``ttl`` (see the ``max_concurrent`` note in ``account``).
     """
     close = getattr(pool, "close_idle", None)
     if close is not None:

@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 from mailproxyd.core import retry, smtp_outcome
 from mailproxyd.core.mime import Built, MessageBuildFailed, Part, build_message
 from mailproxyd.core.smtp_outcome import Kind, Outcome
-from mailproxyd.services.dispatch_record import Completion
-from mailproxyd.services.dispatch_smtp import deliver
+from mailproxyd.services.dispatch.record import Completion
+from mailproxyd.services.dispatch.smtp import deliver
 
 if TYPE_CHECKING:
-    from mailproxyd.services.dispatch_env import DispatchEnv
+    from mailproxyd.services.dispatch.env import DispatchEnv
 
 
 class AttachmentFailed(Exception):

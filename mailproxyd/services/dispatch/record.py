@@ -24,7 +24,7 @@ from typing import Any, Literal
 import trio
 
 from mailproxyd.core.timefmt import iso
-from mailproxyd.store import queue, ratelimit
+from mailproxyd.store import leases, ratelimit
 
 Kind = Literal["sent", "deferred", "error", "release"]
 
@@ -62,7 +62,7 @@ def _write_one(tx: Any, item: Completion, owner: str) -> bool:
     if item.release_slot is not None:
         ratelimit.release(tx, item.release_slot)
     if item.kind == "sent":
-        return queue.complete_sent(
+        return leases.complete_sent(
             tx,
             pk,
             owner,
@@ -73,7 +73,7 @@ def _write_one(tx: Any, item: Completion, owner: str) -> bool:
         )
     if item.kind == "deferred":
         assert item.deferred_ts is not None and item.text is not None
-        return queue.complete_deferred(
+        return leases.complete_deferred(
             tx,
             pk,
             owner,
@@ -86,7 +86,7 @@ def _write_one(tx: Any, item: Completion, owner: str) -> bool:
         )
     if item.kind == "error":
         assert item.text is not None
-        return queue.complete_error(
+        return leases.complete_error(
             tx,
             pk,
             owner,
@@ -97,7 +97,7 @@ def _write_one(tx: Any, item: Completion, owner: str) -> bool:
             outcome_uncertain=item.outcome_uncertain,
             count_retry=item.count_retry,
         )
-    result = queue.release(tx, owner, [pk], item.now)
+    result = leases.release(tx, owner, [pk], item.now)
     return bool(result.get("returned") or result.get("failed"))
 
 
@@ -139,7 +139,7 @@ def write_sent_many(tx: Any, *, items: Sequence[Completion], owner: str) -> list
         }
         for item in items
     ]
-    return queue.complete_sent_many(tx, owner, rows, max(item.now for item in items))
+    return leases.complete_sent_many(tx, owner, rows, max(item.now for item in items))
 
 
 def _run_group(tx: Any, ops: Sequence[_Op]) -> list[Any]:

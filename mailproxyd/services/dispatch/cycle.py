@@ -11,9 +11,9 @@ Two entry points:
   cycles on each ``run_cycle`` request. On stop it stops claiming, releases what has not
   started, gives sessions in progress the shutdown grace and closes the pool with ``QUIT``.
 
-The per-account work is ``dispatch_account`` (its transactions: ``dispatch_tx``); one
-message's attempt is ``dispatch_attempt``; writing and recording is ``dispatch_record``; the
-shared state and stop logic is ``dispatch_env``; the SMTP seam is ``dispatch_smtp``.
+The per-account work is ``account`` (its transactions: ``claims``); one message's attempt is
+``attempt``; writing and recording is ``record``; the shared state and stop logic is ``env``;
+the SMTP seam is ``smtp``.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from typing import Any, Protocol
 import trio
 
 from mailproxyd.errors import DatabaseUnavailable
-from mailproxyd.services import dispatch_smtp
-from mailproxyd.services.dispatch_account import AccountRun
-from mailproxyd.services.dispatch_env import DispatchEnv
-from mailproxyd.store import queue, ratelimit, sessions
+from mailproxyd.services.dispatch import smtp as dispatch_smtp
+from mailproxyd.services.dispatch.account import AccountRun
+from mailproxyd.services.dispatch.env import DispatchEnv
+from mailproxyd.store import leases, queue, ratelimit, sessions
 
 __all__ = ["DispatchEnv", "close_dispatch_pool", "run_dispatch_cycle", "sender_loop"]
 
@@ -193,7 +193,7 @@ class _Doorbell:
 
 def _expire_tx(tx: Any, *, now: float, prune: bool) -> None:
     """Store function: return expired leases (§8.3), drop lapsed session slots, prune slots."""
-    queue.expire_leases(tx, now)
+    leases.expire_leases(tx, now)
     sessions.expire(tx, now)
     if prune:
         ratelimit.prune(tx, now)
