@@ -38,7 +38,15 @@ import msgspec
 from mailproxyd.core.addresses import InvalidAddress, domain_to_ascii, parse_address
 from mailproxyd.core.timefmt import rfc5322_date as format_date
 
-__all__ = ["Built", "MessageBuildFailed", "Part", "build_message", "format_date"]
+__all__ = [
+    "Built",
+    "FileSegment",
+    "MessageBuildFailed",
+    "Part",
+    "base64_lines_size",
+    "build_message",
+    "format_date",
+]
 
 CRLF = "\r\n"
 _MAX_LINE = 78  # RFC 5322 "SHOULD" limit for header lines and our folding target
@@ -62,11 +70,38 @@ class MessageBuildFailed(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Part:
-    """One fetched attachment: the clean file name (§11.6), its content, an optional type."""
+    """One fetched attachment: the clean file name (§11.6), its content, an optional type.
+
+    Large content stays in a file: ``path`` (``size`` bytes) replaces ``content``, and the
+    message carries a :class:`FileSegment` the SMTP driver encodes while it sends, so memory
+    does not grow with the attachment (§11.5).
+    """
 
     filename: str
     content: bytes
     mime_type: str | None = None
+    path: str | None = None
+    size: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FileSegment:
+    """Base64 of the file at ``path`` (``size`` bytes) in 76-character CRLF lines."""
+
+    path: str
+    size: int
+
+    @property
+    def encoded_size(self) -> int:
+        return base64_lines_size(self.size)
+
+
+def base64_lines_size(size: int) -> int:
+    """Octets of :func:`_base64_lines` output for ``size`` bytes of content."""
+    if size <= 0:
+        return 0
+    chars = 4 * ((size + 2) // 3)
+    return chars + 2 * ((chars + 75) // 76)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +114,15 @@ class Built:
     message_id: str
     needs_smtputf8: bool = False
     needs_8bitmime: bool = False
+    #: With file-backed parts: the data in order, ``data`` then being empty. Every segment
+    #: starts at the beginning of a line, so each can be dot-stuffed on its own.
+    segments: tuple[bytes | FileSegment, ...] = ()
 
     @property
     def size(self) -> int:
         """Octets of the message data, as declared with ``SIZE=``."""
+        if self.segments:
+            return sum(len(s) if isinstance(s, bytes) else s.encoded_size for s in self.segments)
         return len(self.data)
 
 
@@ -327,14 +367,16 @@ def _base64_lines(content: bytes) -> str:
     return CRLF.join([enc[i : i + 76] for i in range(0, len(enc), 76)]) + CRLF
 
 
-def _attachment(part: Part) -> str:
-    encoded = _base64_lines(part.content)
+def _attachment_headers(part: Part) -> str:
     return (
         f"Content-Type: {_content_type_for(part)}{CRLF}"
         f"{_disposition(part.filename)}{CRLF}"
         f"Content-Transfer-Encoding: base64{CRLF}{CRLF}"
-        f"{encoded}"
     )
+
+
+def _attachment(part: Part) -> str:
+    return _attachment_headers(part) + _base64_lines(part.content)
 
 
 def _boundary(seed: str, body: str) -> str:
@@ -445,11 +487,31 @@ def build_message(
         # The CRLF before a delimiter belongs to the delimiter, so the body keeps its exact end.
         chunks = [CRLF.join(lines), CRLF, CRLF, delim, CRLF.join(body_headers), CRLF, CRLF]
         chunks.append(body + CRLF)
+        streamed: list[str | FileSegment] = []
         for part in attachments:
             chunks.append(delim)
-            chunks.append(_attachment(part))
+            if part.path is None:
+                chunks.append(_attachment(part))
+            else:
+                chunks.append(_attachment_headers(part))
+                streamed += ["".join(chunks), FileSegment(part.path, part.size)]
+                chunks = []
         chunks.append(f"--{boundary}--{CRLF}")
         text = "".join(chunks)
+        if streamed:
+            codec = "utf-8" if utf8 else "ascii"
+            segments = tuple(
+                s.encode(codec) if isinstance(s, str) else s for s in (*streamed, text)
+            )
+            return Built(
+                data=b"",
+                mail_from=_wire_addr(return_path, utf8),
+                rcpt_to=rcpt_to,
+                message_id=message_id,
+                needs_smtputf8=utf8,
+                needs_8bitmime=utf8,
+                segments=segments,
+            )
     else:
         lines.extend(body_headers)
         lines.extend(extra)

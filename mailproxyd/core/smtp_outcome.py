@@ -71,6 +71,8 @@ class Failure(enum.Enum):
     AUTH_NOT_OFFERED = "auth_not_offered"
     NO_COMMON_MECHANISM = "no_common_mechanism"
     SMTPUTF8_NOT_OFFERED = "smtputf8_not_offered"
+    #: The outbound network policy refused every address of the host (§11.3); detail: host.
+    POLICY_REFUSED = "policy_refused"
 
 
 _FAILURE_TEXT = {
@@ -113,6 +115,7 @@ _PERMANENT_FAILURES = frozenset(
         Failure.AUTH_NOT_OFFERED,
         Failure.NO_COMMON_MECHANISM,
         Failure.SMTPUTF8_NOT_OFFERED,
+        Failure.POLICY_REFUSED,
     }
 )
 
@@ -196,6 +199,8 @@ def _failure_text(attempt: Attempt) -> str:
     label = attempt.stage.label
     if failure in _FIXED_TEXT:
         return _FIXED_TEXT[failure]
+    if failure is Failure.POLICY_REFUSED:
+        return f"Connection to {attempt.detail} refused by network policy"
     if failure is Failure.NO_COMMON_MECHANISM:
         offered = f" (server offers: {attempt.detail})" if attempt.detail else ""
         return f"AUTH: no common mechanism{offered}"

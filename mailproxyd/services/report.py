@@ -29,6 +29,7 @@ from typing import Any
 import trio
 
 from mailproxyd.core import sync
+from mailproxyd.core.redact import escape_control
 from mailproxyd.core.sync import SyncState
 from mailproxyd.drivers.http import Answer, SyncClient
 from mailproxyd.settings import Settings
@@ -202,7 +203,7 @@ def _log_call(tenant_id: str, url: str, items: int, answer: Answer) -> None:
     log.info(
         "sync tenant=%s url=%s items=%d status=%s ok=%s queued=%d duration_ms=%d",
         tenant_id,
-        url,
+        escape_control(url),
         items,
         status,
         "true" if answer.reply.acknowledged else "false",
@@ -300,14 +301,21 @@ async def _call(
     url = sync.sync_url(tenant["client_base_url"], tenant.get("client_sync_path"))
     body = sync.encode_body([sync.encode_item(r) for r in rows])
     headers = sync.request_headers(tenant.get("client_auth"), body, now=now_fn())
-    answer = await ctx.client.post_report(url, body, headers, ctx.settings.sync_timeout)
+    answer = await ctx.client.post_report(
+        url,
+        body,
+        headers,
+        ctx.settings.sync_timeout,
+        trusted=not tenant.get(store_tenants.UNTRUSTED_URL_KEY),
+        allow_private=bool(ctx.settings.allow_private_networks),
+    )
     stats.calls += 1
     stats.items_sent += len(rows)
     stats.outcomes[answer.outcome] += 1
     if ctx.settings.log_delivery_activity:
         _log_call(tenant_id, url, len(rows), answer)
     for warning in answer.reply.warnings:
-        log.warning("sync tenant=%s answered %s", tenant_id, warning)
+        log.warning("sync tenant=%s answered %s", tenant_id, escape_control(warning))
     if ctx.observe is not None:
         ctx.observe(tenant_id, answer.outcome, answer.duration)
     return answer

@@ -19,7 +19,16 @@ from .database import Tx
 
 AUTH_SECRETS = ("token", "password", "signing_secret")
 # Stored in the ``settings`` JSON column; everything else has its own column.
-_SETTINGS_KEYS = ("client_sync_path", "client_attachment_path", "rate_limits", "large_file_config")
+# ``client_base_url_untrusted``: the URL was set with a tenant key (§11.3: the http_url rule
+# applies to it at every connection); absent when the admin set it.
+UNTRUSTED_URL_KEY = "client_base_url_untrusted"
+_SETTINGS_KEYS = (
+    "client_sync_path",
+    "client_attachment_path",
+    "rate_limits",
+    "large_file_config",
+    UNTRUSTED_URL_KEY,
+)
 DEFAULTS: dict[str, Any] = {
     "client_sync_path": "/mail-proxy/sync",
     "client_attachment_path": "/mail-proxy/attachments",

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import trio
 
+from mailproxyd.core.redact import escape_control
 from mailproxyd.drivers import metrics
 from mailproxyd.drivers.http import SyncClient
 from mailproxyd.services import bounce, report
+from mailproxyd.services.attachments import large
 from mailproxyd.workers._runtime import Doorbell, WorkerContext, run_worker
 
 
@@ -32,6 +34,11 @@ async def reporter_body(
             observe=metrics.sync_call,
         )
         ctx.on_reload.append(lambda new: setattr(rctx, "settings", new))
+
+        async def expired_large_files(now: float) -> int:
+            return await large.sweep_expired(ctx.db, now)
+
+        rctx.extra_sweeps.append(expired_large_files)
         bctx = bounce.BounceContext(db=ctx.db, owner=ctx.owner)  # type: ignore[arg-type]
         task_status.started()
         if ctx.settings.test_mode:
@@ -44,7 +51,7 @@ async def reporter_body(
             try:
                 await report.flush_before_exit(rctx, now_fn=ctx.now)
             except Exception as exc:
-                ctx.log.warning("final report flush failed: %s", exc)
+                ctx.log.warning("final report flush failed: %s", escape_control(exc))
 
 
 async def _normal_mode(

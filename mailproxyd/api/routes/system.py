@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import mimetypes
 from typing import Any
+from urllib.parse import quote
 
 from quart import Response, request
 
@@ -14,6 +16,7 @@ from mailproxyd.api.registry import TENANT_ID, route
 from mailproxyd.api.responses import json_response
 from mailproxyd.core.crypto import tokens_equal
 from mailproxyd.services import admin
+from mailproxyd.services.attachments import downloads
 
 log = logging.getLogger("mailproxyd.api.auth")
 
@@ -126,5 +129,33 @@ async def openapi(ctx: Any, principal: Principal) -> Response:
     errors=(404, 410),
 )
 async def download(ctx: Any, principal: Principal, token: str, filename: str) -> Response:
-    # Large-file links arrive with the large-file issue; until then no token is valid.
-    raise ApiError(404, "not_found", "Download link not found")
+    try:
+        found = await downloads.open_download(
+            ctx.db, ctx.instance_key, token, filename, now=ctx.now()
+        )
+    except downloads.LinkInvalid:
+        raise ApiError(404, "not_found", "Download link not found") from None
+    except downloads.LinkExpired:
+        raise ApiError(410, "expired", "Download link expired") from None
+    content_type, _ = mimetypes.guess_type(found.filename, strict=False)
+    headers = {
+        "Content-Disposition": _disposition(found.filename),
+        "Content-Length": str(found.size),
+        "Cache-Control": f"private, max-age={found.max_age}",
+    }
+    body = b"" if request.method == "HEAD" else found.chunks()
+    response = Response(
+        body,
+        status=200,
+        content_type=content_type or "application/octet-stream",
+        headers=headers,
+    )
+    # A HEAD answer has no body but announces the length of the GET one (§5.8).
+    response.headers["Content-Length"] = str(found.size)
+    return response
+
+
+def _disposition(filename: str) -> str:
+    """``attachment; filename="<ascii>"; filename*=UTF-8''<percent-encoded>`` (§5.8)."""
+    plain = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in filename)
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(filename, safe='')}"

@@ -15,26 +15,18 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mailproxyd.core import retry, smtp_outcome
 from mailproxyd.core.mime import Built, MessageBuildFailed, Part, build_message
 from mailproxyd.core.smtp_outcome import Kind, Outcome
+from mailproxyd.services.attachments.errors import AttachmentFailed
 from mailproxyd.services.dispatch.record import Completion
 from mailproxyd.services.dispatch.smtp import deliver
 
 if TYPE_CHECKING:
     from mailproxyd.services.dispatch.env import DispatchEnv
-
-
-class AttachmentFailed(Exception):
-    """An attachment could not be obtained; ``permanent`` decides retry or error (§11.5)."""
-
-    def __init__(self, text: str, *, permanent: bool) -> None:
-        super().__init__(text)
-        self.text = text
-        self.permanent = permanent
 
 
 def _inline_parts(attachments: Sequence[Mapping[str, Any]]) -> list[Part]:
@@ -62,14 +54,24 @@ def _inline_parts(attachments: Sequence[Mapping[str, Any]]) -> list[Part]:
     return parts
 
 
-async def _attachments(env: DispatchEnv, row: Mapping[str, Any]) -> list[Part]:
-    items = row["payload"].get("attachments") or []
+def _nothing() -> None:
+    pass
+
+
+async def _attachments(
+    env: DispatchEnv, row: Mapping[str, Any], payload: Mapping[str, Any]
+) -> tuple[list[Part], Mapping[str, Any], Callable[[], None]]:
+    """The parts to attach, the payload to build (large-file links may change its body) and
+    what to call once the attempt is over (large parts are temporary files)."""
+    items = payload.get("attachments") or []
     if not items:
-        return []
+        return [], payload, _nothing
     fetch = env.fetch_attachments
     if fetch is not None:
-        return list(await fetch(row, items))
-    return _inline_parts(items)
+        prepared = await fetch(row, items)
+        body = {**payload, "body": prepared.payload.get("body")}
+        return list(prepared.parts), body, prepared.close
+    return _inline_parts(items), payload, _nothing
 
 
 def completion_for(
@@ -125,7 +127,8 @@ def completion_for(
         now,
         text=decision.error_text,
         refused_recipients=refused,
-        count_retry=True,
+        # The failure that ends the ladder is not a retry: retry_count stays at the
+        # number of retries granted (§10.4).
         **common,
     )
 
@@ -146,21 +149,25 @@ async def run_attempt(
     outcome: Outcome
     built: Built | None = None
     rcpts = 0
+    release = _nothing
     try:
-        parts = await _attachments(env, row)
-        built = build_message(payload, now=env.now(), attachments=parts)
-    except AttachmentFailed as exc:
-        kind = Kind.PERMANENT if exc.permanent else Kind.TEMPORARY
-        outcome = Outcome(kind, exc.text, release_slot=True)
-    except MessageBuildFailed as exc:
-        outcome = smtp_outcome.build_failed(str(exc))
-    if built is not None:
-        with env.send_scope() as scope:
-            delivery = await deliver(env.pool, account, built)
-        if scope.cancelled_caught:
-            return _abandoned(env, row, slot_id)
-        outcome = delivery.outcome
-        rcpts = delivery.accepted_recipients
+        try:
+            parts, payload, release = await _attachments(env, row, payload)
+            built = build_message(payload, now=env.now(), attachments=parts)
+        except AttachmentFailed as exc:
+            kind = Kind.PERMANENT if exc.permanent else Kind.TEMPORARY
+            outcome = Outcome(kind, exc.text, release_slot=True)
+        except MessageBuildFailed as exc:
+            outcome = smtp_outcome.build_failed(str(exc))
+        if built is not None:
+            with env.send_scope() as scope:
+                delivery = await deliver(env.pool, account, built)
+            if scope.cancelled_caught:
+                return _abandoned(env, row, slot_id)
+            outcome = delivery.outcome
+            rcpts = delivery.accepted_recipients
+    finally:
+        release()
     # The duration of the SMTP attempt (§14); none when the message could not be built.
     duration_ms = int((time.perf_counter() - started) * 1000) if built is not None else None
     return completion_for(

@@ -30,7 +30,7 @@ import trio
 from mailproxyd.errors import DatabaseUnavailable
 from mailproxyd.services.dispatch import smtp as dispatch_smtp
 from mailproxyd.services.dispatch.account import AccountRun
-from mailproxyd.services.dispatch.env import DispatchEnv
+from mailproxyd.services.dispatch.env import DispatchEnv, FetchAttachments
 from mailproxyd.store import leases, queue, ratelimit, sessions
 
 __all__ = ["DispatchEnv", "close_dispatch_pool", "run_dispatch_cycle", "sender_loop"]
@@ -76,9 +76,10 @@ class Dispatcher:
             self.env.log.exception("serving account %s/%s failed", *key)
         finally:
             self._active.discard(key)
-            if self.env.kick_counts.get(key, 0) != run.kicks_seen:
+            if self.env.kick_counts.pop(key, 0) != run.kicks_seen:
                 # Work arrived while this drain was finishing; look again at once.
                 self._bell.ring()
+            # Popped: counts are kept for drains under way only, so they never pile up.
 
     async def _housekeeping(self, now: float, *, expire: bool) -> None:
         env = self.env
@@ -217,8 +218,9 @@ def _env_for(
     pool: Any,
     now_fn: Callable[[], float] | None,
     stop: trio.Event | None,
+    attachments: FetchAttachments | None = None,
 ) -> DispatchEnv:
-    return DispatchEnv(
+    env = DispatchEnv(
         ctx,
         owner=owner or ctx.owner,
         pool=pool,
@@ -226,6 +228,8 @@ def _env_for(
         stop=stop if stop is not None else getattr(ctx, "stopping", None),
         hard_deadline=lambda: float(getattr(ctx, "stop_deadline", math.inf)),
     )
+    env.fetch_attachments = attachments
+    return env
 
 
 async def run_dispatch_cycle(
@@ -235,6 +239,7 @@ async def run_dispatch_cycle(
     pool: Any = None,
     now_fn: Callable[[], float] | None = None,
     stop: trio.Event | None = None,
+    attachments: FetchAttachments | None = None,
 ) -> int:
     """Run one dispatch cycle for ``ctx``'s sender; return the number of messages handled.
 
@@ -247,7 +252,7 @@ async def run_dispatch_cycle(
         pool = _pools.get(ctx)
         if pool is None:
             pool = _pools[ctx] = dispatch_smtp.make_pool(ctx.settings)
-    env = _env_for(ctx, owner, pool, now_fn, stop)
+    env = _env_for(ctx, owner, pool, now_fn, stop, attachments)
     dispatcher = Dispatcher(env)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(env.watch_stop)
@@ -275,6 +280,7 @@ async def sender_loop(
     pool: Any = None,
     now_fn: Callable[[], float] | None = None,
     stop: trio.Event | None = None,
+    attachments: FetchAttachments | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """The sender's life: serve until ``stop`` (default ``ctx.stopping``), then wind down.
@@ -286,7 +292,7 @@ async def sender_loop(
     own_pool = pool is None
     if pool is None:
         pool = dispatch_smtp.make_pool(ctx.settings)
-    env = _env_for(ctx, owner, pool, now_fn, stop)
+    env = _env_for(ctx, owner, pool, now_fn, stop, attachments)
     dispatcher = Dispatcher(env)
     try:
         async with trio.open_nursery() as nursery:

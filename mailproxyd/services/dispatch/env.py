@@ -12,7 +12,7 @@ import contextlib
 import logging
 import math
 import random
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import trio
@@ -28,6 +28,11 @@ RECORD_MARGIN_SECONDS = 1.0
 # (groups of 1-2), so a sender paid five statements per message; with two, completions queue
 # behind a write and go set-based into the next one (drain bench: ~360 -> ~570 msg/s).
 PG_WRITE_LANES = 2
+
+
+#: ``fetch(row, attachments)`` → the parts and the payload to build (the attachment service's
+#: ``prepare``); raises ``AttachmentFailed``. Without one only ``base64`` attachments work.
+FetchAttachments = Callable[[Mapping[str, Any], Sequence[Mapping[str, Any]]], Awaitable[Any]]
 
 
 class _Link(Protocol):
@@ -61,7 +66,7 @@ class DispatchEnv:
             "mailproxyd.dispatch"
         )
         self.rng = random.Random()
-        self.fetch_attachments: Callable[..., Awaitable[Sequence[Any]]] | None = None
+        self.fetch_attachments: FetchAttachments | None = None
         self._stop = stop
         self._hard_deadline = hard_deadline or (lambda: math.inf)
         self._stop_scopes: set[trio.CancelScope] = set()

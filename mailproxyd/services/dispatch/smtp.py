@@ -33,7 +33,10 @@ class Delivery:
 
 def make_pool(settings: Any) -> SmtpPool:
     """The SMTP connection pool of one sender process (``GMP_SMTP_TIMEOUT``, §10.2)."""
-    return SmtpPool(timeout=float(settings.smtp_timeout))
+    return SmtpPool(
+        timeout=float(settings.smtp_timeout),
+        allow_private=bool(settings.allow_private_networks),
+    )
 
 
 def pool_key(account: Mapping[str, Any]) -> tuple[str, str]:
@@ -43,7 +46,7 @@ def pool_key(account: Mapping[str, Any]) -> tuple[str, str]:
 
 async def deliver(pool: SmtpPool, account: Mapping[str, Any], built: Built) -> Delivery:
     """Send ``built`` through ``account``'s pooled connections; the §10.3 outcome."""
-    smtp_account = SmtpAccount.from_mapping(account)
+    smtp_account = SmtpAccount.from_mapping(account, allow_private=pool.allow_private)
     result = await trio.to_thread.run_sync(
         pool.send_blocking,
         pool_key(account),
