@@ -38,6 +38,10 @@ T = TypeVar("T")
 # timeout, PostgreSQL serialization failure or deadlock) before giving up.
 RETRY_ATTEMPTS = 5
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# While PostgreSQL is unreachable, a transaction waits this long for a connection instead of the
+# pool's full timeout: the API answers 503 at once (and /health within a second) rather than
+# after 10 s per request. The first connection obtained again ends the outage.
+PG_OUTAGE_WAIT_SECONDS = 1.0
 
 
 class TransientConflict(StoreError):
@@ -238,6 +242,7 @@ class Database:
         self.box = box
         self.sqlite_path = sqlite_path
         self._pg_pool = pg_pool
+        self._pg_outage = False
         self._sqlite_pool = _SqlitePool(sqlite_path, pool_size) if sqlite_path else None
 
     @contextlib.contextmanager
@@ -285,10 +290,15 @@ class Database:
     @contextlib.contextmanager
     def _pg_transaction(self) -> Iterator[Tx]:
         assert self._pg_pool is not None
+        wait = PG_OUTAGE_WAIT_SECONDS if self._pg_outage else None
         try:
-            with self._pg_pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-                yield Tx(cur, "postgres", self.box)
+            with self._pg_pool.connection(timeout=wait) as conn:
+                self._pg_outage = False
+                with conn.cursor(row_factory=dict_row) as cur:
+                    yield Tx(cur, "postgres", self.box)
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            if isinstance(exc, psycopg.OperationalError | psycopg_pool.PoolTimeout):
+                self._pg_outage = True
             raise translate_psycopg(exc) from exc
 
     def run(self, fn: Callable[..., T], /, *args: Any, write: bool = True, **kwargs: Any) -> T:
