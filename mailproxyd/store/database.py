@@ -334,6 +334,9 @@ class AsyncDatabase:
     def __init__(self, db: Database, limiter_tokens: int = 8) -> None:
         self.db = db
         self.limiter = trio.CapacityLimiter(limiter_tokens)
+        # The health check has threads of its own: behind a queue of writes waiting for the
+        # SQLite lock, /health took over a second under load although the database was fine.
+        self._probe_limiter = trio.CapacityLimiter(2)
 
     async def run(
         self, fn: Callable[..., T], /, *args: Any, write: bool = True, **kwargs: Any
@@ -344,3 +347,11 @@ class AsyncDatabase:
             return self.db.run(fn, *args, write=write, **kwargs)
 
         return await trio.to_thread.run_sync(call, limiter=self.limiter)
+
+    async def probe(self, fn: Callable[..., T], /) -> T:
+        """``fn(tx)`` in a read-only transaction outside the shared limiter (health checks)."""
+
+        def call() -> T:
+            return self.db.run(fn, write=False)
+
+        return await trio.to_thread.run_sync(call, limiter=self._probe_limiter)
