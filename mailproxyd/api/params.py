@@ -40,7 +40,7 @@ def decode_object(raw: bytes, *, optional: bool) -> dict[str, Any]:
         raise invalid_json() from None
     if value is None and optional:
         return {}
-    if not isinstance(value, dict):
+    if not isinstance(value, dict) or _too_deep(value):
         raise invalid_json()
     if b"\\u0000" in raw:
         try:
@@ -53,6 +53,23 @@ def decode_object(raw: bytes, *, optional: bool) -> dict[str, Any]:
 
 
 NUL_PROBLEM = "must not contain NUL characters"
+# A body nested more than this many levels (the top-level object is level 1) is invalid JSON
+# (§4.4); the decoder accepted any depth it could recurse into.
+MAX_DEPTH = 32
+
+
+def _too_deep(value: Any) -> bool:
+    """True when ``value`` holds containers nested more than ``MAX_DEPTH`` levels."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > MAX_DEPTH:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 def nul_path(value: Any, prefix: str = "") -> str | None:

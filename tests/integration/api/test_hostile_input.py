@@ -36,3 +36,15 @@ def test_admin_with_disagreeing_repeated_tenant_ids_is_a_422(world: World) -> No
     assert r.status_code == 422 and r.json()["field"] == "tenant_id"
     r = world.admin.get("/messages?tenant_id=acme&tenant_id=acme")
     assert r.status_code == 200
+
+
+@pytest.mark.parametrize("levels, status", [(32, 422), (33, 400)])
+def test_more_than_32_levels_of_nesting_is_invalid_json(
+    world: World, levels: int, status: int
+) -> None:
+    # The top-level object is level 1; ``name`` holds the remaining levels.
+    body = b'{"id": "t1", "name": ' + b"[" * (levels - 1) + b"]" * (levels - 1) + b"}"
+    r = world.admin.post("/tenant", content=body)
+    assert r.status_code == status, r.text
+    if status == 400:
+        assert r.json()["error"] == "invalid_json"
