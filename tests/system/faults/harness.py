@@ -24,13 +24,15 @@ ACCOUNT = "smtp1"
 
 def setup_tenant(
     node: Node, smtp_port: int, sync_base: str | None, *, account: dict[str, Any] | None = None
-) -> None:
-    """Tenant ``acme`` (reporting to ``sync_base``) with the default account ``smtp1``."""
+) -> str | None:
+    """Tenant ``acme`` (reporting to ``sync_base``) with the default account ``smtp1``; the
+    tenant's API key."""
     tenant: dict[str, Any] = {"id": TENANT, "name": "Acme"}
     if sync_base is not None:
         tenant["client_base_url"] = sync_base
     answer = node.http("POST", "/tenant", json=tenant)
     assert answer.status_code == 200, answer.text
+    key = answer.json().get("api_key")
     body = {
         "id": ACCOUNT,
         "tenant_id": TENANT,
@@ -42,6 +44,7 @@ def setup_tenant(
     }
     answer = node.http("POST", "/account", json=body)
     assert answer.status_code == 200, answer.text
+    return str(key) if key else None
 
 
 def message(client_id: str, **extra: Any) -> dict[str, Any]:
