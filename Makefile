@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 NAME   ?= demo
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint typecheck bench man dist clean
+.PHONY: install run test test-faults lint typecheck bench man dist clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ run: $(STAMP)
 ## test: the whole suite (unit, integration on SQLite and PostgreSQL, system)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## test-faults: the long fault suite (crashes, outages, two nodes, overload, hostile input);
+## needs root for the tmpfs of the full-disk case and restarts the local PostgreSQL cluster once
+test-faults: $(STAMP)
+	$(BIN)/python -m pytest tests/system/faults --faults-long -s -p no:cacheprovider $(PYTEST_ARGS)
 
 ## lint: ruff (rules, banned imports, formatting) and mypy on the package
 lint: $(STAMP)

@@ -80,7 +80,9 @@ def test_sigkill_rounds_lose_nothing(
             os.kill(node.process.pid, signal.SIGKILL)
             node.process.wait(10)
             # Orphaned workers notice and exit on their own (§2.2: within 10 s).
-            wait_for(lambda: not [p for p in pids if pid_running(p)], 15, what="orphans to exit")
+            wait_for(
+                lambda pids=pids: not [p for p in pids if pid_running(p)], 15, what="orphans gone"
+            )
             left = inspector.in_flight(NODE_ID + "/")
             node = daemon.serve(env=_env(), database=database)
         else:

@@ -142,9 +142,10 @@ def test_hostile_payloads_get_4xx_and_nothing_reaches_the_wire(
 
     # Malformed bodies: the documented 4xx, never a 5xx.
     assert _post(node, b"\xff\xfe{not json").status_code == 400
-    assert _post(node, b'{"tenant_id": "acme", "messages": [{"subject": "\xc3\x28"}]}').json()[
-        "error"
-    ] == "invalid_json"
+    assert (
+        _post(node, b'{"tenant_id": "acme", "messages": [{"subject": "\xc3\x28"}]}').json()["error"]
+        == "invalid_json"
+    )
     assert _post(node, b"[" * 100_000 + b"]" * 100_000).status_code in (400, 413)
     deep = {"tenant_id": TENANT, "messages": [_base("deep")]}
     deep["messages"][0]["headers"] = {"X": json.loads("[" * 40 + "]" * 40)}
@@ -211,6 +212,7 @@ def test_schemathesis_over_the_running_node_never_gets_a_5xx(
     schema = schemathesis.openapi.from_url(node.url + "/openapi.json")
     failures: list[str] = []
     examples = max(2, scale.fuzz_examples // 20)
+
     def runner(operation: Any, token: str) -> Callable[[], None]:
         @settings(
             max_examples=examples,

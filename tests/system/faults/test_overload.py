@@ -17,7 +17,7 @@ import httpx
 
 from tests.daemon import ADMIN_TOKEN, Daemon, Node, wait_for
 from tests.system.faults.conftest import Scale
-from tests.system.faults.harness import TENANT, Inspector, add_messages, setup_tenant
+from tests.system.faults.harness import TENANT, Inspector, setup_tenant
 from tests.system.smtpsink import SmtpSink
 
 BATCH = 100

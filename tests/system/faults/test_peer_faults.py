@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.daemon import Daemon, Node, wait_for
-from tests.system.faults.harness import Inspector, message
 from tests.smtpservers import Script, SmtpServer
+from tests.system.faults.harness import Inspector, message
 from tests.system.smtpsink import SmtpSink
 from tests.tenantservers import TenantServer, non_json, ok, slow, status
 
