@@ -3,6 +3,11 @@
 Each line reads ``2026-01-01T00:00:05.123Z INFO sender-1[4242] <message>``. Workers always write
 to stderr; a daemonised supervisor reads their stderr and appends it, together with its own lines,
 to one rotating file, so there is a single writer and rotation stays safe.
+
+When stderr is the journal (systemd sets ``JOURNAL_STREAM`` to the device and inode of the
+stream it connected), a line starts with its syslog priority instead of a timestamp —
+``<6>INFO sender-1[4242] <message>`` — so ``journalctl -p warning`` filters and the journal's
+own timestamp is the only one.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import logging.handlers
 import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
@@ -21,17 +27,49 @@ ROTATE_BYTES = 10 * 1024 * 1024
 ROTATE_KEEP = 5
 
 
+# syslog priorities of the levels (sd-daemon(3)).
+_PRIORITIES = {
+    logging.DEBUG: 7,
+    logging.INFO: 6,
+    logging.WARNING: 4,
+    logging.ERROR: 3,
+    logging.CRITICAL: 2,
+}
+
+
+def stderr_is_journal(environ: Mapping[str, str], fd: int = 2) -> bool:
+    """Whether ``fd`` is the stream ``JOURNAL_STREAM`` (``<device>:<inode>``) names."""
+    value = environ.get("JOURNAL_STREAM", "")
+    device, _, inode = value.partition(":")
+    if not (device.isdigit() and inode.isdigit()):
+        return False
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return False
+    return st.st_dev == int(device) and st.st_ino == int(inode)
+
+
+def _priority(levelno: int) -> int:
+    for level in (logging.CRITICAL, logging.ERROR, logging.WARNING, logging.INFO):
+        if levelno >= level:
+            return _PRIORITIES[level]
+    return _PRIORITIES[logging.DEBUG]
+
+
 class _Formatter(logging.Formatter):
-    def __init__(self, process_label: str) -> None:
+    def __init__(self, process_label: str, *, journal: bool = False) -> None:
         super().__init__()
         self._label = process_label
+        self._journal = journal
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
         return f"{stamp}.{int(record.msecs):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
-        text = f"{self.formatTime(record)} {record.levelname} {self._label}[{os.getpid()}] "
+        head = f"<{_priority(record.levelno)}>" if self._journal else f"{self.formatTime(record)} "
+        text = f"{head}{record.levelname} {self._label}[{os.getpid()}] "
         text += record.getMessage()
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
@@ -44,10 +82,12 @@ def configure(
     *,
     stream: TextIO | None = None,
     file: Path | None = None,
+    journal: bool = False,
 ) -> logging.Logger:
     """Set up the ``mailproxyd`` logger for this process and return it.
 
-    ``file`` switches to the rotating log of a daemonised node (10 MB, 5 old files kept).
+    ``file`` switches to the rotating log of a daemonised node (10 MB, 5 old files kept);
+    ``journal``: stderr is the journal (:func:`stderr_is_journal`), lines carry priorities.
     """
     logger = logging.getLogger(LOGGER_NAME)
     for old in list(logger.handlers):
@@ -58,7 +98,7 @@ def configure(
         handler = open_rotating_handler(file)
     else:
         handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(_Formatter(process_label))
+    handler.setFormatter(_Formatter(process_label, journal=journal and file is None))
     logger.addHandler(handler)
     logger.propagate = False
     # psycopg_pool reports every failed reconnection at WARNING; without a handler of its own

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from mailproxyd.core import crypto
+from mailproxyd.core import crypto, paths
 from mailproxyd.errors import ConfigError
 
 Mode = Literal["serve", "instance"]
@@ -377,6 +377,8 @@ class Settings:
     instance_name: str | None = None
     instance_dir: str | None = None
     database: str = ""
+    # Where the node's processes write their metrics (derived, §14; not a setting).
+    metrics_dir: str = ""
     sources: Mapping[str, Source] = field(default_factory=dict)
     config_file: str | None = None
     # What the settings were built from, so a reload re-reads the files but not the environment.
@@ -547,6 +549,12 @@ def load_settings(
     if values["node_id"] is None:
         values["node_id"] = f"{hostname}/{name}" if mode == "instance" else hostname
     database = _resolve_database(values, mode, instance_dir)
+    metrics_dir = paths.metrics_directory(
+        name=str(name) if mode == "instance" else f"serve-{values['port']}",
+        instance_dir=str(instance_dir) if instance_dir else None,
+        uid=os.getuid(),
+        xdg_runtime_dir=env.get("XDG_RUNTIME_DIR") or None,
+    )
 
     return Settings(
         **values,
@@ -554,6 +562,7 @@ def load_settings(
         instance_name=name if mode == "instance" else None,
         instance_dir=str(instance_dir) if instance_dir else None,
         database=database,
+        metrics_dir=metrics_dir,
         sources=sources,
         config_file=str(config_path) if config_path else None,
         flags=dict(given_flags),
@@ -611,11 +620,22 @@ def reload_settings(current: Settings) -> tuple[Settings, list[str], list[str]]:
             kept[spec.name] = old
     if current.database != fresh.database:
         kept["database"] = current.database
+    kept["metrics_dir"] = current.metrics_dir  # the workers write there until the node stops
     sources = dict(fresh.sources)
     for key in kept:
         if key in current.sources:
             sources[key] = current.sources[key]
     return dataclasses.replace(fresh, **kept, sources=sources), changed, restart
+
+
+def masked_url(url: str) -> str:
+    """``url`` with the password of its user part replaced by ``********``."""
+    if not _url_has_password(url):
+        return url
+    scheme, rest = url.split("://", 1)
+    netloc, slash, path = rest.partition("/")
+    userinfo, host = netloc.rsplit("@", 1)
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:********@{host}{slash}{path}"
 
 
 def display_value(spec: Spec, value: object) -> str:
@@ -625,9 +645,7 @@ def display_value(spec: Spec, value: object) -> str:
     if spec.secret:
         return "********"
     if isinstance(value, str) and _url_has_password(value):
-        scheme, rest = value.split("://", 1)
-        userinfo, host = rest.split("@", 1)
-        return f"{scheme}://{userinfo.split(':', 1)[0]}:********@{host}"
+        return masked_url(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, tuple):

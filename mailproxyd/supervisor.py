@@ -141,6 +141,16 @@ class Supervisor:
         self._exit_code = 1
         self.request_stop(None)
 
+    async def worker_exited(self, slot: WorkerSlot, pid: int) -> None:
+        """Keep a finished worker's counts in the node's metrics, in the archive (§14)."""
+        from mailproxyd.drivers import metrics
+
+        with trio.CancelScope(shield=True):
+            try:
+                await trio.to_thread.run_sync(metrics.fold_dead, self.settings.metrics_dir, pid)
+            except OSError as exc:
+                _log.warning("cannot fold the metrics of %s (pid %d): %s", slot.name, pid, exc)
+
     def write_worker_log(self, line: str) -> None:
         handler = logsetup.file_handler()
         if handler is not None:
@@ -295,11 +305,16 @@ class Supervisor:
                 socket_path=self.socket_path,
                 started_at=self.started_at,
             )
+        from mailproxyd.settings import masked_url
+
+        host = str(self.settings.host)
+        bound = f"[{host}]" if ":" in host and not host.startswith("[") else host
         _log.info(
-            "node %s ready: serving on %s:%s with %d sender(s)",
+            "mail-proxy %s ready: node %s, database %s, listening on %s, %d sender(s)",
+            __version__,
             self.settings.node_id,
-            self.settings.host,
-            self.settings.port,
+            masked_url(self.settings.database),
+            f"{bound}:{self.settings.port}",
             self.table.expected_senders,
         )
         self.notifier.ready(self._status_line())
@@ -521,6 +536,7 @@ class Supervisor:
 
 
 async def _run(settings: Settings, log_to_file: bool) -> int:
+    from mailproxyd.drivers import metrics
     from mailproxyd.instance import control_socket_path
 
     notifier = Notifier()
@@ -532,6 +548,11 @@ async def _run(settings: Settings, log_to_file: bool) -> int:
             control_sock = await bind_control_socket(path)
         except (SocketInUse, OSError) as exc:
             raise NodeFailed(f"cannot bind the control socket {path}: {exc}") from None
+        # The node's counts start at zero: files left by an earlier run are stale. Only now,
+        # with the control socket ours, is no other node of this name using the directory.
+        await trio.to_thread.run_sync(metrics.reset_directory, settings.metrics_dir)
+        # Use cases run here too (control methods, the CLI): their counts join the node's.
+        metrics.activate(settings.metrics_dir)
         sup = Supervisor(
             settings,
             opened.db,
@@ -556,7 +577,12 @@ def run_node(settings: Settings, *, log_file: Path | None = None) -> int:
     Raises ``ConfigError``/``StartRefused`` (exit 2), ``DatabaseUnavailable``/``NodeFailed``
     (exit 1) for failures the caller reports as ``error: <message>``.
     """
-    logsetup.configure("supervisor", settings.log_level, file=log_file)
+    logsetup.configure(
+        "supervisor",
+        settings.log_level,
+        file=log_file,
+        journal=logsetup.stderr_is_journal(settings.environ),
+    )
     return trio.run(_run, settings, log_file is not None)
 
 

@@ -20,6 +20,8 @@ from mailproxyd.api.auth import authenticate
 from mailproxyd.api.params import check_nul_free
 from mailproxyd.api.registry import ROUTES, RouteSpec
 from mailproxyd.api.responses import json_response
+from mailproxyd.drivers import metrics
+from mailproxyd.services.admin import ACTOR
 
 MIB = 1024 * 1024
 
@@ -64,6 +66,8 @@ def _http_view(ctx: Any, spec: RouteSpec, app: QuartTrio) -> Any:
             raise api_errors.request_too_large(limit // MIB)
         principal = await authenticate(ctx, spec.role)
         check_nul_free(path)
+        who = "admin" if principal.is_admin else f"tenant {principal.tenant_id}"
+        ACTOR.set(f"api {who} from {request.remote_addr}")
         result: Response = await spec.handler(ctx, principal, **path)
         return result
 
@@ -149,7 +153,20 @@ def create_app(ctx: Any) -> QuartTrio:
                 response.headers["Connection"] = "close"
         return response
 
+    templates = {
+        f"{spec.operation_id}_{spec.method.lower()}": spec.path
+        for spec in ROUTES
+        if not spec.websocket
+    }
+
+    async def count_request(response: Response) -> Response:
+        # Labelled by the route template (§14), never by the path a client made up.
+        endpoint = request.url_rule.endpoint if request.url_rule is not None else None
+        metrics.http_request(templates.get(endpoint or "", "unmatched"), response.status_code)
+        return response
+
     app.after_request(drain_body)
+    app.after_request(count_request)
     app.register_error_handler(HTTPException, on_http_exception)
     app.register_error_handler(Exception, on_exception)
     return app

@@ -1,30 +1,74 @@
 """The Prometheus text of ``GET /metrics`` (contract §14).
 
-Workers run ``prometheus_client`` in multiprocess mode when ``PROMETHEUS_MULTIPROC_DIR``
-is set, so the api worker's scrape adds up every process of the node; without it (tests,
-single process) the default registry is served. The metrics themselves are defined by
-the observability part; this module only renders them.
+Counters and histograms come from every process of the node (``drivers.metrics``); the
+gauges are read from the database at scrape time and kept at most ``GAUGE_TTL`` seconds, so
+a burst of scrapes (several Prometheus servers, a dashboard) costs one read. The same read
+lists the accounts whose series must exist at zero from the start.
 """
 
 from __future__ import annotations
 
-import os
+import logging
+import time
+import weakref
 from typing import Any
 
 import trio
-from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+
+from mailproxyd.drivers import metrics
+from mailproxyd.errors import DatabaseUnavailable
+from mailproxyd.store import gauges as store_gauges
+
+GAUGE_TTL = 5.0
+
+log = logging.getLogger("mailproxyd.api.metrics")
 
 
-def _collect() -> bytes:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
+class _Cache:
+    def __init__(self) -> None:
+        self.at = -GAUGE_TTL
+        self.gauges: metrics.Gauges | None = None
+        self.accounts: frozenset[metrics.AccountLabels] = frozenset()
+        self.lock = trio.Lock()
 
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry)
-    return generate_latest(REGISTRY)
+
+_caches: weakref.WeakKeyDictionary[Any, _Cache] = weakref.WeakKeyDictionary()
+
+
+def _read(tx: Any, *, now: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    return store_gauges.queue_gauges(tx, now), store_gauges.metric_accounts(tx)
+
+
+async def _gauges(ctx: Any) -> metrics.Gauges | None:
+    cache = _caches.setdefault(ctx, _Cache())
+    async with cache.lock:
+        if cache.gauges is None or time.monotonic() - cache.at >= GAUGE_TTL:
+            now = float(getattr(ctx, "now", time.time)())
+            try:
+                values, accounts = await ctx.db.run(_read, now=now, write=False)
+            except DatabaseUnavailable:
+                # The counts are still worth a scrape; gauges nobody can read are left out
+                # rather than shown stale.
+                log.warning("metrics: database unavailable; gauges left out of this scrape")
+                return None
+            cache.gauges = metrics.Gauges(
+                pending=values["pending"],
+                queue_age=values["queue_age"],
+                unreported=values["unreported"],
+            )
+            labels = frozenset(
+                metrics.AccountLabels.of(a["tenant_id"], a["tenant_name"], a["account_id"])
+                for a in accounts
+            )
+            new = labels - cache.accounts
+            if new:
+                metrics.ensure_account_series(sorted(new, key=lambda x: x.values()))
+            cache.accounts = labels
+            cache.at = time.monotonic()
+        return cache.gauges
 
 
 async def render(ctx: Any) -> bytes:
+    gauges = await _gauges(ctx)
     # Reading the multiprocess files is blocking file I/O: keep it off the event loop.
-    return await trio.to_thread.run_sync(_collect)
+    return await trio.to_thread.run_sync(metrics.render, gauges)

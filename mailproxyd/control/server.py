@@ -23,6 +23,7 @@ import trio
 
 from mailproxyd.control import protocol
 from mailproxyd.errors import MailProxyError
+from mailproxyd.services.admin import ACTOR
 
 Handler = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -123,6 +124,7 @@ async def _serve_connection_inner(
         if uid not in allowed:
             _log.warning("control socket: refused a connection from uid %s", uid)
             return
+        ACTOR.set(f"control socket uid {uid}")
         buffer = protocol.LineBuffer()
         while True:
             try:

@@ -48,3 +48,25 @@ def choose_control_socket(candidates: list[str], usable_dir: Callable[[str], boo
         if usable_dir(os.path.dirname(path)):
             return path
     return None
+
+
+def metrics_directory(
+    *,
+    name: str,
+    instance_dir: str | None,
+    uid: int,
+    xdg_runtime_dir: str | None,
+) -> str:
+    """The node's metrics directory (one file per process and metric type, §14).
+
+    It sits beside the control socket's usual places, in the runtime directory when there is
+    one (a tmpfs, emptied at boot): ``<runtime>/mail-proxy/<name>.metrics``, else
+    ``/tmp/mail-proxy-<uid>/<name>.metrics``, where an instance is named by a digest of its
+    directory so that two homes holding the same name do not meet. ``name`` is the instance
+    name or ``serve-<port>``.
+    """
+    if xdg_runtime_dir:
+        return os.path.join(xdg_runtime_dir, "mail-proxy", f"{name}.metrics")
+    if instance_dir is not None:
+        name = hashlib.sha256(instance_dir.encode("utf-8")).hexdigest()[:16]
+    return os.path.join(f"/tmp/mail-proxy-{uid}", f"{name}.metrics")

@@ -229,3 +229,21 @@ FROM events
 WHERE event_id > :after AND event_id <= :upto
   AND (CAST(:tenant_id AS TEXT) IS NULL OR tenant_id = CAST(:tenant_id AS TEXT))
 ORDER BY event_id LIMIT :limit;
+
+-- ---------------------------------------------------------------- metrics (§14)
+
+-- As the common query, but the pending count is the sum of the deltas kept by statement
+-- triggers (queue_count, migration 3): counting a million queued rows takes longer than a
+-- scrape may. count_rows tells when to fold them.
+-- name: gauge_queue
+SELECT (SELECT coalesce(sum(delta), 0) FROM queue_count) AS pending,
+       (SELECT min(ready_ts) FROM messages
+        WHERE status = 'deferred' AND ready_ts <= :now) AS oldest_deferred,
+       (SELECT min(created_at) FROM messages WHERE status = 'pending') AS oldest_pending,
+       (SELECT count(*) FROM queue_count) AS count_rows;
+
+-- Fold the deltas into one row. Rows inserted by transactions still running are not seen and
+-- stay; two foldings at once each fold only what they deleted.
+-- name: queue_count_fold
+WITH gone AS (DELETE FROM queue_count RETURNING delta)
+INSERT INTO queue_count (delta) SELECT coalesce(sum(delta), 0) FROM gone;

@@ -213,7 +213,7 @@ WHERE pk = :pk AND status = 'error';
 -- ---------------------------------------------------------------- queue: dispatch
 
 -- name: claim_gate
-SELECT t.active AS tenant_active,
+SELECT t.active AS tenant_active, t.name AS tenant_name,
        (SELECT count(*) FROM suspensions s
         WHERE s.tenant_id = t.id AND s.batch_code = '*') AS whole_suspended,
        (SELECT count(*) FROM accounts a
@@ -591,3 +591,27 @@ LIMIT :limit;
 
 -- name: command_purge
 DELETE FROM command_log WHERE command_ts < :before;
+
+-- ---------------------------------------------------------------- metrics (§14)
+
+-- One round trip for the queue gauges. pending: queued and in flight, both parts read from
+-- partial indexes, not the whole table. oldest_deferred: the oldest due deferral (its
+-- deferred_ts is its ready time). oldest_pending: from messages_pending_age.
+-- name: gauge_queue
+SELECT (SELECT count(*) FROM messages WHERE ready_ts IS NOT NULL)
+       + (SELECT count(*) FROM messages WHERE status = 'sending') AS pending,
+       (SELECT min(ready_ts) FROM messages
+        WHERE status = 'deferred' AND ready_ts <= :now) AS oldest_deferred,
+       (SELECT min(created_at) FROM messages WHERE status = 'pending') AS oldest_pending,
+       0 AS count_rows;
+
+-- One pass over the unreported-events index, every tenant listed (0 when it has none).
+-- name: gauge_unreported
+SELECT t.id AS tenant_id, coalesce(u.n, 0) AS n
+FROM tenants t
+LEFT JOIN (SELECT tenant_id, count(*) AS n FROM events WHERE reported_ts IS NULL
+           GROUP BY tenant_id) u ON u.tenant_id = t.id;
+
+-- name: metric_accounts
+SELECT a.tenant_id, t.name AS tenant_name, a.id AS account_id
+FROM accounts a JOIN tenants t ON t.id = a.tenant_id;

@@ -59,7 +59,8 @@ CREATE TABLE accounts (
 -- ready_ts is NULL unless the message is queued (pending: 0, deferred: its deferred_ts); the
 -- partial indexes below therefore hold only queued or in-flight rows, so claim cost does not grow
 -- with the number of sent/error rows kept for retention. Ingest writes as few indexes as
--- possible: a pending insert touches only the primary key, (tenant_id, id) and messages_queue.
+-- possible: a pending insert touches only the primary key, (tenant_id, id), messages_queue and
+-- messages_pending_age (the queue-age gauge, §14).
 -- There is deliberately no (tenant_id, priority, seq) index for listing: PostgreSQL would pick it
 -- for claims too and walk every sent row in front of the queue; listing a huge backlog sorts
 -- instead (about 0.2 s per million rows of the tenant).
@@ -109,6 +110,8 @@ CREATE INDEX messages_leases ON messages (tenant_id, account_id, lease_until)
 CREATE INDEX messages_lease_until ON messages (lease_until) WHERE status = 'sending';
 CREATE INDEX messages_terminal ON messages (reported_ts) WHERE status IN ('sent', 'error');
 CREATE INDEX messages_message_id ON messages (message_id) WHERE status = 'sent';
+-- The queue age gauge (§14) reads the oldest pending message here instead of scanning.
+CREATE INDEX messages_pending_age ON messages (created_at) WHERE status = 'pending';
 
 -- Append-only; id/account_id/priority/batch_code are snapshots taken when the event is recorded.
 CREATE TABLE events (
@@ -197,3 +200,46 @@ CREATE TABLE bounce_state (
     lock_owner TEXT,
     lock_until DOUBLE PRECISION
 );
+
+-- The number of queued or in-flight messages as a sum of deltas (the pending gauge, §14):
+-- counting a large queue takes longer than a scrape may. One statement trigger per kind of
+-- change adds one row per statement that changes the count (never one per message, and no
+-- single row every writer would wait for); the scrape folds the rows from time to time.
+CREATE TABLE queue_count (
+    delta BIGINT NOT NULL
+);
+
+CREATE FUNCTION queue_count_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO queue_count (delta)
+    SELECT n FROM (SELECT count(*) AS n FROM new_rows
+                   WHERE status IN ('pending', 'deferred', 'sending')) c WHERE n <> 0;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION queue_count_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO queue_count (delta)
+    SELECT n FROM (SELECT (SELECT count(*) FROM new_rows
+                           WHERE status IN ('pending', 'deferred', 'sending'))
+                        - (SELECT count(*) FROM old_rows
+                           WHERE status IN ('pending', 'deferred', 'sending')) AS n) c
+    WHERE n <> 0;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION queue_count_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO queue_count (delta)
+    SELECT -n FROM (SELECT count(*) AS n FROM old_rows
+                    WHERE status IN ('pending', 'deferred', 'sending')) c WHERE n <> 0;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER messages_queue_count_insert AFTER INSERT ON messages
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION queue_count_insert();
+CREATE TRIGGER messages_queue_count_update AFTER UPDATE ON messages
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION queue_count_update();
+CREATE TRIGGER messages_queue_count_delete AFTER DELETE ON messages
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION queue_count_delete();

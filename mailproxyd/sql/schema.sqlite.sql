@@ -64,7 +64,8 @@ CREATE TABLE accounts (
 -- ready_ts is NULL unless the message is queued (pending: 0, deferred: its deferred_ts); the
 -- partial indexes below therefore hold only queued or in-flight rows, so claim cost does not grow
 -- with the number of sent/error rows kept for retention. Ingest writes as few indexes as
--- possible: a pending insert touches only the primary key, (tenant_id, id) and messages_queue.
+-- possible: a pending insert touches only the primary key, (tenant_id, id), messages_queue and
+-- messages_pending_age (the queue-age gauge, §14).
 -- There is deliberately no (tenant_id, priority, seq) index for listing: PostgreSQL would pick it
 -- for claims too and walk every sent row in front of the queue; listing a huge backlog sorts
 -- instead (about 0.2 s per million rows of the tenant).
@@ -114,6 +115,8 @@ CREATE INDEX messages_leases ON messages (tenant_id, account_id, lease_until)
 CREATE INDEX messages_lease_until ON messages (lease_until) WHERE status = 'sending';
 CREATE INDEX messages_terminal ON messages (reported_ts) WHERE status IN ('sent', 'error');
 CREATE INDEX messages_message_id ON messages (message_id) WHERE status = 'sent';
+-- The queue age gauge (§14) reads the oldest pending message here instead of scanning.
+CREATE INDEX messages_pending_age ON messages (created_at) WHERE status = 'pending';
 
 -- Append-only; id/account_id/priority/batch_code are snapshots taken when the event is recorded.
 CREATE TABLE events (

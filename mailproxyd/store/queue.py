@@ -243,7 +243,7 @@ def claim_batch(
     handled first (§8.3). Each result holds
     ``pk``, ``tenant_id``, ``id``, ``account_id``, ``priority``, ``seq``, ``batch_code``,
     ``message_id``, ``payload`` (decoded, attachment secrets in clear), ``retry_count``,
-    ``expiry_count``, ``outcome_uncertain``, ``lease_until``, ``created_at``.
+    ``expiry_count``, ``outcome_uncertain``, ``lease_until``, ``created_at``, ``tenant_name``.
     """
     if limit <= 0 or not meta.get_scheduler_active(tx):
         return []
@@ -265,4 +265,6 @@ def claim_batch(
     for row in rows:
         row["payload"] = open_payload(tx.box, row["tenant_id"], row["payload"])
         row["outcome_uncertain"] = bool(row["outcome_uncertain"])
+        # The metrics label the outcome with the tenant's name at the time (§14).
+        row["tenant_name"] = gate["tenant_name"]
     return rows

@@ -54,6 +54,8 @@ class SlotHost(Protocol):
     @property
     def pipe_worker_stderr(self) -> bool: ...
 
+    async def worker_exited(self, slot: WorkerSlot, pid: int) -> None: ...
+
 
 async def _kill(process: trio.Process) -> None:
     # Only used when the supervisor itself is being torn down; the graceful path is a "stop"
@@ -67,6 +69,8 @@ async def supervise_slot(host: SlotHost, slot: WorkerSlot) -> None:
     while not host.shutting_down and not slot.retired:
         began = time.monotonic()
         code = await _run_once(host, slot)
+        if slot.pid is not None:
+            await host.worker_exited(slot, slot.pid)
         if host.shutting_down or slot.retired:
             break
         if code == EXIT_FATAL or slot.fatal is not None:

@@ -220,7 +220,11 @@ def run_worker(kind: str, body: WorkerBody, argv: list[str] | None = None) -> No
     parser.add_argument("--index", type=int, default=0)
     args = parser.parse_args(argv)
     label = kind if kind != "sender" else f"sender-{args.index}"
-    log = logsetup.configure(label, os.environ.get("GMP_LOG_LEVEL", "INFO"))
+    log = logsetup.configure(
+        label,
+        os.environ.get("GMP_LOG_LEVEL", "INFO"),
+        journal=logsetup.stderr_is_journal(os.environ),
+    )
     _watch_parent()
     try:
         code = trio.run(_main, kind, args.index, body, log)
@@ -242,6 +246,10 @@ async def _main(kind: str, index: int, body: WorkerBody, log: logging.Logger) ->
 
     settings = Settings.from_json(os.environ[SETTINGS_ENV])
     logsetup.set_level(settings.log_level)
+    if settings.metrics_dir:
+        from mailproxyd.drivers import metrics
+
+        metrics.activate(settings.metrics_dir)
     fd = int(os.environ[FD_ENV])
     channel = Channel.from_socket(socket.socket(fileno=fd))
     first = await channel.receive()

@@ -33,7 +33,11 @@ def _config(ctx: WorkerContext) -> Config:
     config.accesslog = None
     # /events pings every 20 s (contract §5.9); hypercorn sends the WebSocket pings.
     config.websocket_ping_interval = 20.0
-    config.errorlog = logging.getLogger("mailproxyd.api.hypercorn")
+    # Hypercorn's own INFO lines ("Running on … (CTRL + C to quit)") would contradict the
+    # node's ready line; its warnings and errors still reach the log.
+    hypercorn_log = logging.getLogger("mailproxyd.api.hypercorn")
+    hypercorn_log.setLevel(logging.WARNING)
+    config.errorlog = hypercorn_log
     # Bodies are capped by the application (GMP_MAX_REQUEST_MB); hypercorn's own caps stay wide.
     config.h11_max_incomplete_size = 64 * 1024
     return config

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import trio
 
+from mailproxyd.drivers import metrics
 from mailproxyd.drivers.http import SyncClient
 from mailproxyd.services import bounce, report
 from mailproxyd.workers._runtime import Doorbell, WorkerContext, run_worker
@@ -28,6 +29,7 @@ async def reporter_body(
             settings=ctx.settings,
             client=client,
             owner=ctx.owner,
+            observe=metrics.sync_call,
         )
         ctx.on_reload.append(lambda new: setattr(rctx, "settings", new))
         bctx = bounce.BounceContext(db=ctx.db, owner=ctx.owner)  # type: ignore[arg-type]

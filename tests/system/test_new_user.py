@@ -50,7 +50,7 @@ def test_start_status_list_stop_delete(daemon: Daemon) -> None:
 
     log = (home / "logs" / "mail-proxy.log").read_text()
     # Workers' lines reach the daemon's single log file through the supervisor.
-    assert re.search(r"Z INFO supervisor\[\d+\] node \S+ ready", log)
+    assert re.search(r"Z INFO supervisor\[\d+\] mail-proxy \S+ ready: node \S+, database ", log)
     assert re.search(r"Z INFO api\[\d+\] listening on", log)
 
     restarted = daemon.cli("restart", "demo")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from quart import Response, request
@@ -13,6 +14,8 @@ from mailproxyd.api.registry import TENANT_ID, route
 from mailproxyd.api.responses import json_response
 from mailproxyd.core.crypto import tokens_equal
 from mailproxyd.services import admin
+
+log = logging.getLogger("mailproxyd.api.auth")
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -66,16 +69,15 @@ def _metrics_authorized(ctx: Any) -> bool:
     metrics_token = getattr(ctx.settings, "metrics_token", None) or ""
     if not metrics_token:
         return True
-    offered = request.headers.get("X-API-Token") or ""
+    offered = [request.headers.get("X-API-Token") or ""]
     bearer = request.headers.get("Authorization") or ""
     if bearer[:7].lower() == "bearer ":
-        offered = offered or bearer[7:].strip()
-    if not offered:
-        return False
+        offered.append(bearer[7:].strip())
     admin_token = getattr(ctx.settings, "api_token", None) or ""
-    return tokens_equal(offered, metrics_token) or bool(
-        admin_token and tokens_equal(offered, admin_token)
-    )
+    accepted = [metrics_token, *([admin_token] if admin_token else [])]
+    # Every comparison runs, so the time taken says nothing about which one matched.
+    matches = [tokens_equal(o, t) for o in offered if o for t in accepted]
+    return any(matches)
 
 
 @route(
@@ -89,6 +91,11 @@ def _metrics_authorized(ctx: Any) -> bool:
 )
 async def metrics(ctx: Any, principal: Principal) -> Response:
     if not _metrics_authorized(ctx):
+        # Never the token itself (§4.2): where the attempt came from and what it wanted.
+        log.info(
+            "authentication failed (metrics token): remote=%s route=GET /metrics",
+            request.remote_addr,
+        )
         raise unauthorized()
     from mailproxyd.api.metrics_text import render
 

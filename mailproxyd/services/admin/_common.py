@@ -8,7 +8,9 @@ changed). ``log_command`` and ``needs_redaction`` are also used by ``services.en
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import re
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
@@ -26,6 +28,39 @@ from mailproxyd.store import commandlog, tenants
 log = logging.getLogger("mailproxyd.services.admin")
 
 T = TypeVar("T")
+
+#: Who is making the current change, for the INFO line of tenant and account changes (§18.6):
+#: set by each interface for the request it serves (``api admin from 10.0.0.1``, ``control
+#: socket uid 1000``); never a token.
+ACTOR: contextvars.ContextVar[str] = contextvars.ContextVar("mailproxyd_actor", default="node")
+
+# Changes logged at INFO: endpoint → what changed.
+_LOGGED_CHANGES = {
+    "addTenant": "tenant",
+    "updateTenant": "tenant",
+    "deleteTenant": "tenant",
+    "createApiKey": "tenant",
+    "revokeApiKey": "tenant",
+    "addAccount": "account",
+    "updateAccount": "account",
+    "deleteAccount": "account",
+}
+_FIELD_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+
+
+def _log_change(endpoint: str, tenant_id: str | None, payload: Any, account_id: Any) -> None:
+    """One INFO line per tenant or account change: who, what, which fields — never a value."""
+    what = _LOGGED_CHANGES.get(endpoint)
+    if what is None:
+        return
+    fields = ""
+    if isinstance(payload, dict):
+        names = sorted(k for k in payload if isinstance(k, str) and _FIELD_NAME.match(k))
+        fields = " fields=" + ",".join(names) if names else ""
+    account = f" account={account_id}" if what == "account" and account_id else ""
+    log.info(
+        "%s change by %s: %s tenant=%s%s%s", what, ACTOR.get(), endpoint, tenant_id, account, fields
+    )
 
 
 class AdminContext(Protocol):
@@ -103,12 +138,19 @@ async def mutation(
         return result
 
     try:
-        return await ctx.db.run(work)
+        result = await ctx.db.run(work)
     except MailProxyError as exc:
         status = _status_of(exc)
         if status is not None:
             await log_failure(ctx, endpoint, tenant_id, payload, status, now)
         raise
+    account_id = (
+        args[1] if endpoint in ("updateAccount", "deleteAccount") and len(args) > 1 else None
+    )
+    if endpoint == "addAccount" and isinstance(payload, dict):
+        account_id = payload.get("id")
+    _log_change(endpoint, tenant_id, payload, account_id)
+    return result
 
 
 async def log_failure(

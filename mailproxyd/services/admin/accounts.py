@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mailproxyd.core.models import account as account_model
+from mailproxyd.drivers import metrics
 from mailproxyd.services.admin._common import (
     AdminContext,
     mutation,
@@ -12,7 +13,7 @@ from mailproxyd.services.admin._common import (
     require_tenant,
     validated,
 )
-from mailproxyd.store import accounts
+from mailproxyd.store import accounts, tenants
 
 # One copy of the wire form, kept under this package's name for its callers.
 present_account = account_model.present_account
@@ -82,14 +83,17 @@ async def update_account(
     )
 
 
-def _delete_account(tx: Any, tenant_id: str, account_id: str, *, now: float) -> int:
-    require_tenant(tx, tenant_id)
-    return int(accounts.delete(tx, tenant_id, account_id, now))
+def _delete_account(
+    tx: Any, tenant_id: str, account_id: str, *, now: float
+) -> tuple[int, str | None]:
+    """The number of queued messages that failed, and the tenant's name for their count."""
+    name = tenants.get(tx, tenant_id).get("name")
+    return int(accounts.delete(tx, tenant_id, account_id, now)), name
 
 
 async def delete_account(ctx: AdminContext, tenant_id: str, account_id: str) -> int:
     """Delete an account; its queued messages fail ``account deleted``; returns their count."""
-    failed = await mutation(
+    failed, tenant_name = await mutation(
         ctx,
         "deleteAccount",
         tenant_id,
@@ -99,6 +103,9 @@ async def delete_account(ctx: AdminContext, tenant_id: str, account_id: str) -> 
         account_id,
     )
     if failed:
+        # Messages that became ``error`` after their enqueue: they count as errors (§14).
+        labels = metrics.AccountLabels.of(tenant_id, tenant_name, account_id)
+        metrics.delivery(labels, "error", count=failed)
         # The failed messages are new events for the tenant: report them without waiting.
         await ctx.link.send({"type": "wake", "target": "reporter", "reason": "event"})
     return int(failed)

@@ -161,7 +161,8 @@ async def run_attempt(
             return _abandoned(env, row, slot_id)
         outcome = delivery.outcome
         rcpts = delivery.accepted_recipients
-    duration_ms = int((time.perf_counter() - started) * 1000)
+    # The duration of the SMTP attempt (§14); none when the message could not be built.
+    duration_ms = int((time.perf_counter() - started) * 1000) if built is not None else None
     return completion_for(
         env, row, outcome, now=env.now(), slot_id=slot_id, duration_ms=duration_ms, rcpts=rcpts
     )

@@ -162,14 +162,22 @@ def admit_tx(
             continue
         attempt = int(row.get("retry_count") or 0) + 1
         if reject and any(scope.startswith("account_") for scope in verdict.blocking):
-            item = Completion(row, "error", now, text=RATE_REJECTED, attempt=attempt)
+            item = Completion(
+                row, "error", now, text=RATE_REJECTED, attempt=attempt, rate_limited=True
+            )
             held = leases.complete_error(tx, pk, owner, now, error=RATE_REJECTED)
         else:
             # Rounded to microseconds first, so float noise never pushes a whole second up.
             free = verdict.free_at if verdict.free_at is not None else now + 1
             until = float(math.ceil(round(free, 6)))
             item = Completion(
-                row, "deferred", now, text=RATE_LIMITED, deferred_ts=until, attempt=attempt
+                row,
+                "deferred",
+                now,
+                text=RATE_LIMITED,
+                deferred_ts=until,
+                attempt=attempt,
+                rate_limited=True,
             )
             held = leases.complete_deferred(
                 tx, pk, owner, now, deferred_ts=until, reason=RATE_LIMITED, count_retry=False

@@ -24,6 +24,7 @@ from typing import Any, Literal
 import trio
 
 from mailproxyd.core.timefmt import iso
+from mailproxyd.drivers import metrics
 from mailproxyd.errors import DatabaseUnavailable
 from mailproxyd.store import leases, ratelimit
 
@@ -45,7 +46,9 @@ class Completion:
     """The recorded result of one attempt of one claimed message.
 
     ``release_slot``: the rate-limit slot to give back (the attempt failed before the message
-    data was transmitted, §9). ``attempt``/``duration_ms``/``rcpts`` only feed the delivery log.
+    data was transmitted, §9). ``attempt``/``duration_ms``/``rcpts`` only feed the delivery log
+    and the metrics: ``duration_ms`` is None when no SMTP attempt was made; ``rate_limited``
+    marks the deferral or rejection of the rate limiter (§9).
     """
 
     row: Mapping[str, Any]
@@ -61,6 +64,7 @@ class Completion:
     attempt: int = 1
     rcpts: int = 0
     duration_ms: int | None = None
+    rate_limited: bool = False
 
 
 def _write_one(tx: Any, item: Completion, owner: str) -> bool:
@@ -327,8 +331,19 @@ class Recorder:
             self._waking = False
 
     def after(self, item: Completion, held: bool) -> None:
-        """Log a recorded completion (§18.6), or the WARNING of a discarded one (§8.3)."""
+        """Count and log a recorded completion (§14, §18.6), or the WARNING of a discarded one.
+
+        The SMTP attempt's duration counts whatever became of its result; the outcome counts
+        only when it was recorded (a discarded result is another sender's to count, §8.3).
+        """
         row = item.row
+        labels = metrics.AccountLabels.of(
+            row["tenant_id"], row.get("tenant_name"), row.get("account_id")
+        )
+        if item.duration_ms is not None:
+            metrics.delivery(labels, "attempt", smtp_seconds=item.duration_ms / 1000)
+        if held and item.kind != "release":
+            metrics.delivery(labels, item.kind, rate_limited=item.rate_limited)
         if not held:
             if item.kind != "release":
                 self._log.warning(

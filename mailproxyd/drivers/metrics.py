@@ -1,0 +1,277 @@
+"""The node's Prometheus metrics (contract §14), shared by its processes through files.
+
+Every process of a node writes its counters and histograms with ``prometheus_client`` in
+multiprocess mode: one memory-mapped file per process and metric type in the node's metrics
+directory (``Settings.metrics_dir``). The api worker's scrape reads them all and adds them up,
+so a count survives the process that made it: the files of a dead worker stay (folded into
+one archive file by :func:`fold_dead`, see :mod:`.metrics_files`), and counters never go
+backwards while the node runs. The supervisor empties the directory when the node starts.
+
+``prometheus_client`` picks its storage when the first metric is made and learns the
+directory only from ``PROMETHEUS_MULTIPROC_DIR``; :func:`activate` hands it over, so nothing
+else reads or sets that variable. Without ``activate`` (tests, benchmarks in one process) the
+metrics live in this process's memory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import values as _values
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.utils import floatToGoString
+
+from mailproxyd.drivers import metrics_files
+from mailproxyd.drivers.metrics_files import fold_dead, reset_directory
+
+SEND_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+SYNC_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+ACCOUNT_LABELS = ("tenant_id", "tenant_name", "account_id", "account_name")
+_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# No ``_created`` series (§14), also outside multiprocess mode.
+prometheus_client.disable_created_metrics()
+
+_directory: str | None = None
+
+
+@dataclass(frozen=True)
+class _Metrics:
+    sent: Counter
+    errors: Counter
+    deferred: Counter
+    rate_limited: Counter
+    send_duration: Histogram
+    sync: Counter
+    sync_duration: Histogram
+    http_requests: Counter
+
+
+_metrics: _Metrics | None = None
+
+
+def activate(directory: str) -> None:
+    """Write this process's metrics to ``directory`` (before any metric is used)."""
+    global _directory
+    if _metrics is not None:
+        raise RuntimeError("metrics were used before activate()")
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    os.environ[_ENV] = directory
+    _values.ValueClass = _values.MultiProcessValue()
+    _directory = directory
+
+
+def _get() -> _Metrics:
+    global _metrics
+    if _metrics is None:
+        registry = None  # never the global registry: a scrape builds its own
+        _metrics = _Metrics(
+            sent=Counter(
+                "gmp_sent",
+                "Messages accepted by an SMTP server.",
+                ACCOUNT_LABELS,
+                registry=registry,
+            ),
+            errors=Counter(
+                "gmp_errors",
+                "Accepted messages that became error.",
+                ACCOUNT_LABELS,
+                registry=registry,
+            ),
+            deferred=Counter(
+                "gmp_deferred",
+                "Deferrals (rate limit or temporary failure).",
+                ACCOUNT_LABELS,
+                registry=registry,
+            ),
+            rate_limited=Counter(
+                "gmp_rate_limited",
+                "Rate-limit hits (deferred or rejected).",
+                ACCOUNT_LABELS,
+                registry=registry,
+            ),
+            send_duration=Histogram(
+                "gmp_send_duration_seconds",
+                "Duration of each SMTP attempt, any outcome.",
+                ("tenant_id", "account_id"),
+                buckets=SEND_BUCKETS,
+                registry=registry,
+            ),
+            sync=Counter(
+                "gmp_sync",
+                "Sync POSTs by outcome.",
+                ("tenant_id", "outcome"),
+                registry=registry,
+            ),
+            sync_duration=Histogram(
+                "gmp_sync_duration_seconds",
+                "Duration of each sync POST.",
+                ("tenant_id",),
+                buckets=SYNC_BUCKETS,
+                registry=registry,
+            ),
+            http_requests=Counter(
+                "gmp_http_requests",
+                "API requests by route template and status.",
+                ("route", "status"),
+                registry=registry,
+            ),
+        )
+    return _metrics
+
+
+# --- recording --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccountLabels:
+    """The labels of an account's series (§14: the tenant's name, or its id when it has none)."""
+
+    tenant_id: str
+    tenant_name: str
+    account_id: str
+
+    @classmethod
+    def of(cls, tenant_id: str, tenant_name: str | None, account_id: str | None) -> AccountLabels:
+        return cls(str(tenant_id), str(tenant_name or tenant_id), str(account_id or ""))
+
+    def values(self) -> tuple[str, str, str, str]:
+        return (self.tenant_id, self.tenant_name, self.account_id, self.account_id)
+
+
+def delivery(
+    labels: AccountLabels,
+    kind: str,
+    *,
+    rate_limited: bool = False,
+    smtp_seconds: float | None = None,
+    count: int = 1,
+) -> None:
+    """Count ``count`` recorded outcomes: ``kind`` is ``sent``, ``deferred`` or ``error``
+    (anything else counts nothing but the SMTP attempt's duration)."""
+    m = _get()
+    values = labels.values()
+    if kind == "sent":
+        m.sent.labels(*values).inc(count)
+    elif kind == "deferred":
+        m.deferred.labels(*values).inc(count)
+    elif kind == "error":
+        m.errors.labels(*values).inc(count)
+    if rate_limited:
+        m.rate_limited.labels(*values).inc(count)
+    if smtp_seconds is not None:
+        m.send_duration.labels(labels.tenant_id, labels.account_id).observe(max(0.0, smtp_seconds))
+
+
+def sync_call(tenant_id: str, outcome: str, seconds: float) -> None:
+    """Count one sync POST (§13) and its duration."""
+    m = _get()
+    m.sync.labels(tenant_id, outcome).inc()
+    m.sync_duration.labels(tenant_id).observe(max(0.0, seconds))
+
+
+def http_request(route: str, status: int) -> None:
+    """Count one API request by route template (``unmatched`` for unknown paths)."""
+    _get().http_requests.labels(route, str(status)).inc()
+
+
+def ensure_account_series(accounts: Sequence[AccountLabels]) -> None:
+    """Make the series of these accounts exist (at 0 until something happens)."""
+    m = _get()
+    for labels in accounts:
+        values = labels.values()
+        for counter in (m.sent, m.errors, m.deferred, m.rate_limited):
+            counter.labels(*values)
+        m.send_duration.labels(labels.tenant_id, labels.account_id)
+
+
+# --- the scrape -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Gauges:
+    """The database-derived gauges of §14."""
+
+    pending: int
+    queue_age: float
+    unreported: Mapping[str, int]
+
+
+class _GaugeCollector:
+    def __init__(self, gauges: Gauges) -> None:
+        self._gauges = gauges
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        g = self._gauges
+        yield GaugeMetricFamily(
+            "gmp_pending_messages", "Messages not yet sent or failed.", value=g.pending
+        )
+        yield GaugeMetricFamily(
+            "gmp_queue_age_seconds",
+            "Age of the oldest ready message; 0 when none.",
+            value=g.queue_age,
+        )
+        unreported = GaugeMetricFamily(
+            "gmp_unreported_events", "Events not yet acknowledged.", labels=("tenant_id",)
+        )
+        for tenant_id, count in sorted(g.unreported.items()):
+            unreported.add_metric((tenant_id,), count)
+        yield unreported
+
+
+def render(gauges: Gauges | None) -> bytes:
+    """The Prometheus text of a scrape: every process's counts plus ``gauges`` (blocking)."""
+    if _directory is None:
+        registry = CollectorRegistry()
+        if gauges is not None:
+            registry.register(_GaugeCollector(gauges))
+        for metric in _get_all():
+            registry.register(metric)
+        return generate_latest(registry)
+    with metrics_files.locked(_directory, exclusive=False):
+        families = metrics_files.read_directory(_directory)
+    parts = [_gauge_text(gauges)] if gauges is not None else []
+    parts.extend(family.text() for family in families.values())
+    return "".join(parts).encode("utf-8")
+
+
+def _gauge_text(g: Gauges) -> str:
+    lines = [
+        "# HELP gmp_pending_messages Messages not yet sent or failed.\n",
+        "# TYPE gmp_pending_messages gauge\n",
+        f"gmp_pending_messages {floatToGoString(g.pending)}\n",
+        "# HELP gmp_queue_age_seconds Age of the oldest ready message; 0 when none.\n",
+        "# TYPE gmp_queue_age_seconds gauge\n",
+        f"gmp_queue_age_seconds {floatToGoString(g.queue_age)}\n",
+        "# HELP gmp_unreported_events Events not yet acknowledged.\n",
+        "# TYPE gmp_unreported_events gauge\n",
+    ]
+    for tenant_id, count in sorted(g.unreported.items()):
+        lines.append(
+            f'gmp_unreported_events{{tenant_id="{metrics_files.escape(tenant_id)}"}} {floatToGoString(count)}\n'
+        )
+    return "".join(lines)
+
+
+def _get_all() -> list[Any]:
+    m = _get()
+    return [getattr(m, f) for f in m.__dataclass_fields__]
+
+
+__all__ = [
+    "AccountLabels",
+    "Gauges",
+    "activate",
+    "delivery",
+    "ensure_account_series",
+    "fold_dead",
+    "http_request",
+    "render",
+    "reset_directory",
+    "sync_call",
+]
