@@ -24,6 +24,9 @@ from mailproxyd.services import admin
 
 POLL_SECONDS = 0.5
 BATCH = 500
+# Open streams one node holds at most (§5.9); the next upgrade is refused with a 503.
+MAX_STREAMS = 1000
+_open_streams = 0
 
 _encoder = msgspec.json.Encoder()
 
@@ -35,22 +38,28 @@ _encoder = msgspec.json.Encoder()
     operation_id="events",
     summary="WebSocket: live delivery events (report items plus tenant_id)",
     query=(TENANT_ID,),
-    errors=(401, 403, 404, 426),
+    errors=(401, 403, 404, 426, 503),
     websocket=True,
 )
 async def events(ctx: Any, principal: Principal) -> Response | None:
     tenant_id = resolve_tenant(principal, required=False)
     if tenant_id is not None:
         await admin.get_tenant(ctx, tenant_id)  # 404 for an unknown tenant, before the upgrade
+    global _open_streams
+    if _open_streams >= MAX_STREAMS:
+        raise ApiError(503, "unavailable", "Too many event streams")
     # Live only: start after the newest event at connection time.
     last_id = await admin.latest_event_id(ctx)
-    await websocket.accept()
+    _open_streams += 1
     try:
+        await websocket.accept()
         await _stream(ctx, tenant_id, last_id)
     except Exception as exc:
         # After the upgrade only a close code can tell the client that something broke.
         err = translate(exc, ctx.log)
         await websocket.close(1011, err.code)
+    finally:
+        _open_streams -= 1
     return None
 
 

@@ -88,3 +88,25 @@ def test_plain_get_needs_an_upgrade(world: World) -> None:
     r = world.a.get("/events")
     assert r.status_code == 426 and r.json()["error"] == "upgrade_required"
     assert world.anon.get("/events").status_code == 401
+
+
+async def test_streams_over_the_cap_are_refused_with_retry_after(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mailproxyd.api.routes import events
+
+    monkeypatch.setattr(events, "MAX_STREAMS", 2)
+    url, token = _ws_url(world), world.server.admin_token
+    async with (
+        open_websocket_url(url, extra_headers=_headers(token), connect_timeout=5),
+        open_websocket_url(url, extra_headers=_headers(token), connect_timeout=5),
+    ):
+        with pytest.raises(ConnectionRejected) as info:
+            async with open_websocket_url(url, extra_headers=_headers(token), connect_timeout=5):
+                pass  # pragma: no cover - the upgrade must be refused
+        assert info.value.status_code == 503
+        assert json.loads(info.value.body or b"{}")["detail"] == "Too many event streams"
+        assert dict(info.value.headers)[b"retry-after"] == b"5"
+    # Closed streams free their places.
+    async with open_websocket_url(url, extra_headers=_headers(token), connect_timeout=5):
+        pass
