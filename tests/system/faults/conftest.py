@@ -28,7 +28,7 @@ class Scale:
     fuzz_examples: int
 
 
-SHORT = Scale("short", 600, 1, 4.0, 600, 8.0, 20, 40, 100, 60)
+SHORT = Scale("short", 300, 1, 2.0, 300, 5.0, 12, 20, 50, 30)
 LONG = Scale("long", 5000, 3, 15.0, 10000, 60.0, 50, 200, 500, 400)
 
 

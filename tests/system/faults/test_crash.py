@@ -51,7 +51,7 @@ def test_sigkill_rounds_lose_nothing(
     rng = random.Random(20 + scale.crash_messages)
     total = scale.crash_messages
     # A slow enough server that the drain outlasts every kill of the run.
-    smtp_sink.delay = 0.08 if scale.name == "short" else 0.02
+    smtp_sink.delay = 0.12 if scale.name == "short" else 0.02
     sync = tenant_server()
     node = daemon.serve(env=_env())
     database = node.env["GMP_DB_PATH"]

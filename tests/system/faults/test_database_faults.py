@@ -144,6 +144,7 @@ def test_postgres_outage_mid_drain_gets_503_then_resumes(
     refused = add_messages(node.url, ["db-refused"], timeout=30)
     assert refused.status_code == 503, refused.text
     assert refused.json()["error"] == "unavailable"
+    assert refused.headers["Retry-After"] == "5"
     time.sleep(3)
     assert node.process.poll() is None
     _allow_connections(pg_url, True)
@@ -233,6 +234,7 @@ def test_sqlite_full_disk_gets_503_loses_nothing_and_recovers(
     refused = [a for a in answers if a.status_code == 503]
     assert refused, "a full disk never produced a 503"
     assert refused[0].json()["error"] == "unavailable"
+    assert refused[0].headers["Retry-After"] == "5"
     assert node.process.poll() is None
     health = _health(node)
     assert health is not None and health.status_code in (200, 503)
