@@ -98,8 +98,8 @@ _attachment = st.fixed_dictionaries(
         "extra": _json,
     },
 )
-_message = st.fixed_dictionaries(
-    {"id": st.one_of(st.text(st.sampled_from("abcXYZ019-_.@"), min_size=1, max_size=20), _text)},
+_fuzzed = st.fixed_dictionaries(
+    {},
     optional={
         "from": _address,
         "to": st.one_of(_address, st.lists(_address, max_size=3)),
@@ -118,6 +118,13 @@ _message = st.fixed_dictionaries(
         "batch_code": _text,
         "account_id": st.one_of(st.just("smtp1"), _text),
     },
+)
+# A valid message with some fields replaced by fuzzed ones: many are accepted, so the build of
+# what was accepted is exercised too, not only the refusals.
+_message = st.builds(
+    lambda client_id, fields: {**_base(client_id), **fields},
+    st.text(st.sampled_from("abcXYZ019-_.@"), min_size=1, max_size=20),
+    _fuzzed,
 )
 
 
