@@ -1,4 +1,4 @@
-"""Serving one account: sessions, claims, admission in claim order, parallel sends (§8.2–§8.4, §9).
+"""Serving one account: sessions, claims, admission in claim order, parallel sends (reference §8.2–§8.4, §9).
 
 ``AccountRun.serve`` drains one account: it holds up to ``max_concurrent`` session slots
 (counted in the database across processes and nodes), claims a batch, admits its messages in
@@ -110,7 +110,7 @@ class AccountRun:
         for row in claim.rows:
             self.unfinished[int(row["pk"])] = row
         if env.stopping() and claim.rows:
-            # A stop arrived during the claim: these never started (§18.3). Deferrals and
+            # A stop arrived during the claim: these never started (reference §18.3). Deferrals and
             # rejections the claim already recorded stand; admitted slots are given back.
             done = [a for a in claim.admissions if a.completion is not None]
             await env.recorded([a.completion for a in done if a.completion], [a.held for a in done])
@@ -137,7 +137,7 @@ class AccountRun:
                     break
                 group = [waiting.pop(0)]
                 # As many as there are free sessions, admitted in one transaction; the order of
-                # admission stays the claim order (§8.2).
+                # admission stays the claim order (reference §8.2).
                 while waiting:
                     try:
                         tokens.acquire_nowait()
@@ -160,7 +160,7 @@ class AccountRun:
                     group = [(row, v if v is not None else next(known)) for row, v in group]
                 await self._start(claim, group, sends, tokens)
             if waiting:
-                # Stopping: the rest never started; hand them back at once, no event (§18.3).
+                # Stopping: the rest never started; hand them back at once, no event (reference §18.3).
                 await self._give_back(
                     [int(row["pk"]) for row, _ in waiting],
                     rate_slots=[v.slot_id for _, v in waiting if v and v.slot_id is not None],

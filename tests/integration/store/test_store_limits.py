@@ -1,4 +1,4 @@
-"""Rate-limit slots (§9) and session slots (§8.4); the window arithmetic itself is tested in
+"""Rate-limit slots (reference §9) and session slots (reference §8.4); the window arithmetic itself is tested in
 ``tests/unit/test_ratelimit.py``."""
 
 from __future__ import annotations
