@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: install run test test-lowest lint typecheck bench man docs dist image clean
+.PHONY: install run test test-lowest test-faults lint typecheck bench man docs dist image clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ test-lowest:
 	$(LOWEST)/bin/python -m pip check
 	$(LOWEST)/bin/python -m pytest tests/unit/test_cli_pure.py tests/system/test_cli_commands.py \
 		tests/system/test_cli_interactive.py tests/system/test_new_user.py
+
+## test-faults: the long fault suite (crashes, outages, two nodes, overload, hostile input);
+## needs root for the tmpfs of the full-disk case and restarts the local PostgreSQL cluster once
+test-faults: $(STAMP)
+	$(BIN)/python -m pytest tests/system/faults --faults-long -s -p no:cacheprovider $(PYTEST_ARGS)
 
 ## lint: ruff (rules, banned imports, formatting) and mypy on the package
 lint: $(STAMP)

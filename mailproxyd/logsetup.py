@@ -101,6 +101,15 @@ def configure(
     handler.setFormatter(_Formatter(process_label, journal=journal and file is None))
     logger.addHandler(handler)
     logger.propagate = False
+    # psycopg_pool reports every failed reconnection at WARNING; without a handler of its own
+    # those lines reached stderr unformatted (Python's last-resort handler), one per attempt
+    # during an outage, repeating what the store already logs. Keep its errors, formatted.
+    pool_logger = logging.getLogger("psycopg")
+    for old in list(pool_logger.handlers):
+        pool_logger.removeHandler(old)
+    pool_logger.addHandler(handler)
+    pool_logger.propagate = False
+    pool_logger.setLevel(logging.ERROR)
     set_level(level)
     return logger
 

@@ -1,5 +1,7 @@
 """Shared pytest configuration: the fixture plugins of each tier."""
 
+import pytest
+
 pytest_plugins = [
     "tests.dbfixtures",
     "tests.smtpservers",
@@ -7,3 +9,13 @@ pytest_plugins = [
     "tests.apiclient",
     "tests.imapservers",
 ]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # The long parameters of tests/system/faults (marked ``faults_long``); see its conftest.
+    parser.addoption(
+        "--faults-long",
+        action="store_true",
+        default=False,
+        help="run the long fault-suite parameters (make test-faults)",
+    )

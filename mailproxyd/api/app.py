@@ -115,7 +115,7 @@ def _ws_view(ctx: Any, spec: RouteSpec) -> Any:
             # Raised before the upgrade (the handler owns everything after its accept):
             # a plain JSON HTTP answer (reference §5.9).
             err = api_errors.translate(exc, _logger(ctx))
-            return json_response(err.body(), err.status)
+            return _error_response(err)
 
     view.__name__ = f"{spec.operation_id}_ws"
     return view
@@ -212,6 +212,7 @@ def create_app(ctx: Any) -> QuartTrio:
 
 def _error_response(err: api_errors.ApiError) -> Response:
     response = json_response(err.body(), err.status)
+    response.headers.update(err.headers())
     if err.code == "request_too_large":
         # The rest of the body is never read: close the connection after answering, so a
         # client still writing gets the 413 instead of waiting on a full socket buffer.

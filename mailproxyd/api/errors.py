@@ -41,6 +41,14 @@ class ApiError(Exception):
     def body(self) -> dict[str, Any]:
         return {"ok": False, "error": self.code, "detail": self.detail, **self.extra}
 
+    def headers(self) -> dict[str, str]:
+        """Headers of the answer: a 503 tells the client when to try again (reference §4.4)."""
+        return {"Retry-After": str(RETRY_AFTER_SECONDS)} if self.status == 503 else {}
+
+
+# Seconds a client is asked to wait after a 503 (outage, shutdown, capacity).
+RETRY_AFTER_SECONDS = 5
+
 
 def unauthorized() -> ApiError:
     return ApiError(401, "unauthorized", UNAUTHORIZED_DETAIL)

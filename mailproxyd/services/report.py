@@ -32,6 +32,7 @@ from mailproxyd.core import sync
 from mailproxyd.core.redact import escape_control
 from mailproxyd.core.sync import SyncState
 from mailproxyd.drivers.http import Answer, SyncClient
+from mailproxyd.errors import DatabaseUnavailable
 from mailproxyd.settings import Settings
 from mailproxyd.store import AsyncDatabase, Tx
 from mailproxyd.store import events as store_events
@@ -508,6 +509,10 @@ async def reporter_loop(
             now, looked_at = now_fn(), trio.current_time()
             try:
                 due, later = await _tenants_due(ctx, now)
+            except DatabaseUnavailable as exc:
+                # An outage is expected and retried: one line, not a traceback a second.
+                log.warning("reporter cannot read the database, retrying: %s", exc.message)
+                due, later = [], {}
             except Exception:
                 log.exception("reporter cannot read the database")
                 due, later = [], {}

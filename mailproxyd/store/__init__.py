@@ -125,6 +125,11 @@ def _open_postgres(
             kwargs={"autocommit": False},
             check=psycopg_pool.ConnectionPool.check_connection,
             timeout=connect_timeout,
+            # The pool's own reconnection backs off 1, 2, 4, … s for as long as this lasts, so
+            # after a long outage the next attempt could be minutes away. Given up after 2 s,
+            # the next transaction that needs a connection starts a fresh attempt at once:
+            # the node reconnects within a second or two of the database coming back.
+            reconnect_timeout=2.0,
             open=False,
             name="mail-proxy",
         )

@@ -39,6 +39,10 @@ T = TypeVar("T")
 # timeout, PostgreSQL serialization failure or deadlock) before giving up.
 RETRY_ATTEMPTS = 5
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# While PostgreSQL is unreachable, a transaction waits this long for a connection instead of the
+# pool's full timeout: the API answers 503 at once (and /health within a second) rather than
+# after 10 s per request. The first connection obtained again ends the outage.
+PG_OUTAGE_WAIT_SECONDS = 1.0
 
 
 class TransientConflict(StoreError):
@@ -243,6 +247,7 @@ class Database:
         self.box = box
         self.sqlite_path = sqlite_path
         self._pg_pool = pg_pool
+        self._pg_outage = False
         self._sqlite_pool = _SqlitePool(sqlite_path, pool_size) if sqlite_path else None
 
     @contextlib.contextmanager
@@ -294,10 +299,15 @@ class Database:
         from psycopg.rows import dict_row
 
         assert self._pg_pool is not None
+        wait = PG_OUTAGE_WAIT_SECONDS if self._pg_outage else None
         try:
-            with self._pg_pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-                yield Tx(cur, "postgres", self.box)
+            with self._pg_pool.connection(timeout=wait) as conn:
+                self._pg_outage = False
+                with conn.cursor(row_factory=dict_row) as cur:
+                    yield Tx(cur, "postgres", self.box)
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            if isinstance(exc, psycopg.OperationalError | psycopg_pool.PoolTimeout):
+                self._pg_outage = True
             raise translate_psycopg(exc) from exc
 
     def run(self, fn: Callable[..., T], /, *args: Any, write: bool = True, **kwargs: Any) -> T:
@@ -333,6 +343,9 @@ class AsyncDatabase:
     def __init__(self, db: Database, limiter_tokens: int = 8) -> None:
         self.db = db
         self.limiter = trio.CapacityLimiter(limiter_tokens)
+        # The health check has threads of its own: behind a queue of writes waiting for the
+        # SQLite lock, /health took over a second under load although the database was fine.
+        self._probe_limiter = trio.CapacityLimiter(2)
 
     async def run(
         self, fn: Callable[..., T], /, *args: Any, write: bool = True, **kwargs: Any
@@ -343,3 +356,11 @@ class AsyncDatabase:
             return self.db.run(fn, *args, write=write, **kwargs)
 
         return await trio.to_thread.run_sync(call, limiter=self.limiter)
+
+    async def probe(self, fn: Callable[..., T], /) -> T:
+        """``fn(tx)`` in a read-only transaction outside the shared limiter (health checks)."""
+
+        def call() -> T:
+            return self.db.run(fn, write=False)
+
+        return await trio.to_thread.run_sync(call, limiter=self._probe_limiter)

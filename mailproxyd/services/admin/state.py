@@ -17,7 +17,7 @@ from mailproxyd.store import meta, sync
 async def database_reachable(ctx: AdminContext) -> bool:
     """True when the database answers a trivial read (the health check)."""
     try:
-        await read(ctx, meta.schema_version)
+        await ctx.db.probe(meta.schema_version)
     except DatabaseUnavailable:
         return False
     return True

@@ -82,6 +82,7 @@ class DispatchEnv:
             self.log,
             delivery_log=lambda: bool(self.settings().log_delivery_activity),
             on_events=self._wake_reporter,
+            retry_for=float(self.settings().claim_lease_seconds),
         )
 
     # ------------------------------------------------------------------ settings and stop

@@ -26,6 +26,7 @@ import trio
 from mailproxyd.core.redact import escape_control
 from mailproxyd.core.timefmt import iso
 from mailproxyd.drivers import metrics
+from mailproxyd.errors import DatabaseUnavailable
 from mailproxyd.store import leases, ratelimit
 
 Kind = Literal["sent", "deferred", "error", "release"]
@@ -34,6 +35,11 @@ Kind = Literal["sent", "deferred", "error", "release"]
 MAX_GROUP = 200
 # A reporter wake-up is a hint (the reporter also polls); never let it hold up recording.
 WAKE_TIMEOUT = 1.0
+# A result that cannot be written because the database is unreachable is written again every
+# RECORD_RETRY_SECONDS, for up to the lease time: giving up at once left the message `sending`
+# until its lease expired and then sent it a second time (an outage of a few seconds caused
+# duplicates). Writing late is safe: the completion is fenced by the lease owner.
+RECORD_RETRY_SECONDS = 0.5
 
 
 @dataclasses.dataclass(slots=True)
@@ -268,8 +274,10 @@ class Recorder:
         *,
         delivery_log: Callable[[], bool],
         on_events: Callable[[], Awaitable[None]],
+        retry_for: float = 120.0,
     ) -> None:
         self._committer = committer
+        self._retry_for = retry_for
         self._owner = owner
         self._log = log
         self._delivery_log = delivery_log
@@ -278,11 +286,33 @@ class Recorder:
         self._wake_again = False
 
     async def record(self, item: Completion) -> bool:
-        held = bool(await self._committer.call(write_completion, item=item, owner=self._owner))
+        held = await self._write(item)
         self.after(item, held)
         if held and item.kind != "release":
             await self.events_recorded()
         return held
+
+    async def _write(self, item: Completion) -> bool:
+        deadline = trio.current_time() + self._retry_for
+        warned = False
+        while True:
+            try:
+                return bool(
+                    await self._committer.call(write_completion, item=item, owner=self._owner)
+                )
+            except DatabaseUnavailable as exc:
+                if trio.current_time() + RECORD_RETRY_SECONDS > deadline:
+                    raise
+                if not warned:
+                    self._log.warning(
+                        "cannot record the %s result of tenant=%s id=%s yet, retrying: %s",
+                        item.kind,
+                        item.row["tenant_id"],
+                        item.row["id"],
+                        exc.message,
+                    )
+                    warned = True
+            await trio.sleep(RECORD_RETRY_SECONDS)
 
     async def events_recorded(self) -> None:
         """Wake the reporter (reference §8.6); events recorded during a wake-up share the next one."""

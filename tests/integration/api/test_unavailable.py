@@ -55,6 +55,7 @@ def test_database_gone_gives_503(api_server: ApiServer, doomed_pg_url: str) -> N
             unavailable = {"ok": False, "error": "unavailable", "detail": "database unreachable"}
             r = c.post("/commands/add-messages", json={"tenant_id": "x", "messages": [{"id": "m"}]})
             assert (r.status_code, r.json()) == (503, unavailable)
+            assert r.headers["Retry-After"] == "5"
             with api_server.client("some-tenant-key-or-other") as tenant:
                 # Even authentication needs the database: 503, not 401.
                 r = tenant.get("/tenants")
