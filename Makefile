@@ -6,6 +6,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NAME   ?= demo
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
+BENCH_STAMP := $(VENV)/.bench-installed
 
 .PHONY: install run test lint typecheck bench man dist clean
 
@@ -34,8 +36,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-bench: $(STAMP)
-	$(BIN)/python -m bench
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+## bench: every benchmark scenario (BENCH_ARGS="--quick", or scenario names: see bench/README.md)
+bench: $(BENCH_STAMP)
+	@command -v smtp-sink >/dev/null 2>&1 || test -x /usr/sbin/smtp-sink || \
+		echo "bench: Postfix's smtp-sink not found, using the Python sink (for the C sink and smtp-source: apt-get install postfix && postfix stop)"
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 man: $(STAMP)
 	$(MAKE) -C man
