@@ -206,6 +206,20 @@ class Committer:
             raise op.error
         return op.result
 
+    async def call_many(
+        self, fn: Callable[..., Any], calls: Sequence[dict[str, Any]]
+    ) -> list[tuple[Any, BaseException | None]]:
+        """``fn(tx, **kwargs)`` for each of ``calls`` (non-locking), queued together so they
+        share the next group transaction; per call its result and its exception (or None)."""
+        ops = [_Op(fn, kwargs) for kwargs in calls]
+        self._queue.extend(ops)
+        if self._writers < self._lanes:
+            await self._drain()
+        for op in ops:
+            if not op.done.is_set():
+                await op.done.wait()
+        return [(op.result, op.error) for op in ops]
+
     async def _drain(self) -> None:
         # Trio switches tasks only at checkpoints, so between a writer's last emptiness check
         # and leaving nobody can enqueue: no caller is ever stranded.
@@ -282,6 +296,25 @@ class Recorder:
         self.after(item, held)
         if held and item.kind != "release":
             await self.events_recorded()
+        return held
+
+    async def record_many(self, items: Sequence[Completion]) -> list[bool]:
+        """``record`` for several completions in one group transaction; the first failure
+        is raised once every completion has been written or failed."""
+        answers = await self._committer.call_many(
+            write_completion, [{"item": item, "owner": self._owner} for item in items]
+        )
+        held: list[bool] = []
+        for item, (result, error) in zip(items, answers, strict=True):
+            ok = error is None and bool(result)
+            if error is None:
+                self.after(item, ok)
+            held.append(ok)
+        if any(ok and item.kind != "release" for item, ok in zip(items, held, strict=True)):
+            await self.events_recorded()
+        for _, error in answers:
+            if error is not None:
+                raise error
         return held
 
     async def events_recorded(self) -> None:
