@@ -63,17 +63,22 @@ class AccountRun:
         # ``env.kick_counts`` of this account when it last claimed: a later kick means work
         # may have arrived that this drain did not see.
         self.kicks_seen = 0
+        self._recorders: trio.Nursery | None = None
 
     async def serve(self, *, linger: float = 0.0) -> int:
         """Claim and send until nothing of this account is ready (or the sender stops)."""
         env = self.env
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._renew_leases)
-                try:
-                    await self._drain(linger)
-                finally:
-                    nursery.cancel_scope.cancel()
+            # Outcomes are written while the next batch is claimed and sent; every write has
+            # ended before the unfinished messages and the slots are given back below.
+            async with trio.open_nursery() as recorders:
+                self._recorders = recorders
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._renew_leases)
+                    try:
+                        await self._drain(linger)
+                    finally:
+                        nursery.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True):
                 # Connections first, slots after: another process may open a session as soon
@@ -141,7 +146,7 @@ class AccountRun:
         run = max(1, min(MAX_SESSION_RUN, math.ceil(len(waiting) / sessions_now)))
         async with trio.open_nursery() as sends:
             for _ in range(min(sessions_now, len(waiting))):
-                sends.start_soon(self._session, claim, waiting, run, sends)
+                sends.start_soon(self._session, claim, waiting, run)
         if waiting:
             # Stopping: the rest never started; hand them back at once, no event (§18.3).
             await self._give_back(
@@ -155,7 +160,6 @@ class AccountRun:
         claim: Claim,
         waiting: deque[tuple[Mapping[str, Any], Admission | None]],
         run: int,
-        recorders: trio.Nursery,
     ) -> None:
         """One SMTP session's share of the batch: admitted runs in claim order (§8.2)."""
         env = self.env
@@ -192,13 +196,12 @@ class AccountRun:
                 if verdict.completion is not None:
                     await env.recorded([verdict.completion], [verdict.held])
             if admitted:
-                await self._attempts(claim, admitted, recorders)
+                await self._attempts(claim, admitted)
 
     async def _attempts(
         self,
         claim: Claim,
         admitted: Sequence[tuple[Mapping[str, Any], int]],
-        recorders: trio.Nursery,
     ) -> None:
         """Send a run over one session; its outcomes are written while the session goes on."""
         assert claim.account is not None
@@ -214,7 +217,8 @@ class AccountRun:
             (row, c) for (row, _), c in zip(admitted, completions, strict=True) if c is not None
         ]
         if done:
-            recorders.start_soon(self._record, done)
+            assert self._recorders is not None
+            self._recorders.start_soon(self._record, done)
         untried = [
             (row, slot) for (row, slot), c in zip(admitted, completions, strict=True) if c is None
         ]
@@ -226,7 +230,9 @@ class AccountRun:
 
     async def _record(self, done: Sequence[tuple[Mapping[str, Any], Completion]]) -> None:
         try:
-            await self.env.record_many([completion for _, completion in done])
+            # Shielded: these messages went out; their outcomes must be written.
+            with trio.CancelScope(shield=True):
+                await self.env.record_many([completion for _, completion in done])
         finally:
             for row, _ in done:
                 self._finished(row)
