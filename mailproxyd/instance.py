@@ -391,12 +391,15 @@ def key_file_path(settings: Settings) -> Path:
     return Path(settings.mail_proxy_home) / "secret.key"
 
 
-def resolve_instance_key(settings: Settings, stored_fingerprint: str | None) -> bytes:
+def resolve_instance_key(
+    settings: Settings, stored_fingerprint: str | None, *, create: bool = True
+) -> bytes:
     """The instance key, checked against the database's fingerprint.
 
     First match wins: ``GMP_SECRET_KEY`` › ``GMP_SECRET_KEY_FILE`` › the default key
-    file. The default file is created only while the database has no fingerprint.
-    Raises ``StartRefused`` (exit 2) when the key does not match or cannot be found.
+    file. The default file is created only while the database has no fingerprint (and only
+    when ``create``: without it this is a dry run that writes nothing). Raises
+    ``StartRefused`` (exit 2) when the key does not match or cannot be found.
     """
     mismatch = StartRefused(
         f"secret key does not match the database (expected fingerprint {stored_fingerprint})"
@@ -414,8 +417,10 @@ def resolve_instance_key(settings: Settings, stored_fingerprint: str | None) -> 
                         f'(got "{settings.secret_key_file}")'
                     )
                 raise mismatch
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             text = crypto.new_token()
+            if not create:
+                return crypto.parse_key(text)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             _write_private(path, text + "\n")
         try:
             key = crypto.parse_key(text)

@@ -25,6 +25,7 @@ import trio
 
 from mailproxyd import __version__, logsetup
 from mailproxyd.control.server import SocketInUse, bind_control_socket, serve_control
+from mailproxyd.core.owners import run_prefix
 from mailproxyd.drivers.sdnotify import Notifier
 from mailproxyd.errors import ConfigError, DatabaseUnavailable, MailProxyError, StartRefused
 from mailproxyd.settings import Settings
@@ -113,12 +114,21 @@ class Supervisor:
         return self.settings.to_json()
 
     def worker_environment(self) -> dict[str, str]:
-        env = dict(self._environ)
-        # The environment copy of the settings carries no secret: a worker's environment is
-        # readable through /proc and inherited by anything it spawns. The full settings come
-        # over the link (``init``).
+        # No secret in a worker's environment (§2.2): it is readable through /proc/<pid>/environ
+        # and inherited by anything the worker spawns. The secret-bearing variables are left
+        # out, and so are the secrets of the environment copy of the settings; the full
+        # settings come over the link (``init``).
+        env = {k: v for k, v in self._environ.items() if k not in SECRET_VARIABLES}
+        if "GMP_DB_PATH" in env and _without_password(env["GMP_DB_PATH"]) is None:
+            del env["GMP_DB_PATH"]  # a database URL given the SQLite way, password and all
         env[SETTINGS_ENV] = dataclasses.replace(
-            self.settings, api_token=None, metrics_token=None, secret_key=None
+            self.settings,
+            api_token=None,
+            metrics_token=None,
+            secret_key=None,
+            database_url=None,
+            db_path=_without_password(self.settings.db_path),
+            database=_without_password(self.settings.database) or "",
         ).to_json()
         # Workers are not the service's main process: keep systemd's sockets to ourselves.
         for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID"):
@@ -140,6 +150,17 @@ class Supervisor:
             self._fatal = message
         self._exit_code = 1
         self.request_stop(None)
+
+    async def release_run(self, slot: WorkerSlot, pid: int) -> None:
+        """Release the leases, session slots and reporter locks of a worker run that ended."""
+        prefix = run_prefix(self.settings.node_id, slot.name, pid)
+        try:
+            released = await self.db.run(startup.release_owner_prefix, prefix, time.time())
+        except MailProxyError as exc:
+            _log.warning("could not release the leases of %s: %s", slot.name, exc.message)
+            return
+        if released:
+            _log.info("released %d lease(s) of %s (pid %d)", released, slot.name, pid)
 
     async def worker_exited(self, slot: WorkerSlot, pid: int) -> None:
         """Keep a finished worker's counts in the node's metrics, in the archive (§14)."""
@@ -533,6 +554,19 @@ class Supervisor:
 
 
 # ---------------------------------------------------------------------- entry points
+
+
+#: Variables that carry secrets; workers get their values over the link instead (§2.2).
+SECRET_VARIABLES = frozenset(
+    {"GMP_API_TOKEN", "GMP_SECRET_KEY", "GMP_METRICS_TOKEN", "GMP_DATABASE_URL"}
+)
+
+
+def _without_password(db_path: str | None) -> str | None:
+    """``db_path`` unless it is a database URL with a password (then ``None``)."""
+    if db_path and "://" in db_path and "@" in db_path.split("://", 1)[1].split("/", 1)[0]:
+        return None
+    return db_path
 
 
 async def _run(settings: Settings, log_to_file: bool) -> int:

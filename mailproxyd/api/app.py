@@ -9,10 +9,13 @@ The handlers themselves stay thin: parse, call a service, shape the answer.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
+import trio
 from quart import Response, request, websocket
 from quart_trio import QuartTrio
+from quart_trio.asgi import TrioASGIHTTPConnection
 from werkzeug.exceptions import HTTPException
 
 from mailproxyd.api import errors as api_errors
@@ -24,6 +27,33 @@ from mailproxyd.drivers import metrics
 from mailproxyd.services.admin import ACTOR
 
 MIB = 1024 * 1024
+
+#: Seconds a request body may take to arrive once the headers are in; then 408 (§4.4).
+BODY_TIMEOUT_SECONDS = 10
+
+
+class _HTTPConnection(TrioASGIHTTPConnection):
+    """Quart-trio's HTTP connection with the response sent under a shield.
+
+    When a request is answered before its body has arrived (a 401 on the headers), hypercorn
+    closes the connection from inside the final send, and Quart's body reader, told of the
+    disconnect, cancels that send: the close was lost and the connection stayed open until
+    the client gave up. Shielded in that case (and still bounded by ``RESPONSE_TIMEOUT``),
+    the send and the close complete.
+    """
+
+    async def handle_request(  # type: ignore[override]
+        self, nursery: trio.Nursery, request: Any, send: Any
+    ) -> None:
+        response = await self.app.handle_request(request)
+        timeout = getattr(response, "timeout", Ellipsis)
+        if timeout is Ellipsis:
+            timeout = self.app.config["RESPONSE_TIMEOUT"]
+        complete = getattr(request.body, "_complete", None)
+        shield = complete is not None and not complete.is_set()  # answered before the body
+        with trio.CancelScope(shield=shield), trio.move_on_after(timeout or math.inf):
+            await self._send_response(send, response)
+        nursery.cancel_scope.cancel()
 
 
 def _import_routes() -> None:
@@ -100,7 +130,9 @@ def create_app(ctx: Any) -> QuartTrio:
     """The HTTP API application bound to a worker context (settings, database, link)."""
     _import_routes()
     app = QuartTrio("mailproxyd.api")
+    app.asgi_http_class = _HTTPConnection
     app.config["MAX_CONTENT_LENGTH"] = _max_request_bytes(ctx)
+    app.config["BODY_TIMEOUT"] = BODY_TIMEOUT_SECONDS
     # JSON is parsed by us (msgspec), whatever the Content-Type; Quart must not reject
     # or redirect anything on its own.
     app.url_map.strict_slashes = False
@@ -145,12 +177,18 @@ def create_app(ctx: Any) -> QuartTrio:
 
     async def drain_body(response: Response) -> Response:
         # A request answered before its body was read (401, 404, …) must still have the
-        # body consumed, or the next request on the same keep-alive connection stalls.
-        if response.headers.get("Connection") != "close":
-            try:
-                await request.get_data()
-            except HTTPException:
-                response.headers["Connection"] = "close"
+        # body consumed, or the next request on the same keep-alive connection stalls. A
+        # refusal never waits for a body still on its way (a bad token gets its 401 at once):
+        # the connection is closed after the answer instead.
+        if response.headers.get("Connection") == "close":
+            return response
+        if response.status_code >= 400 and not _body_complete():
+            response.headers["Connection"] = "close"
+            return response
+        try:
+            await request.get_data()
+        except HTTPException:
+            response.headers["Connection"] = "close"
         return response
 
     templates = {
@@ -179,6 +217,12 @@ def _error_response(err: api_errors.ApiError) -> Response:
         # client still writing gets the 413 instead of waiting on a full socket buffer.
         response.headers["Connection"] = "close"
     return response
+
+
+def _body_complete() -> bool:
+    """Whether the whole request body has arrived (Quart's body keeps a completion event)."""
+    complete = getattr(request.body, "_complete", None)
+    return complete is None or bool(complete.is_set())
 
 
 def _method() -> str:

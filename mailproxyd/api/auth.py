@@ -15,6 +15,7 @@ from typing import Any, Literal
 from mailproxyd.api.errors import admin_required, forbidden_tenant, unauthorized
 from mailproxyd.api.params import current, merged_param
 from mailproxyd.core.crypto import tokens_equal
+from mailproxyd.core.redact import escape_control
 from mailproxyd.errors import ValidationFailed
 from mailproxyd.services import admin
 
@@ -46,7 +47,7 @@ def _fail(reason: str) -> Exception:
         reason,
         current().remote_addr,
         getattr(current(), "method", "GET"),
-        current().path,
+        escape_control(current().path),
     )
     return unauthorized()
 

@@ -14,6 +14,7 @@ import secrets
 from typing import Any
 
 from mailproxyd.core.messages import TooManyMessages
+from mailproxyd.core.redact import escape_control
 from mailproxyd.errors import (
     Conflict,
     DatabaseUnavailable,
@@ -92,14 +93,14 @@ def translate(exc: BaseException, logger: logging.Logger) -> ApiError:
     if isinstance(exc, Conflict):
         return ApiError(409, "conflict", exc.message)
     if isinstance(exc, DatabaseUnavailable):
-        logger.warning("database unavailable: %s", exc.message)
+        logger.warning("database unavailable: %s", escape_control(exc.message))
         return ApiError(503, "unavailable", "database unreachable")
     if isinstance(exc, SupervisorUnavailable):
-        logger.warning("%s", exc.message)
+        logger.warning("%s", escape_control(exc.message))
         return ApiError(503, "unavailable", "node is shutting down")
     ref = secrets.token_hex(6)
     if isinstance(exc, MailProxyError):
-        logger.error("internal error (ref %s): %s", ref, exc.message)
+        logger.error("internal error (ref %s): %s", ref, escape_control(exc.message))
     else:
         logger.error("internal error (ref %s)", ref, exc_info=exc)
     return ApiError(500, "internal_error", f"Internal error (ref {ref})")

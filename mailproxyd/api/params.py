@@ -14,15 +14,20 @@ import msgspec
 from quart import has_websocket_context, request, websocket
 
 from mailproxyd.api.errors import invalid_json
+from mailproxyd.core.limits import (
+    DEPTH_PROBLEM,
+    could_be_deep,
+    is_int_between,
+    range_text,
+    too_deep,
+)
+from mailproxyd.core.limits import MAX_INT as MAX_INT  # re-exported for the routes
 from mailproxyd.errors import ValidationFailed
 
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
 
 _decoder = msgspec.json.Decoder()
-
-#: Integers beyond this cannot be stored (SQLite INTEGER, JSON doubles) and mean nothing here.
-MAX_INT = 2**53 - 1
 
 
 def current() -> Any:
@@ -42,11 +47,12 @@ def decode_object(raw: bytes, *, optional: bool) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise invalid_json()
+    # One nesting limit for every body, before anything walks it (§4.4): every later walk
+    # over client data is bounded by it.
+    if could_be_deep(raw) and too_deep(value):
+        raise invalid_json(f"Request body is {DEPTH_PROBLEM}")
     if b"\\u0000" in raw:
-        try:
-            path = nul_path(value)
-        except RecursionError:
-            raise invalid_json() from None
+        path = nul_path(value)
         if path is not None:
             raise ValidationFailed([(path, NUL_PROBLEM)])
     return value
@@ -118,30 +124,25 @@ def query_bool(name: str, default: bool = False) -> bool:
 
 
 def query_int(
-    name: str, default: int | None, *, minimum: int | None = None, maximum: int | None = None
+    name: str, default: int | None, *, minimum: int = 0, maximum: int = MAX_INT
 ) -> int | None:
+    """An integer query parameter within ``[minimum, maximum]`` (0 to 2^53 − 1 unless the
+    route gives a range, §4.4); anything else is a 422 naming it."""
     raw = current().args.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise ValidationFailed([(name, _range_text(minimum, maximum))]) from None
-    if abs(value) > MAX_INT:
-        raise ValidationFailed([(name, _range_text(minimum, maximum or MAX_INT))])
-    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-        raise ValidationFailed([(name, _range_text(minimum, maximum))])
+    text = raw.strip()
+    # A bound on the digits first: int() of a huge string is slow, and such a value is out
+    # of range anyway.
+    value: int | None = None
+    if len(text) <= 20:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+    if value is None or not is_int_between(value, minimum, maximum):
+        raise ValidationFailed([(name, range_text(minimum, maximum))])
     return value
-
-
-def _range_text(minimum: int | None, maximum: int | None) -> str:
-    if minimum is not None and maximum is not None:
-        return f"must be an integer between {minimum} and {maximum}"
-    if minimum is not None:
-        return f"must be an integer >= {minimum}"
-    if maximum is not None:
-        return f"must be an integer <= {maximum}"
-    return "must be an integer"
 
 
 def merged_param(name: str, body: dict[str, Any] | None) -> str | None:
@@ -163,6 +164,13 @@ def merged_param(name: str, body: dict[str, Any] | None) -> str | None:
     return from_query if from_query is not None else from_body
 
 
-def is_int_in(value: Any, minimum: int, maximum: int = MAX_INT) -> bool:
-    """A JSON integer (not a boolean) within ``[minimum, maximum]``."""
-    return type(value) is int and minimum <= value <= maximum
+def body_int(
+    body: dict[str, Any], name: str, *, minimum: int = 0, maximum: int = MAX_INT
+) -> int | None:
+    """An optional integer body field within ``[minimum, maximum]``; 422 naming it otherwise."""
+    value = body.get(name)
+    if value is None:
+        return None
+    if not is_int_between(value, minimum, maximum):
+        raise ValidationFailed([(name, range_text(minimum, maximum))])
+    return int(value)

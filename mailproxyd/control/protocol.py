@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
+from mailproxyd.core.limits import DEPTH_PROBLEM, could_be_deep, too_deep
 from mailproxyd.errors import (
     Conflict,
     MailProxyError,
@@ -82,6 +83,9 @@ def parse_request(line: bytes | str) -> Request:
         obj = json.loads(text)
     except (ValueError, RecursionError):  # deep nesting must not escape as a crash
         raise ProtocolError(PARSE_ERROR, "line is not valid JSON") from None
+    # The same nesting limit as HTTP bodies (§4.4): later walks over params stay bounded.
+    if could_be_deep(text) and too_deep(obj):
+        raise ProtocolError(PARSE_ERROR, f"line is {DEPTH_PROBLEM}")
     if not isinstance(obj, dict):
         raise ProtocolError(INVALID_REQUEST, "request must be a JSON object")
     raw_id = obj.get("id")

@@ -211,3 +211,23 @@ def _check_source(stored: dict[str, Any], policy: AttachmentPolicy) -> None:
             valid = False
         if not valid:
             raise AttachmentProblem(f"not an http or https URL: {show_value(path)}")
+
+
+def without_data(item: Any) -> Any:
+    """An attachment as a record shows it (§5.3): a base64 one without ``storage_path`` (its
+    content) but with ``size``, the decoded bytes. Other attachments are returned as they are.
+    """
+    if type(item) is not dict:
+        return item
+    data = item.get("storage_path")
+    mode = item.get("fetch_mode")
+    if type(data) is not str or not (
+        mode == "base64" or (mode is None and data.startswith("base64:"))
+    ):
+        return item
+    shown = {key: value for key, value in item.items() if key != "storage_path"}
+    if type(shown.get("size")) is not int:
+        body = data[7:] if data.startswith("base64:") else data
+        size = base64_size(body)
+        shown["size"] = size if size is not None else len(body)
+    return shown

@@ -31,6 +31,7 @@ from mailproxyd.core.attachment_rules import (
     normalise_roots,
 )
 from mailproxyd.core.ids import is_batch_code, is_identifier, is_message_id
+from mailproxyd.core.limits import MAX_INT
 from mailproxyd.core.message_ids import new_message_id, normalise_message_id
 from mailproxyd.core.priorities import DEFAULT_PRIORITY, parse_priority
 from mailproxyd.errors import MailProxyError, ValidationFailed
@@ -447,7 +448,7 @@ def _normalise(
         kind = type(raw_deferred)
         if (kind is not int and kind is not float) or not raw_deferred >= 0:
             raise _Reject(R.invalid_field_value("deferred_ts", raw_deferred), 24)
-        if raw_deferred == float("inf"):
+        if raw_deferred > MAX_INT:  # also inf: no time that far can be stored (§4.4)
             raise _Reject(R.invalid_field_value("deferred_ts", raw_deferred), 24)
         deferred_ts = int(raw_deferred)
     batch_code = get("batch_code")

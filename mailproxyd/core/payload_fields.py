@@ -14,6 +14,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from mailproxyd.core.addresses import domain_to_ascii
+from mailproxyd.core.limits import MAX_INT, is_int_between, range_text
 from mailproxyd.errors import ValidationFailed
 
 Errors = list[tuple[str, str]]
@@ -60,12 +61,11 @@ class FieldChecker:
             raise ValidationFailed(self.errors)
 
     def int_between(self, field: str, value: Any, low: int, high: int | None) -> int | None:
-        if type(value) is int and value >= low and (high is None or value <= high):
-            return value
-        if high is None:
-            self.fail(field, f"must be an integer >= {low}")
-        else:
-            self.fail(field, f"must be an integer between {low} and {high}")
+        """``value`` when an integer in ``[low, high]``; no ``high`` means 2^53 − 1 (§4.4)."""
+        top = MAX_INT if high is None else high
+        if is_int_between(value, low, top):
+            return int(value)
+        self.fail(field, range_text(low, top))
         return None
 
     def boolean(self, field: str, value: Any) -> bool | None:

@@ -60,3 +60,27 @@ def _attachment(item: Any) -> Any:
         # Undecodable data is still data: its length in characters is all that is kept.
         redacted["storage_path"] = f"base64:{size if size is not None else len(body)} bytes"
     return redacted
+
+
+_CONTROL_ESCAPES: Final = {
+    **{code: f"\\x{code:02x}" for code in range(0x20)},
+    0x7F: "\\x7f",
+    0x09: "\\t",
+    0x0A: "\\n",
+    0x0D: "\\r",
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+    0x85: "\\x85",
+}
+
+
+def escape_control(value: object, limit: int | None = 1000) -> str:
+    """``value`` as text safe for one log line (§18.6): control characters and line
+    separators escaped (``\\n``, ``\\x1b``), so no outside text can start a line; at most
+    ``limit`` characters kept (``…`` marks a cut). For every value that comes from outside: tenant
+    answers, SMTP replies, header values, file names, request paths.
+    """
+    text = value if isinstance(value, str) else str(value)
+    if limit is not None and len(text) > limit:
+        text = text[:limit] + "…"
+    return text.translate(_CONTROL_ESCAPES)

@@ -34,6 +34,8 @@ from mailproxyd.core import sync
 MAX_ANSWER_BYTES: Final = 1 << 20
 # Resolution results are reused briefly: the reporter may call one tenant many times a second.
 _RESOLVE_TTL: Final = 30.0
+#: Most (host, port) address checks remembered at once.
+RESOLVED_MAX: Final = 1024
 # Cloud metadata services outside the link-local ranges (§11.3 names this one).
 _METADATA_ADDRESSES: Final = frozenset({ipaddress.ip_address("fd00:ec2::254")})
 
@@ -108,6 +110,11 @@ class SyncClient:
             address = str(info[4][0])
             if refused_address(address):
                 raise RefusedAddress(f"{host} resolves to the refused address {address}")
+        if len(self._resolved) >= RESOLVED_MAX:
+            # Bounded: forget the expired checks, and all of them if that is not enough.
+            self._resolved = {k: t for k, t in self._resolved.items() if t > now}
+            if len(self._resolved) >= RESOLVED_MAX:
+                self._resolved.clear()
         self._resolved[key] = now + _RESOLVE_TTL
 
     async def _exchange(

@@ -29,6 +29,7 @@ from typing import Any
 import trio
 
 from mailproxyd.core import sync
+from mailproxyd.core.redact import escape_control
 from mailproxyd.core.sync import SyncState
 from mailproxyd.drivers.http import Answer, SyncClient
 from mailproxyd.settings import Settings
@@ -235,7 +236,7 @@ def _log_call(tenant_id: str, url: str, items: int, answer: Answer) -> None:
     log.info(
         "sync tenant=%s url=%s items=%d status=%s ok=%s queued=%d duration_ms=%d",
         tenant_id,
-        url,
+        escape_control(url),
         items,
         status,
         "true" if answer.reply.acknowledged else "false",
@@ -348,7 +349,7 @@ async def _call(
     if ctx.settings.log_delivery_activity:
         _log_call(tenant_id, url, len(rows), answer)
     for warning in answer.reply.warnings:
-        log.warning("sync tenant=%s answered %s", tenant_id, warning)
+        log.warning("sync tenant=%s answered %s", tenant_id, escape_control(warning))
     if ctx.observe is not None:
         ctx.observe(tenant_id, answer.outcome, answer.duration)
     return answer

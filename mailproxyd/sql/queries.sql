@@ -333,8 +333,12 @@ WHERE pk = :pk;
 -- read "pending".
 
 -- name: message_list
+-- A large payload (base64 attachments) is left out here and read one at a time
+-- (message_payload), so a page never holds every record's attachment data at once.
 SELECT m.pk, m.tenant_id, m.id, m.account_id, m.priority, m.seq, m.status, m.deferred_ts,
-       m.deferred_reason, m.batch_code, m.message_id, m.payload, m.lease_until, m.retry_count,
+       m.deferred_reason, m.batch_code, m.message_id,
+       CASE WHEN length(m.payload) <= 65536 THEN m.payload END AS payload,
+       m.lease_until, m.retry_count,
        m.smtp_code, m.sent_ts, m.error_ts, m.error, m.refused_recipients, m.outcome_uncertain,
        m.bounce_type, m.bounce_code, m.bounce_reason, m.bounce_ts, m.reported_ts, m.created_at,
        m.updated_at, t.name AS tenant_name,
@@ -354,6 +358,9 @@ WHERE m.tenant_id = :tenant_id
   AND (m.priority > :after_priority OR (m.priority = :after_priority AND m.seq > :after_seq))
 ORDER BY m.priority, m.seq
 LIMIT :limit OFFSET :offset;
+
+-- name: message_payload
+SELECT payload FROM messages WHERE pk = :pk;
 
 -- name: message_history
 SELECT event_id, message_pk, event_type, event_ts, description, metadata, reported_ts
@@ -459,6 +466,10 @@ WHERE id = 1 AND lock_owner = :owner;
 
 -- name: bounce_unlock
 UPDATE bounce_state SET lock_owner = NULL, lock_until = NULL WHERE id = 1 AND lock_owner = :owner;
+
+-- name: bounce_unlock_prefix
+UPDATE bounce_state SET lock_owner = NULL, lock_until = NULL
+WHERE id = 1 AND substr(lock_owner, 1, length(:prefix)) = :prefix;
 
 -- name: bounce_force_due
 UPDATE bounce_state SET next_poll_ts = NULL, consecutive_failures = 0 WHERE id = 1;
@@ -570,6 +581,10 @@ WHERE tenant_id = :tenant_id
 -- name: sync_unlock
 UPDATE sync_state SET lock_owner = NULL, lock_until = NULL
 WHERE tenant_id = :tenant_id AND lock_owner = :owner;
+
+-- name: sync_unlock_prefix
+UPDATE sync_state SET lock_owner = NULL, lock_until = NULL
+WHERE substr(lock_owner, 1, length(:prefix)) = :prefix;
 
 -- ---------------------------------------------------------------- command log
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from mailproxyd.core.attachment_rules import without_data
 from mailproxyd.core.crypto import SecretBox
 
 from ._codec import dumps, loads, seal, unseal
@@ -61,7 +62,7 @@ def _map_auth(box: SecretBox, tenant_id: str, text: str, *, reveal: bool) -> dic
                     else:
                         shown[f"{key}_set"] = True
                 attachment = {**attachment, "auth": shown}
-            mapped.append(attachment)
+            mapped.append(attachment if reveal else without_data(attachment))
         doc["attachments"] = mapped
     return doc
 
@@ -72,5 +73,6 @@ def open_payload(box: SecretBox, tenant_id: str, text: str) -> dict[str, Any]:
 
 
 def present_payload(box: SecretBox, tenant_id: str, text: str) -> dict[str, Any]:
-    """The payload for the API: credentials replaced by ``token_set``/``password_set``."""
+    """The payload for the API: credentials replaced by ``token_set``/``password_set``, base64
+    content replaced by its ``size`` (§5.3)."""
     return _map_auth(box, tenant_id, text, reveal=False)

@@ -94,6 +94,11 @@ def release(tx: Tx, owner: str) -> None:
     tx.execute("bounce_unlock", {"owner": owner})
 
 
+def release_prefix(tx: Tx, prefix: str) -> None:
+    """Give back a lease whose owner starts with ``prefix`` (a worker run or node that is gone)."""
+    tx.execute("bounce_unlock_prefix", {"prefix": prefix})
+
+
 def force_due(tx: Tx) -> None:
     """Make the next poll due at once (``POST /instance/reload-bounce``, test mode)."""
     _ensure(tx)

@@ -77,6 +77,16 @@ def release_node(tx: Tx, node_id: str, now: float) -> dict[str, int]:
     return end_leases(tx, rows, now, expired=True)
 
 
+def release_run(tx: Tx, run_prefix: str, now: float) -> dict[str, int]:
+    """Release every lease of one worker run (owners starting with ``run_prefix``) as expiries.
+
+    Called by the supervisor once that run's process has exited and before the slot is
+    started again (§18.4), so the messages are ready again at once.
+    """
+    rows = tx.all("leases_of_node", {"node_id": run_prefix, "prefix": run_prefix})
+    return end_leases(tx, rows, now, expired=True)
+
+
 # ---------------------------------------------------------------- completion (fenced)
 
 
@@ -224,19 +234,15 @@ def complete_error(
     smtp_code: int | None = None,
     refused_recipients: Mapping[str, Any] | None = None,
     outcome_uncertain: bool = False,
-    count_retry: bool = False,
 ) -> bool:
     """Fail the message permanently with an ``error`` event; False when the lease was lost.
 
-    ``count_retry``: True when this final failure is the temporary one that exhausted the
-    retries (``retry_count`` then counts it, §10.4).
+    ``retry_count`` is left as it is: the failure that exhausts the retries is not one (§10.4).
     """
     row = _fenced(tx, pk, owner)
     if row is None:
         return False
     row["outcome_uncertain"] = bool(row["outcome_uncertain"]) or outcome_uncertain
-    if count_retry:
-        row["retry_count"] = int(row["retry_count"]) + 1
     return _fail(tx, row, now, error, smtp_code, refused_recipients)
 
 

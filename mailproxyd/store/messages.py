@@ -19,7 +19,10 @@ Cursor = tuple[int, int]  # (priority, seq) of the last record of a page
 
 def _record(tx: Tx, row: Mapping[str, Any]) -> dict[str, Any]:
     status = row["read_status"]
-    message = present_payload(tx.box, row["tenant_id"], row["payload"])
+    text = row["payload"]
+    if text is None:  # a large payload: read it alone, keep only what a record shows
+        text = tx.value("message_payload", {"pk": row["pk"]})
+    message = present_payload(tx.box, row["tenant_id"], text)
     message["tenant_id"] = row["tenant_id"]
     message["priority"] = row["priority"]
     if row["account_id"] is not None:

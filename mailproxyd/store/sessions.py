@@ -43,6 +43,11 @@ def release_owner(tx: Tx, owner: str) -> int:
     return tx.execute("session_release_owner", {"owner": owner, "prefix": owner + "/"})
 
 
+def release_prefix(tx: Tx, prefix: str) -> int:
+    """Release every slot whose owner starts with ``prefix`` (one worker run)."""
+    return tx.execute("session_release_owner", {"owner": prefix, "prefix": prefix})
+
+
 def expire(tx: Tx, now: float) -> int:
     """Drop every lapsed slot; returns how many."""
     return tx.execute("session_expire", {"now": now})

@@ -153,3 +153,8 @@ def try_lock(tx: Tx, tenant_id: str, owner: str, until: float, now: float) -> bo
 
 def unlock(tx: Tx, tenant_id: str, owner: str) -> None:
     tx.execute("sync_unlock", {"tenant_id": tenant_id, "owner": owner})
+
+
+def unlock_prefix(tx: Tx, prefix: str) -> int:
+    """Drop every reporter lock whose owner starts with ``prefix`` (a gone run or node)."""
+    return tx.execute("sync_unlock_prefix", {"prefix": prefix})

@@ -17,6 +17,7 @@ import time
 import trio
 
 from mailproxyd.core.crypto import SecretBox, fingerprint
+from mailproxyd.core.owners import node_prefix
 from mailproxyd.errors import DatabaseUnavailable, MailProxyError, StartRefused
 from mailproxyd.instance import pid_alive
 from mailproxyd.logsetup import get_logger
@@ -61,14 +62,23 @@ async def open_with_retry(settings: Settings) -> Database:
             delay = min(delay * 2, 5.0)
 
 
+def refuse_before_opening(settings: Settings) -> None:
+    """The refusals (exit 2) that need no database: no admin token, and, for a SQLite file
+    that does not exist yet, an unusable key file. Nothing is written."""
+    from mailproxyd.instance import resolve_instance_key
+
+    if settings.api_token is None:
+        raise NoAdminToken()
+    if not settings.is_postgres and not os.path.exists(settings.database.removeprefix("sqlite:")):
+        resolve_instance_key(settings, None, create=False)
+
+
 def _prepare(db: Database, settings: Settings) -> OpenedNode:
     from mailproxyd.instance import resolve_instance_key
 
     stored = db.run(meta.get_key_fingerprint, write=False)
     key = resolve_instance_key(settings, stored)
     db.box = SecretBox(key)
-    if settings.api_token is None:
-        raise NoAdminToken()
 
     def setup(tx: Tx) -> tuple[bool, int]:
         if meta.get_key_fingerprint(tx) is None:
@@ -95,14 +105,36 @@ def _prepare(db: Database, settings: Settings) -> OpenedNode:
 
 def _release_node_leases(tx: Tx, node_id: str) -> int:
     """Release every lease of this node id at once (§8.3); each counts as an expiry."""
-    from mailproxyd.store import leases
+    from mailproxyd.store import bounces, leases, sync
 
     outcome = leases.release_node(tx, node_id, time.time())
+    # Owners are unique per worker run: reporter and bounce-poll locks of the previous run
+    # would otherwise wait out their lease.
+    sync.unlock_prefix(tx, node_prefix(node_id))
+    bounces.release_prefix(tx, node_prefix(node_id))
+    return int(outcome.get("returned", 0)) + int(outcome.get("failed", 0))
+
+
+def release_owner_prefix(tx: Tx, prefix: str, now: float) -> int:
+    """Free what the owners starting with ``prefix`` held: message leases (each counting as an
+    expiry, §8.3), concurrent-session slots, reporter and bounce-poll locks. Returns the leases
+    released."""
+    from mailproxyd.store import bounces, leases, sessions, sync
+
+    outcome = leases.release_run(tx, prefix, now)
+    sessions.release_prefix(tx, prefix)
+    sync.unlock_prefix(tx, prefix)
+    bounces.release_prefix(tx, prefix)
     return int(outcome.get("returned", 0)) + int(outcome.get("failed", 0))
 
 
 async def prepare_node(settings: Settings) -> OpenedNode:
-    """Run every start-up check; raises ``StartRefused``/``ConfigError``/``DatabaseUnavailable``."""
+    """Run every start-up check; raises ``StartRefused``/``ConfigError``/``DatabaseUnavailable``.
+
+    A refused start creates nothing (no database file, no key file): what can be checked
+    without the database is checked before it is opened or created.
+    """
+    refuse_before_opening(settings)
     db = await open_with_retry(settings)
     try:
         opened = await trio.to_thread.run_sync(_prepare, db, settings)

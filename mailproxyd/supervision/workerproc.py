@@ -49,6 +49,8 @@ class SlotHost(Protocol):
 
     def worker_fatal(self, slot: WorkerSlot, message: str) -> None: ...
 
+    async def release_run(self, slot: WorkerSlot, pid: int) -> None: ...
+
     def write_worker_log(self, line: str) -> None: ...
 
     @property
@@ -71,6 +73,9 @@ async def supervise_slot(host: SlotHost, slot: WorkerSlot) -> None:
         code = await _run_once(host, slot)
         if slot.pid is not None:
             await host.worker_exited(slot, slot.pid)
+            if code != 0:
+                # What the dead run held is free at once, before the slot runs again (§18.4).
+                await host.release_run(slot, slot.pid)
         if host.shutting_down or slot.retired:
             break
         if code == EXIT_FATAL or slot.fatal is not None:

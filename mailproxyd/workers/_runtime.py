@@ -25,6 +25,7 @@ import itertools
 import logging
 import math
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 import trio
 
 from mailproxyd import logsetup
+from mailproxyd.core.owners import run_owner
 from mailproxyd.errors import MailProxyError
 from mailproxyd.supervision.channel import Channel, ChannelClosed, Message
 
@@ -182,6 +184,8 @@ class WorkerContext:
     on_reload: list[Callable[[Settings], None]] = dataclasses.field(default_factory=list)
     # Called with the reason of every wake-up (``reload_bounce`` concerns only the bounce poller).
     on_wake: list[Callable[[str], None]] = dataclasses.field(default_factory=list)
+    #: Random part of this run's lease owner, drawn once per process run (§8.3).
+    run_token: str = dataclasses.field(default_factory=lambda: secrets.token_hex(8))
 
     @property
     def name(self) -> str:
@@ -190,9 +194,10 @@ class WorkerContext:
 
     @property
     def owner(self) -> str:
-        """Lease owner of this worker; it starts with the node id, so a restarted node can
-        release every lease of its own node at once (§8.3)."""
-        return f"{self.settings.node_id}/{self.name}"
+        """Lease owner of this worker run (``core.owners``): unique per run, so a late result
+        of a previous run of the same slot is refused; it starts with the node id, so a
+        restarted node can release every lease of its own node at once (§8.3)."""
+        return run_owner(self.settings.node_id, self.name, os.getpid(), self.run_token)
 
     def request_stop(self, grace: float) -> None:
         if self.stopping.is_set():

@@ -21,6 +21,14 @@ from mailproxyd.api.app import create_app
 from mailproxyd.workers._runtime import FatalWorkerError, WorkerContext, run_worker
 
 REQUEST_GRACE_SECONDS = 10.0
+#: Connection bounds (hypercorn's own settings): an idle keep-alive connection, or one whose
+#: request headers are not complete, is closed after KEEP_ALIVE_SECONDS; a connection on which
+#: the client sends nothing for READ_TIMEOUT_SECONDS is closed (WebSocket clients answer the
+#: 20 s pings, so a live /events stream is never cut); at most BACKLOG connections wait to be
+#: accepted. Request bodies are bounded by the application (10 s, then 408).
+KEEP_ALIVE_SECONDS = 5.0
+READ_TIMEOUT_SECONDS = 60
+BACKLOG = 128
 
 
 def _config(ctx: WorkerContext) -> Config:
@@ -40,6 +48,9 @@ def _config(ctx: WorkerContext) -> Config:
     config.errorlog = hypercorn_log
     # Bodies are capped by the application (GMP_MAX_REQUEST_MB); hypercorn's own caps stay wide.
     config.h11_max_incomplete_size = 64 * 1024
+    config.keep_alive_timeout = KEEP_ALIVE_SECONDS
+    config.read_timeout = READ_TIMEOUT_SECONDS
+    config.backlog = BACKLOG
     return config
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import trio
 
+from mailproxyd.core.redact import escape_control
 from mailproxyd.drivers import metrics
 from mailproxyd.drivers.http import SyncClient
 from mailproxyd.services import bounce, report
@@ -44,7 +45,7 @@ async def reporter_body(
             try:
                 await report.flush_before_exit(rctx, now_fn=ctx.now)
             except Exception as exc:
-                ctx.log.warning("final report flush failed: %s", exc)
+                ctx.log.warning("final report flush failed: %s", escape_control(exc))
 
 
 async def _normal_mode(

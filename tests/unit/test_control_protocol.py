@@ -158,3 +158,14 @@ def test_deeply_nested_line_is_a_parse_error_not_a_crash() -> None:
     with pytest.raises(protocol.ProtocolError) as info:
         protocol.parse_request(b"[" * 100_000)
     assert info.value.code == protocol.PARSE_ERROR
+
+
+def test_a_line_nested_more_than_32_levels_is_a_parse_error() -> None:
+    from mailproxyd.control import protocol
+
+    deep = '{"a":' * 33 + "1" + "}" * 33
+    line = '{"id":1,"method":"stats","params":{"tenant_id":null,"x":' + deep + "}}"
+    with pytest.raises(protocol.ProtocolError) as info:
+        protocol.parse_request(line.encode())
+    assert info.value.code == protocol.PARSE_ERROR
+    assert "32 levels" in info.value.message

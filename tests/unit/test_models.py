@@ -123,7 +123,10 @@ def test_account_legacy_and_read_only_fields_are_ignored() -> None:
             [("tls_mode", "must be one of none, opportunistic, starttls, implicit")],
         ),
         ({"use_tls": "yes"}, [("use_tls", "must be a boolean")]),
-        ({"limit_per_minute": -1}, [("limit_per_minute", "must be an integer >= 0")]),
+        (
+            {"limit_per_minute": -1},
+            [("limit_per_minute", "must be an integer between 0 and 9007199254740991")],
+        ),
         ({"limit_behavior": "drop"}, [("limit_behavior", "must be one of defer, reject")]),
         ({"batch_size": 0}, [("batch_size", "must be an integer between 1 and 10000")]),
         ({"max_concurrent": 51}, [("max_concurrent", "must be an integer between 1 and 50")]),
@@ -423,7 +426,10 @@ def test_tenant_defaults() -> None:
             [("client_auth.signing_secret", "must be at least 16 characters")],
         ),
         ({"client_auth": {"kind": "x"}}, [("client_auth.kind", "unknown field")]),
-        ({"rate_limits": {"hourly": -1}}, [("rate_limits.hourly", "must be an integer >= 0")]),
+        (
+            {"rate_limits": {"hourly": -1}},
+            [("rate_limits.hourly", "must be an integer between 0 and 9007199254740991")],
+        ),
         ({"rate_limits": {"weekly": 1}}, [("rate_limits.weekly", "unknown field")]),
         ({"rate_limits": 5}, [("rate_limits", "must be an object")]),
         ({"active": "yes"}, [("active", "must be a boolean")]),

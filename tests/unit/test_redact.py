@@ -87,3 +87,23 @@ def test_messages_with_attachments() -> None:
 def test_scalars_pass_through() -> None:
     assert redact_payload(None) is None
     assert redact_payload([1, "a", {"token": "t"}]) == [1, "a", {"token": MASK}]
+
+
+def test_escape_control_keeps_outside_text_on_one_line() -> None:
+    from mailproxyd.core.redact import escape_control
+
+    assert escape_control("ok") == "ok"
+    assert escape_control("a\r\nb\x1b[31m\x00\x7f\u2028") == "a\\r\\nb\\x1b[31m\\x00\\x7f\\u2028"
+    assert escape_control("é ☃ \t") == "é ☃ \\t"
+    assert escape_control("x" * 2000) == "x" * 1000 + "…"
+    assert escape_control(12) == "12"
+
+
+def test_the_delivery_line_escapes_the_server_text() -> None:
+    from mailproxyd.services.dispatch.record import Completion, delivery_line
+
+    row = {"tenant_id": "acme", "id": "m1", "account_id": "smtp1", "pk": 1}
+    item = Completion(row, "error", 0.0, text='DATA: 550 "no"\x1b[2J\nERROR forged')
+    line = delivery_line(item)
+    assert "\n" not in line and "\x1b" not in line
+    assert line.endswith('reason="DATA: 550 \\"no\\"\\x1b[2J\\nERROR forged"')

@@ -13,7 +13,7 @@ from mailproxyd.api.registry import QueryParam, route
 from mailproxyd.api.responses import json_response
 from mailproxyd.services import admin
 
-_TS = {"type": "integer", "minimum": -MAX_INT, "maximum": MAX_INT}
+_TS = {"type": "integer", "minimum": 0, "maximum": MAX_INT}
 _MAX_OFFSET = 10**9
 _FILTERS = (
     QueryParam("tenant_id", {"type": "string"}),

@@ -1,7 +1,8 @@
 """The live event stream ``GET /events`` (contract §5.9).
 
 Events are recorded by sender and reporter processes, possibly on other nodes, so the
-stream tails the events table by id instead of listening to anything in-process. The
+streams are fed from the events table, tailed by one shared poller per api worker
+(``api.eventhub``), which also caps the open streams (503 above it). The
 handler authenticates (and scopes) before accepting the upgrade, so failures are plain
 JSON HTTP answers. Pings every 20 s are sent by hypercorn
 (``websocket_ping_interval``), which the api worker configures.
@@ -12,20 +13,28 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-import trio
 from quart import Response, websocket
 
 from mailproxyd.api import schemas
 from mailproxyd.api.auth import Principal, resolve_tenant
 from mailproxyd.api.errors import ApiError, translate
+from mailproxyd.api.eventhub import EventHub, Stream, TooManyStreams, hub_for
 from mailproxyd.api.registry import TENANT_ID, route
-from mailproxyd.errors import DatabaseUnavailable
+from mailproxyd.api.responses import json_response
 from mailproxyd.services import admin
 
-POLL_SECONDS = 0.5
-BATCH = 500
-
 _encoder = msgspec.json.Encoder()
+
+
+def _hub(ctx: Any) -> EventHub:
+    return hub_for(
+        ctx,
+        lambda: EventHub(
+            lambda after, limit: admin.frames_after(ctx, after, limit=limit),
+            lambda: admin.latest_event_id(ctx),
+            ctx.log,
+        ),
+    )
 
 
 @route(
@@ -35,36 +44,39 @@ _encoder = msgspec.json.Encoder()
     operation_id="events",
     summary="WebSocket: live delivery events (report items plus tenant_id)",
     query=(TENANT_ID,),
-    errors=(401, 403, 404, 426),
+    errors=(401, 403, 404, 426, 503),
     websocket=True,
 )
 async def events(ctx: Any, principal: Principal) -> Response | None:
     tenant_id = resolve_tenant(principal, required=False)
     if tenant_id is not None:
         await admin.get_tenant(ctx, tenant_id)  # 404 for an unknown tenant, before the upgrade
-    # Live only: start after the newest event at connection time.
-    last_id = await admin.latest_event_id(ctx)
-    await websocket.accept()
+    hub = _hub(ctx)
     try:
-        await _stream(ctx, tenant_id, last_id)
+        # Live only: the stream starts after the newest event at connection time.
+        stream = await hub.subscribe(tenant_id)
+    except TooManyStreams:
+        err = ApiError(503, "unavailable", "Too many event streams")
+        response = json_response(err.body(), err.status)
+        response.headers["Retry-After"] = "5"
+        return response
+    try:
+        await websocket.accept()
+        await _stream(stream)
     except Exception as exc:
         # After the upgrade only a close code can tell the client that something broke.
         err = translate(exc, ctx.log)
         await websocket.close(1011, err.code)
+    finally:
+        hub.unsubscribe(stream)
     return None
 
 
-async def _stream(ctx: Any, tenant_id: str | None, last_id: int) -> None:
-    while True:
-        try:
-            frames, last_id = await admin.events_after(ctx, last_id, tenant_id, limit=BATCH)
-        except DatabaseUnavailable:
-            # A database outage is expected to pass: keep the stream, resume where it was.
-            frames = []
-        for frame in frames:
-            await websocket.send(_encoder.encode(frame).decode("utf-8"))
-        if len(frames) < BATCH:
-            await trio.sleep(POLL_SECONDS)
+async def _stream(stream: Stream) -> None:
+    async for frame in stream.receive:
+        await websocket.send(_encoder.encode(frame).decode("utf-8"))
+    if stream.overflowed:
+        await websocket.close(1008, "client too slow")
 
 
 @route(

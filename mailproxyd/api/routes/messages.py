@@ -10,7 +10,7 @@ from mailproxyd.api import schemas
 from mailproxyd.api.auth import Principal, resolve_tenant
 from mailproxyd.api.errors import forbidden_tenant
 from mailproxyd.api.params import (
-    is_int_in,
+    body_int,
     query_bool,
     query_int,
     query_str,
@@ -190,8 +190,6 @@ async def cleanup_messages(ctx: Any, principal: Principal) -> Response:
     body = await read_body(optional=True)
     tenant_id = resolve_tenant(principal, body)
     assert tenant_id is not None
-    older = body.get("older_than_seconds")
-    if older is not None and not is_int_in(older, 0):
-        raise ValidationFailed([("older_than_seconds", "must be an integer >= 0")])
+    older = body_int(body, "older_than_seconds")
     removed = await admin.cleanup_messages(ctx, tenant_id, older, payload=body)
     return json_response({"ok": True, "removed": removed})

@@ -9,7 +9,7 @@ from quart import Response
 from mailproxyd.api import schemas
 from mailproxyd.api.auth import Principal, check_path_tenant, resolve_tenant
 from mailproxyd.api.errors import admin_required
-from mailproxyd.api.params import is_int_in, query_bool, read_body
+from mailproxyd.api.params import body_int, query_bool, read_body
 from mailproxyd.api.registry import BOOLEAN, TENANT_ID, QueryParam, route
 from mailproxyd.api.responses import json_response
 from mailproxyd.errors import ValidationFailed
@@ -127,9 +127,7 @@ async def delete_tenant(ctx: Any, principal: Principal, id: str) -> Response:
 )
 async def issue_api_key(ctx: Any, principal: Principal, id: str) -> Response:
     body = await read_body(optional=True)
-    expires_at = body.get("expires_at")
-    if expires_at is not None and not is_int_in(expires_at, 0):
-        raise ValidationFailed([("expires_at", "must be an integer Unix time >= 0")])
+    expires_at = body_int(body, "expires_at")
     return json_response({"ok": True, **await admin.issue_api_key(ctx, id, expires_at)})
 
 

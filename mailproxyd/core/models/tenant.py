@@ -13,6 +13,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from mailproxyd.core.ids import IDENTIFIER_PROBLEM, is_identifier
+from mailproxyd.core.limits import MAX_INT
 from mailproxyd.core.payload_fields import NAME_MAX, FieldChecker
 from mailproxyd.core.timefmt import iso
 
@@ -118,8 +119,10 @@ def _large_file_config(f: FieldChecker, value: Any, installed: Installed) -> dic
         config["enabled"] = sub.boolean("enabled", body["enabled"])
     size = body.get("max_size_mb")
     if size is not None:
-        if type(size) in (int, float) and size > 0 and size != float("inf"):
+        if type(size) in (int, float) and 0 < size <= MAX_INT:
             config["max_size_mb"] = size
+        elif type(size) in (int, float) and size > MAX_INT:
+            sub.fail("max_size_mb", f"must be a number between 0 and {MAX_INT}")
         else:
             sub.fail("max_size_mb", "must be a number > 0")
     if body.get("action") is not None:

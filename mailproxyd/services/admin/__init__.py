@@ -38,7 +38,7 @@ from mailproxyd.services.admin.commands import (
     set_scheduler_active,
     suspend,
 )
-from mailproxyd.services.admin.events import events_after, latest_event_id
+from mailproxyd.services.admin.events import events_after, frames_after, latest_event_id
 from mailproxyd.services.admin.instance import get_instance, reload_bounce, update_instance
 from mailproxyd.services.admin.messages import (
     cleanup_messages,
@@ -79,6 +79,7 @@ __all__ = [
     "delete_tenant",
     "encode_cursor",
     "events_after",
+    "frames_after",
     "get_account",
     "get_instance",
     "get_message",

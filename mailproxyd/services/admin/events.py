@@ -25,3 +25,15 @@ async def events_after(
     frames = [core_sync.event_frame(row["tenant_id"], row) for row in rows]
     last = max((int(row["event_id"]) for row in rows), default=after_id)
     return frames, last
+
+
+async def frames_after(
+    ctx: AdminContext, after_id: int, *, limit: int = 500
+) -> list[tuple[int, str, dict[str, Any]]]:
+    """``(event_id, tenant_id, frame)`` of every tenant's events newer than ``after_id``, in
+    event order: what the shared poller of the ``/events`` streams fans out."""
+    rows = await read(ctx, events.tail, after_id, tenant_id=None, limit=limit)
+    return [
+        (int(row["event_id"]), str(row["tenant_id"]), core_sync.event_frame(row["tenant_id"], row))
+        for row in rows
+    ]

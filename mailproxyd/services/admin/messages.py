@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from mailproxyd.core.limits import is_int_between
 from mailproxyd.core.timefmt import iso
 from mailproxyd.errors import NotFound, ValidationFailed
 from mailproxyd.services.admin._common import AdminContext, mutation, read, require_tenant
@@ -57,7 +58,8 @@ def decode_cursor(text: str) -> tuple[int, int]:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
         value = msgspec.json.decode(raw)
         priority, seq = value
-        if type(priority) is not int or type(seq) is not int:
+        # The numbers of a cursor are client input like any other: bounded (§4.4).
+        if not (is_int_between(priority) and is_int_between(seq)):
             raise ValueError(text)
     except (ValueError, TypeError, msgspec.DecodeError):
         raise ValidationFailed([("cursor", "invalid cursor")]) from None

@@ -125,7 +125,8 @@ def completion_for(
         now,
         text=decision.error_text,
         refused_recipients=refused,
-        count_retry=True,
+        # The failure that ends the ladder is not a retry: retry_count stays at the
+        # number of retries granted (§10.4).
         **common,
     )
 

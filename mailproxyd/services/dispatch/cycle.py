@@ -76,9 +76,10 @@ class Dispatcher:
             self.env.log.exception("serving account %s/%s failed", *key)
         finally:
             self._active.discard(key)
-            if self.env.kick_counts.get(key, 0) != run.kicks_seen:
+            if self.env.kick_counts.pop(key, 0) != run.kicks_seen:
                 # Work arrived while this drain was finishing; look again at once.
                 self._bell.ring()
+            # Popped: counts are kept for drains under way only, so they never pile up.
 
     async def _housekeeping(self, now: float, *, expire: bool) -> None:
         env = self.env

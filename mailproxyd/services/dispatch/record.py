@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import trio
 
+from mailproxyd.core.redact import escape_control
 from mailproxyd.core.timefmt import iso
 from mailproxyd.drivers import metrics
 from mailproxyd.store import leases, ratelimit
@@ -99,7 +100,6 @@ def _write_one(tx: Any, item: Completion, owner: str) -> bool:
             smtp_code=item.smtp_code,
             refused_recipients=item.refused_recipients,
             outcome_uncertain=item.outcome_uncertain,
-            count_retry=item.count_retry,
         )
     result = leases.release(tx, owner, [pk], item.now)
     return bool(result.get("returned") or result.get("failed"))
@@ -362,7 +362,9 @@ class Recorder:
 
 
 def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    # SMTP replies and network errors come from outside: no control character reaches the log.
+    quoted = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + escape_control(quoted, limit=None) + '"'
 
 
 def delivery_line(item: Completion) -> str:

@@ -88,3 +88,54 @@ def test_plain_get_needs_an_upgrade(world: World) -> None:
     r = world.a.get("/events")
     assert r.status_code == 426 and r.json()["error"] == "upgrade_required"
     assert world.anon.get("/events").status_code == 401
+
+
+async def test_streams_are_capped_per_node_and_share_one_poller(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """§5.9: above the cap the upgrade gets 503 with Retry-After: 5; the streams of one api
+    worker share one poller instead of polling each on its own (defect 15.9)."""
+    from contextlib import AsyncExitStack
+
+    from mailproxyd.api import eventhub
+    from mailproxyd.services import admin
+
+    monkeypatch.setattr(eventhub, "MAX_STREAMS", 4)
+    polls = []
+    real = admin.frames_after
+
+    async def counting(*args: object, **kwargs: object) -> object:
+        polls.append(trio.current_time())
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(admin, "frames_after", counting)
+    url = _ws_url(world)
+    token = world.server.admin_token
+    async with AsyncExitStack() as stack:
+        sockets = [
+            await stack.enter_async_context(open_websocket_url(url, extra_headers=_headers(token)))
+            for _ in range(4)
+        ]
+        with pytest.raises(ConnectionRejected) as info:
+            async with open_websocket_url(url, extra_headers=_headers(token), connect_timeout=5):
+                pass  # pragma: no cover - the upgrade must be refused
+        assert info.value.status_code == 503
+        assert dict(info.value.headers or [])[b"retry-after"] == b"5"
+        body = json.loads(info.value.body or b"{}")
+        assert body == {"ok": False, "error": "unavailable", "detail": "Too many event streams"}
+        polls.clear()
+        await trio.sleep(2.0)
+        # One poller, twice a second: about 4 polls in 2 s, not 4 per stream.
+        assert 2 <= len(polls) <= 7, len(polls)
+        await _add(world, "a", [msg("fan", account_id="nope")])
+        for ws in sockets:
+            (frame,) = await _frames(ws, 1)
+            assert frame["id"] == "fan"
+    # Closed streams free their places.
+    with trio.fail_after(10):
+        while True:
+            try:
+                async with open_websocket_url(url, extra_headers=_headers(token)):
+                    break
+            except ConnectionRejected:
+                await trio.sleep(0.2)

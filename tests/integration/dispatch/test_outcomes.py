@@ -313,3 +313,39 @@ async def test_base64_attachment_is_delivered(
     parts = list(message.iter_attachments())
     assert [p.get_filename() for p in parts] == ["note.txt"]
     assert parts[0].get_content() in ("hello world", b"hello world")
+
+
+@pytest.mark.parametrize(
+    ("max_retries", "to", "text"),
+    [
+        (2, "data451@example.org", f"DATA: 451 {TEMPFAIL}"),
+        (
+            1,
+            "drop@example.org",
+            "DATA: no reply after the message data was transmitted (outcome unknown)",
+        ),
+    ],
+    ids=["data-451", "uncertain"],
+)
+async def test_the_final_failure_is_not_counted_as_a_retry(
+    harness: Harness, pool: Any, max_retries: int, to: str, text: str
+) -> None:
+    """retry_count stays at GMP_MAX_RETRIES when the ladder ends (§10.4): record, event, item."""
+    from mailproxyd.core.sync import encode_item
+
+    harness.settings = dataclasses.replace(
+        harness.settings, max_retries=max_retries, retry_delays=(1, 1)
+    )
+    harness.enqueue("acme", ["m1"], to=[to])
+    start = harness.now()
+    for attempt in range(max_retries + 1):
+        harness.now = lambda at=start + 10 * attempt: at
+        assert await run_dispatch_cycle(harness, pool=pool) == 1
+    record = harness.record("acme", "m1")
+    assert record["status"] == "error"
+    assert record["error"] == f"Max retries ({max_retries}) exceeded: {text}"
+    assert record["retry_count"] == max_retries
+    events = [e for e in harness.events() if e["id"] == "m1"]
+    assert [e["event_type"] for e in events] == ["deferred"] * max_retries + ["error"]
+    assert events[-1]["metadata"]["retry_count"] == max_retries
+    assert encode_item(events[-1])["retry_count"] == max_retries

@@ -120,3 +120,13 @@ async def test_unresolvable_host_and_bad_scheme_are_network_errors() -> None:
         assert answer.outcome == "network_error" and answer.status is None
         answer = await client.post_report("ftp://127.0.0.1/s", BODY, {}, timeout=3)
         assert answer.outcome == "network_error"
+
+
+async def test_the_address_check_cache_is_bounded() -> None:
+    """The reporter's memory of resolved addresses does not grow without end (defect 15.9)."""
+    from mailproxyd.drivers.http import RESOLVED_MAX
+
+    async with SyncClient() as client:
+        for port in range(1, RESOLVED_MAX + 500):
+            await client._check_target(f"http://127.0.0.1:{port}/mail-proxy/sync")
+        assert 0 < len(client._resolved) <= RESOLVED_MAX

@@ -146,3 +146,20 @@ async def test_metrics_hook_sees_each_outcome(
     ctx.observe = lambda tenant_id, outcome, duration: seen.__setitem__(tenant_id, outcome)
     await run_report_cycle(ctx)
     assert seen == {"a": "ok", "b": "rejected", "c": "http_error", "d": "network_error"}
+
+
+async def test_a_tenant_answer_cannot_forge_a_log_line(
+    report_env, tenant_server, sync_client, caplog
+) -> None:
+    """§18.6: outside text is logged with control characters escaped (defect 15.8)."""
+    forged = "x\n2026-01-01T00:00:00.000Z ERROR supervisor[1] forged\x1b[2J"
+    srv = tenant_server(ok(queued=0, not_found=[forged], error=forged))
+    report_env.add_tenant("acme", srv.base_url)
+    report_env.record_sent("acme", ["x1"])
+    caplog.set_level(logging.INFO, logger="mailproxyd.report")
+    await run_report_cycle(report_env.ctx(sync_client))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2, warnings
+    for line in warnings:
+        assert "\n" not in line and "\x1b" not in line, line
+        assert "x\\n2026-01-01T00:00:00.000Z ERROR supervisor[1] forged\\x1b[2J" in line

@@ -292,3 +292,54 @@ def test_tenant_scoped_account_delete(database: Database) -> None:
     with database.transaction() as tx:
         claimed = queue.claim_batch(tx, "beta", "main", OWNER, 10, NOW, 120)
     assert [row["id"] for row in claimed] == ["a1", "b2"]
+
+
+def _run_owner(node_id: str = "node-1") -> str:
+    """The lease owner of one run of worker slot sender-0, as the worker builds it."""
+    import dataclasses
+    import logging
+
+    from mailproxyd.settings import load_settings
+    from mailproxyd.workers._runtime import WorkerContext
+
+    settings = dataclasses.replace(load_settings("serve", environ={}), node_id=node_id)
+    ctx = WorkerContext(
+        kind="sender",
+        index=0,
+        settings=settings,
+        db=None,  # type: ignore[arg-type]
+        link=None,  # type: ignore[arg-type]
+        log=logging.getLogger("test"),
+        instance_key=b"",
+    )
+    return ctx.owner
+
+
+def test_a_late_result_of_an_earlier_run_of_the_same_slot_is_refused(acme: Database) -> None:
+    """Owners are unique per worker run (§8.3): run A's lease expired and run B of the same
+    slot claimed the message; A's late outcome is refused and B's is recorded (defect 15.4)."""
+    run_a, run_b = _run_owner(), _run_owner()
+    assert run_a != run_b and run_a.startswith("node-1/sender-0/")
+    _enqueue(acme, [make_item("m1")])
+    (row,) = _claim(acme, owner=run_a)
+    with acme.transaction() as tx:
+        assert leases.expire_leases(tx, NOW + 121) == {"returned": 1, "failed": 0}
+    (again,) = _claim(acme, owner=run_b, now=NOW + 122)
+    with acme.transaction() as tx:
+        late = leases.complete_deferred(
+            tx, row["pk"], run_a, NOW + 123, deferred_ts=NOW + 183, reason="late"
+        )
+        real = leases.complete_sent(tx, again["pk"], run_b, NOW + 124)
+    assert (late, real) == (False, True)
+    assert _record(acme, "m1", NOW + 125)["status"] == "sent"
+    # Releasing the run of A frees nothing of B; releasing the node frees B's claims too.
+    _enqueue(acme, [make_item("m2")])
+    (held,) = _claim(acme, owner=run_b, now=NOW + 130)
+    with acme.transaction() as tx:
+        assert leases.release_run(tx, run_a, NOW + 131) == {"returned": 0, "failed": 0}
+        assert leases.release_run(tx, run_b.rsplit("-", 1)[0] + "-", NOW + 131) == {
+            "returned": 1,
+            "failed": 0,
+        }
+    assert _record(acme, "m2", NOW + 132)["status"] == "pending"
+    assert held["id"] == "m2"

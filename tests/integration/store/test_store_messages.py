@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from mailproxyd.store import Database, events, leases, queue, tenants
 from mailproxyd.store import messages as store_messages
 
@@ -211,3 +213,37 @@ def test_bounce_recording(acme: Database) -> None:
     )
     assert [h["event_type"] for h in record["history"]] == ["sent", "bounce"]
     assert record["history"][1]["metadata"]["bounce_reason"] == "smtp; 550 5.1.1"
+
+
+def _base64_attachment(size: int) -> dict[str, Any]:
+    import base64
+
+    data = base64.b64encode(b"x" * size).decode()
+    return {"filename": "a.bin", "fetch_mode": "base64", "storage_path": data, "size": size}
+
+
+def test_records_show_no_attachment_data_and_a_page_holds_none_of_it(acme: Database) -> None:
+    """§5.3: base64 attachments without ``storage_path`` but with ``size``; listing 200
+    records of 100 kB attachments stays far below their 27 MB of data (defect 15.7)."""
+    import tracemalloc
+
+    items = [make_item(f"m{i}", attachments=[_base64_attachment(100_000)]) for i in range(200)]
+    small = make_item("small", attachments=[_base64_attachment(10)])
+    with acme.transaction() as tx:
+        queue.enqueue(tx, "acme", [*items, small], [], NOW)
+    with acme.transaction(write=False) as tx:
+        one = store_messages.get_message(tx, "acme", "small", NOW)
+        assert one is not None
+        assert one["message"]["attachments"] == [
+            {"filename": "a.bin", "fetch_mode": "base64", "size": 10}
+        ]
+        tracemalloc.start()
+        try:
+            records, _ = store_messages.list_messages(tx, "acme", NOW, limit=1000)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert len(records) == 201
+    assert all("storage_path" not in r["message"]["attachments"][0] for r in records)
+    assert records[0]["message"]["attachments"][0]["size"] == 100_000
+    assert peak < 5_000_000, peak
