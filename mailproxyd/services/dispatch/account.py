@@ -144,6 +144,10 @@ class AccountRun:
         # Each session takes its share of the batch a run at a time: one trip to a thread and
         # one SMTP session carry the whole run, and their outcomes are written together.
         run = max(1, min(MAX_SESSION_RUN, math.ceil(len(waiting) / sessions_now)))
+        if len(claim.admissions) < len(claim.rows):
+            # Limits apply: admission goes message by message as sessions free up, so one
+            # message per session at a time, as admitted.
+            run = 1
         async with trio.open_nursery() as sends:
             for _ in range(min(sessions_now, len(waiting))):
                 sends.start_soon(self._session, claim, waiting, run)
