@@ -1,26 +1,37 @@
 # mail-proxy developer entry points. Every target creates the project's own
 # virtual environment (.venv) on first use, so a fresh machine needs nothing else.
+#
+# Two installs: `make run` needs the runtime dependencies only (plus aiosmtpd, the debugging
+# SMTP server of the quick start); every other target installs the test extra, which brings
+# PostgreSQL support, fsspec, the linters, mkdocs and the build frontend as well.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
 NAME   ?= demo
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: install run test lint typecheck bench man dist clean
+.PHONY: install run test lint typecheck bench man docs dist image clean
 
-$(STAMP): setup.cfg pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(RUN_STAMP): setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e . 'aiosmtpd>=1.4.4'
+	touch $(RUN_STAMP)
+
+$(STAMP): setup.cfg pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUN_STAMP)
 
 install: $(STAMP)
 
 ## run: start the instance $(NAME) on the default SQLite database and print where it listens
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/mail-proxy start $(NAME)
 
 ## test: the whole suite (unit, integration on SQLite and PostgreSQL, system)
@@ -49,8 +60,18 @@ bench: $(BENCH_STAMP)
 man: $(STAMP)
 	$(MAKE) -C man
 
+## docs: build the documentation site into build/site; warnings and broken links fail it
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir build/site
+
+## dist: the sdist and the wheel, in dist/
 dist: $(STAMP)
-	$(BIN)/python -m pip wheel --no-deps -w dist .
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+
+## image: the container image mail-proxy (needs a running container engine)
+image:
+	docker build -t mail-proxy .
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

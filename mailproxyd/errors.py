@@ -22,7 +22,7 @@ class MailProxyError(Exception):
 class ConfigError(MailProxyError):
     """Invalid configuration.
 
-    The message is the complete user-facing line (contract §3.1), e.g.
+    The message is the complete user-facing line (reference §3.1), e.g.
     ``configuration error: GMP_PORT: must be an integer between 1 and 65535 (got "abc")``.
     The node exits with code 2.
     """
@@ -43,7 +43,7 @@ class StoreError(MailProxyError):
 class NotFound(MailProxyError):
     """A named resource does not exist (HTTP 404, exit code 1, control code -32001).
 
-    ``code`` is the contract error code: ``tenant_not_found``, ``account_not_found``,
+    ``code`` is the reference error code: ``tenant_not_found``, ``account_not_found``,
     ``message_not_found``.
     """
 

@@ -1,4 +1,4 @@
-"""Instance directories, their files, and the instance key (contract §2.3–§2.5).
+"""Instance directories, their files, and the instance key (reference §2.3–§2.5).
 
 An instance is a directory under ``$MAIL_PROXY_HOME`` (default ``~/.mail-proxy``)
 holding ``config.toml``, ``api_token``, ``secret.key``, the SQLite database, the
@@ -46,7 +46,7 @@ class CreatedInstance:
 
 
 def validate_name(name: str) -> str:
-    """Instance names follow the identifier rule of §0 and are not command words."""
+    """Instance names follow the identifier rule of reference §0 and are not command words."""
     ok = 1 <= len(name) <= 64 and name[0].isascii() and name[0].isalnum()
     if not ok or not all(c.isascii() and (c.isalnum() or c in "_-.") for c in name):
         raise ConfigError(
@@ -168,7 +168,7 @@ def render_config(
     test_mode: bool | None = None,
     now: float,
 ) -> str:
-    """The ``config.toml`` of a new instance (§3.3): every key present, chosen ones uncommented."""
+    """The ``config.toml`` of a new instance (reference §3.3): every key present, chosen ones uncommented."""
     created = dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return _TEMPLATE.format(
         name=name,
@@ -242,7 +242,7 @@ def create_instance(
     """Create ``<root>/<name>/`` with ``config.toml``, ``api_token`` and ``secret.key``.
 
     The database is created by the first start (which also marks the scheduler
-    active for instances created this way, §3.2).
+    active for instances created this way, reference §3.2).
     """
     validate_name(name)
     path = instance_dir(name, environ)
@@ -377,7 +377,7 @@ def _database_kind(path: Path) -> str:
     return "postgresql" if url.startswith(("postgresql://", "postgres://")) else "sqlite"
 
 
-# --- the instance key (§2.5) -----------------------------------------------------------------
+# --- the instance key (reference §2.5) -----------------------------------------------------------------
 
 
 def key_file_path(settings: Settings) -> Path:
@@ -433,7 +433,7 @@ def resolve_instance_key(
     return key
 
 
-# --- the control socket (§2.4) ---------------------------------------------------------------
+# --- the control socket (reference §2.4) ---------------------------------------------------------------
 
 
 def _usable_socket_dir(directory: str) -> bool:
@@ -449,7 +449,7 @@ def _usable_socket_dir(directory: str) -> bool:
 
 
 def control_socket_path(settings: Settings, environ: Mapping[str, str] | None = None) -> str:
-    """The control socket of this node, by the candidates of §2.4."""
+    """The control socket of this node, by the candidates of reference §2.4."""
     if settings.control_socket:
         return settings.control_socket
     env = settings.environ if environ is None else environ
@@ -467,5 +467,5 @@ def control_socket_path(settings: Settings, environ: Mapping[str, str] | None = 
     )
     chosen = choose_control_socket(candidates, _usable_socket_dir)
     if chosen is None:
-        raise ConfigError("configuration error: no usable control socket location (§2.4)")
+        raise ConfigError("configuration error: no usable control socket location (reference §2.4)")
     return chosen

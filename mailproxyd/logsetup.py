@@ -1,4 +1,4 @@
-"""Log lines of every mail-proxy process (contract §18.6).
+"""Log lines of every mail-proxy process (reference §18.6).
 
 Each line reads ``2026-01-01T00:00:05.123Z INFO sender-1[4242] <message>``. Workers always write
 to stderr; a daemonised supervisor reads their stderr and appends it, together with its own lines,
@@ -107,7 +107,7 @@ def configure(
 
 def open_rotating_handler(file: Path) -> logging.handlers.RotatingFileHandler:
     file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # The file is created 0600 (contract §2.3) before the handler opens it for appending.
+    # The file is created 0600 (reference §2.3) before the handler opens it for appending.
     fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.close(fd)
     return _PrivateRotatingHandler(file, maxBytes=ROTATE_BYTES, backupCount=ROTATE_KEEP)
@@ -136,7 +136,7 @@ class _PrivateRotatingHandler(logging.handlers.RotatingFileHandler):
 
 
 def set_level(level: str) -> None:
-    """Change the minimum level at run time (reload, §3.4)."""
+    """Change the minimum level at run time (reload, reference §3.4)."""
     logging.getLogger(LOGGER_NAME).setLevel(getattr(logging, level.upper(), logging.INFO))
 
 

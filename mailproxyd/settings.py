@@ -1,4 +1,4 @@
-"""Configuration: one typed, immutable ``Settings`` built once (contract §3).
+"""Configuration: one typed, immutable ``Settings`` built once (reference §3).
 
 Precedence for every setting: command-line flag › environment variable ›
 configuration file › built-in default. This is the only module that reads
@@ -6,7 +6,7 @@ configuration file › built-in default. This is the only module that reads
 resolved object from their supervisor (``to_json``/``from_json``) instead of
 re-reading the environment, so a node's processes always agree.
 
-Invalid input stops the start with the exact line of §3.1, naming the source
+Invalid input stops the start with the exact line of reference §3.1, naming the source
 that supplied the value (``GMP_PORT``, ``--port`` or ``config.toml: server.port``).
 """
 
@@ -36,7 +36,7 @@ UNIX_SOCKET_MAX = 107
 
 
 class _Invalid(ValueError):
-    """A value failed its rule; the text is the ``<problem>`` part of §3.1."""
+    """A value failed its rule; the text is the ``<problem>`` part of reference §3.1."""
 
 
 # --- value parsers: raw value (str from env/flags, native from TOML) -> typed ---------------
@@ -218,7 +218,7 @@ def _control_socket(raw: object) -> str:
     return text
 
 
-# --- the table of settings (contract §3.2) ----------------------------------------------------
+# --- the table of settings (reference §3.2) ----------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -377,7 +377,7 @@ class Settings:
     instance_name: str | None = None
     instance_dir: str | None = None
     database: str = ""
-    # Where the node's processes write their metrics (derived, §14; not a setting).
+    # Where the node's processes write their metrics (derived, reference §14; not a setting).
     metrics_dir: str = ""
     sources: Mapping[str, Source] = field(default_factory=dict)
     config_file: str | None = None
@@ -461,7 +461,7 @@ def _read_toml(path: Path) -> dict[str, object]:
 
 
 def mail_proxy_home(environ: Mapping[str, str] | None = None) -> Path:
-    """Root of instance directories: ``$MAIL_PROXY_HOME`` or ``~/.mail-proxy`` (§2.3)."""
+    """Root of instance directories: ``$MAIL_PROXY_HOME`` or ``~/.mail-proxy`` (reference §2.3)."""
     env = os.environ if environ is None else environ
     root = env.get("MAIL_PROXY_HOME")
     if root:
@@ -486,7 +486,7 @@ def load_settings(
 
     ``flags`` maps setting names (``"port"``) to the values given on the command line;
     ``None`` values count as not given. ``environ`` defaults to ``os.environ``.
-    Raises ``ConfigError`` with the exact §3.1 line on the first invalid value.
+    Raises ``ConfigError`` with the exact reference §3.1 line on the first invalid value.
     """
     env = dict(os.environ if environ is None else environ)
     given_flags = {k: v for k, v in (flags or {}).items() if v is not None}
@@ -582,7 +582,7 @@ def read_token_file(path: Path) -> str | None:
 
 
 def _resolve_database(values: dict[str, Any], mode: Mode, instance_dir: Path | None) -> str:
-    """``postgresql://…`` or ``sqlite:/absolute/path`` (§2.6)."""
+    """``postgresql://…`` or ``sqlite:/absolute/path`` (reference §2.6)."""
     if values["database_url"]:
         return str(values["database_url"])
     db_path = values["db_path"]
@@ -597,7 +597,7 @@ def _resolve_database(values: dict[str, Any], mode: Mode, instance_dir: Path | N
 
 
 def reload_settings(current: Settings) -> tuple[Settings, list[str], list[str]]:
-    """Re-read the configuration and token files (§3.4); the environment is not re-read.
+    """Re-read the configuration and token files (reference §3.4); the environment is not re-read.
 
     Returns the settings to run with, the names of applied changes, and the names of
     changed settings that need a restart (those keep their running value). Raises

@@ -2,11 +2,11 @@
 ``mail-proxy start NAME --foreground``).
 
 It runs the start-up checks, binds the control socket, starts the api, sender and reporter
-workers as separate processes and keeps them running (§2.2), relays wake-ups between them and,
-with PostgreSQL, to and from the other nodes (§8.6), orders test-mode cycles (§8.7), talks to
-systemd (§18.1), handles signals (§18.2) and orders the shutdown (§18.3).
+workers as separate processes and keeps them running (reference §2.2), relays wake-ups between them and,
+with PostgreSQL, to and from the other nodes (reference §8.6), orders test-mode cycles (reference §8.7), talks to
+systemd (reference §18.1), handles signals (reference §18.2) and orders the shutdown (reference §18.3).
 
-Exit codes (§18.4): 0 clean shutdown, 1 fatal runtime error, 2 configuration error or refusal.
+Exit codes (reference §18.4): 0 clean shutdown, 1 fatal runtime error, 2 configuration error or refusal.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ from mailproxyd.supervision.workerproc import kill_slot, stop_slot, supervise_sl
 from mailproxyd.workers._runtime import SETTINGS_ENV
 
 NODE_HEARTBEAT_SECONDS = 5.0
-# The API gets this long for requests in progress at shutdown (§18.3 step 1).
+# The API gets this long for requests in progress at shutdown (reference §18.3 step 1).
 API_GRACE_SECONDS = 10.0
-# Test mode: the reporter starts its cycle when every sender is done, or after this (§8.7).
+# Test mode: the reporter starts its cycle when every sender is done, or after this (reference §8.7).
 CYCLE_SENDER_WAIT_SECONDS = 60.0
 # A worker is "overdue" for the systemd watchdog after this long without a heartbeat.
 WORKER_OVERDUE_SECONDS = 15.0
@@ -53,7 +53,7 @@ class NodeFailed(MailProxyError):
 
 
 def exit_code_for(exc: BaseException) -> int:
-    """The process exit code for a start-up failure (§18.4)."""
+    """The process exit code for a start-up failure (reference §18.4)."""
     if isinstance(exc, ConfigError | StartRefused):
         return 2
     return 1
@@ -114,7 +114,7 @@ class Supervisor:
         return self.settings.to_json()
 
     def worker_environment(self) -> dict[str, str]:
-        # No secret in a worker's environment (§2.2): it is readable through /proc/<pid>/environ
+        # No secret in a worker's environment (reference §2.2): it is readable through /proc/<pid>/environ
         # and inherited by anything the worker spawns. The secret-bearing variables are left
         # out, and so are the secrets of the environment copy of the settings; the full
         # settings come over the link (``init``).
@@ -163,7 +163,7 @@ class Supervisor:
             _log.info("released %d lease(s) of %s (pid %d)", released, slot.name, pid)
 
     async def worker_exited(self, slot: WorkerSlot, pid: int) -> None:
-        """Keep a finished worker's counts in the node's metrics, in the archive (§14)."""
+        """Keep a finished worker's counts in the node's metrics, in the archive (reference §14)."""
         from mailproxyd.drivers import metrics
 
         with trio.CancelScope(shield=True):
@@ -195,7 +195,7 @@ class Supervisor:
         self._stop.set()
 
     async def status(self) -> dict[str, Any]:
-        """The result of the control method ``status`` (§17)."""
+        """The result of the control method ``status`` (reference §17)."""
         from mailproxyd.instance import url_for
 
         try:
@@ -218,7 +218,7 @@ class Supervisor:
         return handlers.ServiceContext(self.settings, self.db, handlers.LocalLink(self), _log)
 
     async def trigger_run_now(self, tenant_id: str | None = None) -> None:
-        """Wake every sender and reporter here and on every other node (§5.2, §8.6)."""
+        """Wake every sender and reporter here and on every other node (reference §5.2, §8.6)."""
         await self._wake_local("all", "run_now")
         await self._peers.publish("run_now", tenant_id)
 
@@ -234,7 +234,7 @@ class Supervisor:
             await self._peers.publish(reason, tenant_id if isinstance(tenant_id, str) else None)
 
     async def reload(self) -> dict[str, Any]:
-        """Apply §3.4: re-read the files, hand the result to the workers, resize senders."""
+        """Apply reference §3.4: re-read the files, hand the result to the workers, resize senders."""
         from mailproxyd.settings import reload_settings
 
         async with self._reload_lock:
@@ -341,7 +341,7 @@ class Supervisor:
         self.notifier.ready(self._status_line())
 
     async def _shutdown(self) -> None:
-        """§18.3: API and senders first (senders stop claiming at once), then the reporter."""
+        """reference §18.3: API and senders first (senders stop claiming at once), then the reporter."""
         self._shutting_down = True
         grace = (
             self._stop_grace
@@ -447,7 +447,7 @@ class Supervisor:
             await trio.sleep(interval)
 
     async def _test_cycles(self) -> None:
-        """Test mode (§8.7): senders until idle, then one report cycle; one run at a time."""
+        """Test mode (reference §8.7): senders until idle, then one report cycle; one run at a time."""
         async for _ in self._cycle_receive:
             senders = [s for s in self.table.of_kind("sender") if s.channel is not None]
             for slot in senders:
@@ -556,7 +556,7 @@ class Supervisor:
 # ---------------------------------------------------------------------- entry points
 
 
-#: Variables that carry secrets; workers get their values over the link instead (§2.2).
+#: Variables that carry secrets; workers get their values over the link instead (reference §2.2).
 SECRET_VARIABLES = frozenset(
     {"GMP_API_TOKEN", "GMP_SECRET_KEY", "GMP_METRICS_TOKEN", "GMP_DATABASE_URL"}
 )

@@ -121,7 +121,7 @@ class ApiServer:
         return self.client(self.admin_token)
 
     def set_settings(self, **changes: Any) -> None:
-        """Replace ``ctx.settings`` as a reload would (§3.4)."""
+        """Replace ``ctx.settings`` as a reload would (reference §3.4)."""
         self.ctx.settings = dataclasses.replace(self.ctx.settings, **changes)
         self.settings = self.ctx.settings
 

@@ -140,7 +140,7 @@ class Node:
         headers = {"X-API-Token": ADMIN_TOKEN, **kwargs.pop("headers", {})}
         return httpx.request(method, self.url + path, headers=headers, timeout=10, **kwargs)
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = 60.0) -> None:
         def ready_or_dead() -> bool:
             if self.process.poll() is not None:
                 pytest.fail(f"node exited with {self.process.returncode}:\n{self.log()}")

@@ -110,7 +110,7 @@ class Call:
 
 
 def verify_signature(secret: str, header: str | None, body: bytes) -> int:
-    """Check ``X-Mail-Proxy-Signature`` as a tenant would (§13.3); return ``t`` or raise."""
+    """Check ``X-Mail-Proxy-Signature`` as a tenant would (reference §13.3); return ``t`` or raise."""
     if header is None:
         raise AssertionError("no signature header")
     parts = dict(part.split("=", 1) for part in header.split(","))

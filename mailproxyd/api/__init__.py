@@ -1,4 +1,4 @@
-"""The HTTP API of the api worker (contract §4, §5): ``create_app(ctx) -> QuartTrio``."""
+"""The HTTP API of the api worker (reference §4, §5): ``create_app(ctx) -> QuartTrio``."""
 
 from mailproxyd.api.app import create_app
 

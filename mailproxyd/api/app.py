@@ -2,7 +2,7 @@
 
 ``create_app(ctx)`` mounts every route of :data:`mailproxyd.api.registry.ROUTES`
 behind one wrapper that enforces the request-size limit and authentication, and
-installs the error handlers that give every failure the JSON shape of contract §4.4.
+installs the error handlers that give every failure the JSON shape of reference §4.4.
 The handlers themselves stay thin: parse, call a service, shape the answer.
 """
 
@@ -28,7 +28,7 @@ from mailproxyd.services.admin import ACTOR
 
 MIB = 1024 * 1024
 
-#: Seconds a request body may take to arrive once the headers are in; then 408 (§4.4).
+#: Seconds a request body may take to arrive once the headers are in; then 408 (reference §4.4).
 BODY_TIMEOUT_SECONDS = 10
 
 
@@ -113,7 +113,7 @@ def _ws_view(ctx: Any, spec: RouteSpec) -> Any:
             return await spec.handler(ctx, principal, **path)
         except Exception as exc:
             # Raised before the upgrade (the handler owns everything after its accept):
-            # a plain JSON HTTP answer (§5.9).
+            # a plain JSON HTTP answer (reference §5.9).
             err = api_errors.translate(exc, _logger(ctx))
             return json_response(err.body(), err.status)
 
@@ -198,7 +198,7 @@ def create_app(ctx: Any) -> QuartTrio:
     }
 
     async def count_request(response: Response) -> Response:
-        # Labelled by the route template (§14), never by the path a client made up.
+        # Labelled by the route template (reference §14), never by the path a client made up.
         endpoint = request.url_rule.endpoint if request.url_rule is not None else None
         metrics.http_request(templates.get(endpoint or "", "unmatched"), response.status_code)
         return response

@@ -1,4 +1,4 @@
-"""Authentication, roles and tenant scoping (contract §4.2, §4.3).
+"""Authentication, roles and tenant scoping (reference §4.2, §4.3).
 
 The admin token is read from ``ctx.settings`` on every request because a reload can
 replace it. Tenant keys are looked up by digest (the store keeps nothing else), so no
@@ -73,7 +73,7 @@ async def authenticate(ctx: Any, role: Role) -> Principal:
 def scope_tenant(
     principal: Principal, requested: str | None, *, required: bool = True
 ) -> str | None:
-    """The tenant a request acts on (§4.3).
+    """The tenant a request acts on (reference §4.3).
 
     A tenant key may only name its own tenant (403 ``forbidden_tenant`` otherwise,
     whether or not the named tenant exists) and defaults to it; the admin must name

@@ -1,4 +1,4 @@
-"""HTTP error answers (contract §4.4) and the one place exceptions become them.
+"""HTTP error answers (reference §4.4) and the one place exceptions become them.
 
 Handlers never build error bodies themselves: they raise :class:`ApiError` (or let a
 :class:`~mailproxyd.errors.MailProxyError` from a service escape) and
@@ -29,7 +29,7 @@ ADMIN_REQUIRED_DETAIL = "Admin token required, tenant tokens not allowed for thi
 
 
 class ApiError(Exception):
-    """A complete non-2xx answer: status, contract error code, detail and extra keys."""
+    """A complete non-2xx answer: status, reference error code, detail and extra keys."""
 
     def __init__(self, status: int, code: str, detail: Any, **extra: Any) -> None:
         super().__init__(f"{status} {code}: {detail}")
@@ -77,7 +77,7 @@ def from_validation(exc: ValidationFailed) -> ApiError:
 
 
 def translate(exc: BaseException, logger: logging.Logger) -> ApiError:
-    """Map any exception escaping a handler to its contract answer.
+    """Map any exception escaping a handler to its reference answer.
 
     Unknown exceptions are defects: the traceback goes to the log under a short
     reference that the client also gets, so an operator can find it.

@@ -3,7 +3,7 @@
 Every stream used to poll the database on its own, twice a second; with many streams that is
 many queries for the same rows. Here one task (a trio system task, started with the first
 stream and ending with the last) tails the events table and hands each frame to the streams
-that want it (§5.9: a tenant key sees its own tenant only, the admin token all or one). A node
+that want it (reference §5.9: a tenant key sees its own tenant only, the admin token all or one). A node
 holds at most :data:`MAX_STREAMS` streams (one api worker per node, so this is per node).
 
 Each stream has a bounded queue: a stream whose client does not keep up is closed instead of
@@ -22,7 +22,7 @@ import trio
 
 from mailproxyd.errors import DatabaseUnavailable
 
-#: Most open event streams per node (§5.9); above it the upgrade gets 503.
+#: Most open event streams per node (reference §5.9); above it the upgrade gets 503.
 MAX_STREAMS: Final = 1000
 #: How often the shared poller looks for new events.
 POLL_SECONDS: Final = 0.5

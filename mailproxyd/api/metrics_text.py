@@ -1,4 +1,4 @@
-"""The Prometheus text of ``GET /metrics`` (contract §14).
+"""The Prometheus text of ``GET /metrics`` (reference §14).
 
 Counters and histograms come from every process of the node (``drivers.metrics``); the
 gauges are read from the database at scrape time and kept at most ``GAUGE_TTL`` seconds, so

@@ -1,6 +1,6 @@
 """Reading a request: query parameters, the JSON body, and ``tenant_id``/``batch_code``.
 
-Rules of contract §4.1: bodies are JSON objects whatever their ``Content-Type``;
+Rules of reference §4.1: bodies are JSON objects whatever their ``Content-Type``;
 query booleans accept ``true false 1 0 yes no``; a parameter given both in the query
 string and in the body must agree (422 otherwise). Every problem is raised as an
 :class:`~mailproxyd.api.errors.ApiError` or ``ValidationFailed``, never answered here.
@@ -47,7 +47,7 @@ def decode_object(raw: bytes, *, optional: bool) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise invalid_json()
-    # One nesting limit for every body, before anything walks it (§4.4): every later walk
+    # One nesting limit for every body, before anything walks it (reference §4.4): every later walk
     # over client data is bounded by it.
     if could_be_deep(raw) and too_deep(value):
         raise invalid_json(f"Request body is {DEPTH_PROBLEM}")
@@ -127,7 +127,7 @@ def query_int(
     name: str, default: int | None, *, minimum: int = 0, maximum: int = MAX_INT
 ) -> int | None:
     """An integer query parameter within ``[minimum, maximum]`` (0 to 2^53 − 1 unless the
-    route gives a range, §4.4); anything else is a 422 naming it."""
+    route gives a range, reference §4.4); anything else is a 422 naming it."""
     raw = current().args.get(name)
     if raw is None or raw == "":
         return default
@@ -148,7 +148,7 @@ def query_int(
 def merged_param(name: str, body: dict[str, Any] | None) -> str | None:
     """``name`` from the query string or the body; both present and different is a 422.
 
-    An empty string counts as absent, as it does inside add-messages envelopes (§6.1).
+    An empty string counts as absent, as it does inside add-messages envelopes (reference §6.1).
     """
     values = {v for v in current().args.getlist(name) if v}
     if len(values) > 1:

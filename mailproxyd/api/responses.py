@@ -1,7 +1,8 @@
-"""JSON responses: msgspec encoding, ``null`` keys omitted (contract §0).
+"""JSON responses: msgspec encoding, ``null`` keys omitted (reference §0).
 
-HTTP bodies drop keys whose value is ``None`` at every depth. The few bodies the
-contract exempts (the add-messages answers, whose rejection items keep ``"id": null``
+HTTP bodies drop keys whose value is ``None`` at every depth, and end with a newline, so a
+body printed by ``curl`` leaves the shell prompt on a line of its own. The few bodies the
+reference exempts (the add-messages answers, whose rejection items keep ``"id": null``
 and whose 400 ``detail`` keeps ``"error": null``) are encoded with ``strip=False``.
 """
 
@@ -27,5 +28,5 @@ def strip_nulls(value: Any) -> Any:
 
 
 def json_response(body: Any, status: int = 200, *, strip: bool = True) -> Response:
-    payload = _encoder.encode(strip_nulls(body) if strip else body)
+    payload = _encoder.encode(strip_nulls(body) if strip else body) + b"\n"
     return Response(payload, status=status, content_type=JSON_CONTENT_TYPE)

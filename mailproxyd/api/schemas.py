@@ -2,7 +2,7 @@
 
 These msgspec Structs document the HTTP surface: the OpenAPI generator turns them into
 JSON Schema (``msgspec.json.schema_components``). Validation of tenant, account,
-instance and message payloads happens in ``mailproxyd.core`` with the contract's exact
+instance and message payloads happens in ``mailproxyd.core`` with the reference's exact
 messages; the request Structs here describe those payloads for clients. Optional
 response fields default to ``None`` because ``null`` keys are omitted on the wire.
 """

@@ -1,6 +1,6 @@
-"""The ``mail-proxy`` command line (contract §15).
+"""The ``mail-proxy`` command line (reference §15).
 
-``main`` is the console entry point. The launcher (``launcher``) reads the grammar of §15.1 —
+``main`` is the console entry point. The launcher (``launcher``) reads the grammar of reference §15.1 —
 ``mail-proxy COMMAND``, ``mail-proxy NAME COMMAND``, ``mail-proxy NAME TENANT COMMAND`` — and
 hands the rest of the words to one of three cyclopts apps (``apps``). Commands live in
 ``cli/commands/``, one module per group; every module there is imported automatically, so adding

@@ -4,7 +4,7 @@ Command modules register on ``top`` (``mail-proxy start …``), ``instance``
 (``mail-proxy NAME info …``) or ``tenant`` (``mail-proxy NAME TENANT accounts …``). Instance and
 tenant commands read the peeled-off words with ``instance_name()`` and ``tenant_id()``. A
 command returns an exit code (or ``None`` for 0) and raises ``MailProxyError``s for failures;
-the launcher prints those as ``error: <message>`` with the exit code of §15.1.
+the launcher prints those as ``error: <message>`` with the exit code of reference §15.1.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ tenant = App(
     default_parameter=_DEFAULTS,
 )
 
-# The instance command words of §15.3. The second word of ``mail-proxy NAME WORD …`` is a
+# The instance command words of reference §15.3. The second word of ``mail-proxy NAME WORD …`` is a
 # tenant id unless it is one of these (or a command registered on ``instance``), so words the
-# contract reserves stay reserved even before their command module exists.
+# reference reserves stay reserved even before their command module exists.
 INSTANCE_WORDS = frozenset(
     {
         "info", "stats", "token", "connect", "run-now", "suspend", "activate", "logs", "watch",

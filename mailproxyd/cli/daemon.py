@@ -1,4 +1,4 @@
-"""Starting a node in the background and stopping a running one (§15.2).
+"""Starting a node in the background and stopping a running one (reference §15.2).
 
 ``start NAME`` re-runs itself as ``start NAME --foreground`` in a new session, logging to the
 instance's ``logs/mail-proxy.log``, and waits for the node's ``READY=1`` on a private
@@ -133,7 +133,7 @@ def kill_node(directory: Path, pid: int) -> None:
             os.killpg(group, signal.SIGKILL)
         else:
             # The node shares our group (run in the foreground from here): never kill
-            # ourselves; its workers follow it within seconds (§2.2).
+            # ourselves; its workers follow it within seconds (reference §2.2).
             os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass

@@ -1,4 +1,4 @@
-"""How the CLI reports failures (§15.1): ``error: <message>`` on stderr, never a traceback."""
+"""How the CLI reports failures (reference §15.1): ``error: <message>`` on stderr, never a traceback."""
 
 from __future__ import annotations
 

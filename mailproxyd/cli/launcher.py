@@ -1,4 +1,4 @@
-"""The launcher: reads ``COMMAND`` / ``NAME COMMAND`` / ``NAME TENANT COMMAND`` (§15.1).
+"""The launcher: reads ``COMMAND`` / ``NAME COMMAND`` / ``NAME TENANT COMMAND`` (reference §15.1).
 
 A first word that is not a top-level command is an instance name; a second word that is not an
 instance command is a tenant id. The rest goes to the matching cyclopts app, with cyclopts'
@@ -87,7 +87,7 @@ def run(argv: Sequence[str]) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        # A bug must still read as one line (§15.1); the log of a running node has the details.
+        # A bug must still read as one line (reference §15.1); the log of a running node has the details.
         print_error(f"internal error: {type(exc).__name__}: {exc}")
         return 1
     return int(result) if isinstance(result, int) and not isinstance(result, bool) else 0

@@ -1,4 +1,4 @@
-"""A blocking control-socket client (contract §17), for the CLI.
+"""A blocking control-socket client (reference §17), for the CLI.
 
 The CLI is synchronous, so this is a plain ``socket`` client: connect, send one request line,
 read one answer line. ``ControlUnavailable`` means nobody answers at that path (the node is not
@@ -23,7 +23,7 @@ class ControlUnavailable(MailProxyError):
 
 
 class ControlError(MailProxyError):
-    """The node answered with an error object; ``code`` is the §17 code."""
+    """The node answered with an error object; ``code`` is the reference §17 code."""
 
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)

@@ -1,4 +1,4 @@
-"""The control-socket wire protocol (contract §17), as pure functions.
+"""The control-socket wire protocol (reference §17), as pure functions.
 
 One JSON object per line, UTF-8, at most 1 MB per line. ``parse_request`` turns a raw line into a
 ``Request`` or a ``ProtocolError`` that already carries the answer to send; ``encode_result`` and
@@ -69,7 +69,7 @@ class ProtocolError(Exception):
 
 
 def parse_request(line: bytes | str) -> Request:
-    """Parse one line into a ``Request``; raise ``ProtocolError`` with the §17 code otherwise."""
+    """Parse one line into a ``Request``; raise ``ProtocolError`` with the reference §17 code otherwise."""
     if isinstance(line, bytes):
         if len(line) > MAX_LINE_BYTES:
             raise ProtocolError(INVALID_REQUEST, "line longer than 1 MB")
@@ -83,7 +83,7 @@ def parse_request(line: bytes | str) -> Request:
         obj = json.loads(text)
     except (ValueError, RecursionError):  # deep nesting must not escape as a crash
         raise ProtocolError(PARSE_ERROR, "line is not valid JSON") from None
-    # The same nesting limit as HTTP bodies (§4.4): later walks over params stay bounded.
+    # The same nesting limit as HTTP bodies (reference §4.4): later walks over params stay bounded.
     if could_be_deep(text) and too_deep(obj):
         raise ProtocolError(PARSE_ERROR, f"line is {DEPTH_PROBLEM}")
     if not isinstance(obj, dict):
@@ -132,7 +132,7 @@ def _check_params(method: str, params: dict[str, Any], request_id: RequestId) ->
 
 
 def error_from_exception(exc: BaseException) -> tuple[int, str]:
-    """Map a domain exception raised by a handler to the §17 error code and message."""
+    """Map a domain exception raised by a handler to the reference §17 error code and message."""
     if isinstance(exc, ProtocolError):
         return exc.code, exc.message
     if isinstance(exc, NotFound):

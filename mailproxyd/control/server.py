@@ -1,4 +1,4 @@
-"""The control-socket server (contract §17): a trio UNIX stream listener.
+"""The control-socket server (reference §17): a trio UNIX stream listener.
 
 The socket is created with mode 0600 (bound under a 0077 umask, so there is no window in which
 another user could connect) and every connection's peer uid is checked with ``SO_PEERCRED``:

@@ -1,4 +1,4 @@
-"""E-mail address syntax (contract §6.5) and the string form of address lists (§6.2).
+"""E-mail address syntax (reference §6.5) and the string form of address lists (reference §6.2).
 
 The add-messages path checks every address of every message, so this module is a
 hand-written scanner over compiled regular expressions instead of the standard
@@ -11,7 +11,7 @@ here). What is accepted:
 * domain: LDH labels (internationalised labels converted with IDNA/UTS-46), each at
   most 63 octets, at most 253 in all, or an address literal ``[IPv4]``/``[IPv6:…]``;
 * no blanks inside the addr-spec (RFC 5322 tolerates folding white space around ``@`` and
-  ``.``; SMTP paths and the contract's ``a b@example.com`` example do not);
+  ``.``; SMTP paths and the reference's ``a b@example.com`` example do not);
 * addr-spec at most 254 octets; a display name is a phrase of atoms (``.`` tolerated,
   as RFC 5322's obsolete phrase syntax allows) and quoted strings.
 """
@@ -135,7 +135,7 @@ def is_valid_address(text: str) -> bool:
 
 
 def parse_bare_address(text: str) -> Address:
-    """Parse an address that must not carry a display name (``return_path``, §6.2).
+    """Parse an address that must not carry a display name (``return_path``, reference §6.2).
 
     ``<addr-spec>`` without a name is tolerated, as SMTP paths are written that way.
     """
@@ -146,7 +146,7 @@ def parse_bare_address(text: str) -> Address:
 
 
 def split_address_list(text: str) -> list[str]:
-    """Split the string form of an address list at top-level commas (§6.2).
+    """Split the string form of an address list at top-level commas (reference §6.2).
 
     Commas inside quoted strings or angle brackets do not split; elements are stripped and
     empty ones dropped. The elements are not validated here.

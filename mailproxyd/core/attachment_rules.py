@@ -1,4 +1,4 @@
-"""Enqueue-time rules for message attachments (contract §6.3, §11.1, §11.4).
+"""Enqueue-time rules for message attachments (reference §6.3, §11.1, §11.4).
 
 Only what can be decided without I/O is checked here: field syntax, fetch-mode inference,
 that base64 data decodes and fits the size cap, that a ``filesystem`` path lies lexically
@@ -34,7 +34,7 @@ _WHITESPACE = re.compile(rb"[ \t\r\n]+")
 
 
 class AttachmentProblem(ValueError):
-    """One attachment breaks a rule; ``args[0]`` is the problem text of §6.4 rule 26."""
+    """One attachment breaks a rule; ``args[0]`` is the problem text of reference §6.4 rule 26."""
 
 
 class AttachmentPolicy(NamedTuple):
@@ -53,7 +53,7 @@ def normalise_roots(roots: Iterable[str]) -> tuple[str, ...]:
 
 
 def infer_fetch_mode(storage_path: str) -> tuple[str, str]:
-    """``(fetch_mode, storage_path)`` for an attachment without ``fetch_mode`` (§11.1)."""
+    """``(fetch_mode, storage_path)`` for an attachment without ``fetch_mode`` (reference §11.1)."""
     if storage_path.startswith("base64:"):
         return "base64", storage_path[7:]
     if storage_path.startswith(("http://", "https://")):
@@ -99,7 +99,7 @@ def decode_base64(data: str) -> bytes:
 
 
 def path_allowed(path: str, roots: tuple[str, ...]) -> bool:
-    """Lexical check of §11.4: absolute, no ``..`` segment, under one of ``roots``."""
+    """Lexical check of reference §11.4: absolute, no ``..`` segment, under one of ``roots``."""
     if not path.startswith("/") or ".." in path.split("/"):
         return False
     normal = posixpath.normpath(path)
@@ -112,7 +112,7 @@ def path_allowed(path: str, roots: tuple[str, ...]) -> bool:
 def check_attachment(raw: Any, policy: AttachmentPolicy) -> dict[str, Any]:
     """Validate one attachment and return its stored form, or raise :class:`AttachmentProblem`.
 
-    The stored form always carries ``fetch_mode`` (inferred when absent, §11.1); base64
+    The stored form always carries ``fetch_mode`` (inferred when absent, reference §11.1); base64
     attachments also carry ``size`` (decoded bytes) and lose the ``base64:`` prefix.
     """
     if type(raw) is not dict:
@@ -214,7 +214,7 @@ def _check_source(stored: dict[str, Any], policy: AttachmentPolicy) -> None:
 
 
 def without_data(item: Any) -> Any:
-    """An attachment as a record shows it (§5.3): a base64 one without ``storage_path`` (its
+    """An attachment as a record shows it (reference §5.3): a base64 one without ``storage_path`` (its
     content) but with ``size``, the decoded bytes. Other attachments are returned as they are.
     """
     if type(item) is not dict:

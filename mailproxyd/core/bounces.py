@@ -1,16 +1,16 @@
-"""Reading one message of the bounce mailbox (contract §12): facts in, bounce facts out.
+"""Reading one message of the bounce mailbox (reference §12): facts in, bounce facts out.
 
 :func:`parse_bounce` takes the raw bytes of a message and says what it is:
 
 * a :class:`Bounce` — a DSN (``multipart/report; report-type=delivery-status``) with a recipient
   whose ``Action`` is ``failed`` or ``delayed``, or a bounce-like message recognised by its
-  ``From`` or ``Subject`` — with the §12 fields and what identifies the original message (its
+  ``From`` or ``Subject`` — with the reference §12 fields and what identifies the original message (its
   ``Message-ID`` and ``X-Genro-Mail-ID`` from the returned headers);
 * :class:`NotBounce` — anything else (a reply, a success notification, spam);
 * :class:`Malformed` — a message whose structure cannot be read (broken MIME boundaries, a
   header section that is not one, a DSN without its status part).
 
-The recipient of a non-DSN bounce only serves to tell two bounces of one message apart (§12
+The recipient of a non-DSN bounce only serves to tell two bounces of one message apart (reference §12
 "same message, code and recipient"); GNU Mailman's ``flufl.bounce`` detectors find it in the
 many formats that are not DSNs (qmail, Exim, Exchange, Yahoo, …). Pure code: no I/O.
 """
@@ -64,7 +64,7 @@ _STATUS_TYPES: Final = ("message/delivery-status", "message/global-delivery-stat
 
 @dataclass(frozen=True)
 class Bounce:
-    """A bounce: the §12 fields and what identifies the original message."""
+    """A bounce: the reference §12 fields and what identifies the original message."""
 
     bounce_type: str  # "hard" or "soft"
     bounce_code: str | None
@@ -93,7 +93,7 @@ Parsed = Bounce | NotBounce | Malformed
 
 
 def parse_bounce(raw: bytes) -> Parsed:
-    """What the message ``raw`` (as fetched from the mailbox) is, per §12."""
+    """What the message ``raw`` (as fetched from the mailbox) is, per reference §12."""
     if not raw.strip():
         return Malformed("empty message")
     try:

@@ -1,4 +1,4 @@
-"""Secrets at rest (contract §2.5): instance key, AES-256-GCM, key digests.
+"""Secrets at rest (reference §2.5): instance key, AES-256-GCM, key digests.
 
 Pure computation over bytes; no files. The instance key is 32 random bytes,
 written as 43 URL-safe base64 characters. Every purpose gets its own key,

@@ -1,7 +1,7 @@
-"""Identifier rules of contract §0: tenant and account ids, message ids, batch codes.
+"""Identifier rules of reference §0: tenant and account ids, message ids, batch codes.
 
 Each rule is a compiled regular expression and a predicate; ``check_*`` wraps a predicate
-into the 422 of §4.4 for payloads where a bad id rejects the whole request. The predicates
+into the 422 of reference §4.4 for payloads where a bad id rejects the whole request. The predicates
 are on the add-messages hot path, so they avoid anything slower than one ``fullmatch``.
 """
 
@@ -21,7 +21,7 @@ _MESSAGE_ID = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
 # separately because it is a valid single character otherwise.
 _BATCH_CODE = re.compile(r"[^\x00-\x1f\x7f,]{1,64}")
 
-#: Names that cannot be instance names because they are top-level CLI commands (§2.3).
+#: Names that cannot be instance names because they are top-level CLI commands (reference §2.3).
 RESERVED_INSTANCE_NAMES = frozenset(
     {"start", "stop", "restart", "status", "list", "delete", "serve", "help", "version"}
 )
@@ -34,22 +34,22 @@ BATCH_CODE_PROBLEM = "must be 1-64 characters without control characters or ',' 
 
 
 def is_identifier(value: object) -> bool:
-    """True for a valid tenant id, account id or node-style identifier (§0)."""
+    """True for a valid tenant id, account id or node-style identifier (reference §0)."""
     return isinstance(value, str) and _IDENTIFIER.fullmatch(value) is not None
 
 
 def is_message_id(value: object) -> bool:
-    """True for a valid client message id (§0)."""
+    """True for a valid client message id (reference §0)."""
     return isinstance(value, str) and _MESSAGE_ID.fullmatch(value) is not None
 
 
 def is_batch_code(value: object) -> bool:
-    """True for a valid, non-empty batch code (§0). ``""`` ("no batch") is not a code."""
+    """True for a valid, non-empty batch code (reference §0). ``""`` ("no batch") is not a code."""
     return isinstance(value, str) and value != "*" and _BATCH_CODE.fullmatch(value) is not None
 
 
 def is_instance_name(value: object) -> bool:
-    """True for a name usable as an instance directory (§2.3)."""
+    """True for a name usable as an instance directory (reference §2.3)."""
     return is_identifier(value) and value not in RESERVED_INSTANCE_NAMES
 
 
@@ -63,7 +63,7 @@ def check_identifier(field: str, value: Any) -> str:
 
 
 def check_batch_code(field: str, value: Any) -> str:
-    """Return ``value`` if it is a batch code, else raise the 422 for ``field`` (§5.2)."""
+    """Return ``value`` if it is a batch code, else raise the 422 for ``field`` (reference §5.2)."""
     if not is_batch_code(value):
         raise ValidationFailed([(field, BATCH_CODE_PROBLEM)])
     return str(value)

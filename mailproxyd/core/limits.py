@@ -1,4 +1,4 @@
-"""Bounds on what a client may send: JSON nesting depth and integer ranges (contract §4.4).
+"""Bounds on what a client may send: JSON nesting depth and integer ranges (reference §4.4).
 
 Every integer a client sends (body field, query parameter, control-socket parameter, the numbers
 inside a cursor) has a range: the one its field gives, else 0 to 2^53 − 1. Beyond 2^53 − 1 a
@@ -59,7 +59,7 @@ def could_be_deep(raw: bytes | str) -> bool:
 
 
 def range_text(minimum: int, maximum: int) -> str:
-    """The §4.4 problem text of an integer out of range."""
+    """The reference §4.4 problem text of an integer out of range."""
     return f"must be an integer between {minimum} and {maximum}"
 
 

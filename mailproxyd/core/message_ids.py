@@ -1,4 +1,4 @@
-"""``Message-ID`` values (contract §7): generated ids and client-given ones.
+"""``Message-ID`` values (reference §7): generated ids and client-given ones.
 
 A generated id is ``<`` + 32 lowercase hex digits of a random (version 4) UUID + ``@`` +
 the IDNA ASCII domain of ``from`` + ``>``; it is made once, at enqueue, and kept for every
@@ -51,7 +51,7 @@ os.register_at_fork(after_in_child=lambda: _uuids.reset())
 
 
 def new_message_id(ascii_domain: str) -> str:
-    """A generated ``Message-ID`` (§7): ``<`` 32 hex digits of a UUID4 ``@`` domain ``>``."""
+    """A generated ``Message-ID`` (reference §7): ``<`` 32 hex digits of a UUID4 ``@`` domain ``>``."""
     return f"<{_uuids.next_hex()}@{ascii_domain}>"
 
 

@@ -1,16 +1,16 @@
-"""Validation and normalisation of add-messages requests (contract §6.1–§6.6, §7).
+"""Validation and normalisation of add-messages requests (reference §6.1–§6.6, §7).
 
 The enqueue service calls, in this order:
 
 1. :func:`foreign_tenant` — with a tenant key, any other ``tenant_id`` anywhere in the
-   request refuses it as a whole (403 ``forbidden_tenant``, §4.3), before validation;
-2. :func:`validate_envelope` — the request-level rules of §6.1 (422 / 413);
-3. :func:`validate_batch` — every item through the rules 1–26 of §6.4, in request order,
+   request refuses it as a whole (403 ``forbidden_tenant``, reference §4.3), before validation;
+2. :func:`validate_envelope` — the request-level rules of reference §6.1 (422 / 413);
+3. :func:`validate_batch` — every item through the rules 1–26 of reference §6.4, in request order,
    with rule 6 (duplicate id in request) decided by a seen-set. The store then applies
    rules 27/28 (in flight, already sent) to the accepted items.
 
-An accepted item comes out as the stored request item of §5.3 (``message``); a rejected one
-carries what §6.9 needs to record it. Everything here is pure and allocation-light: one
+An accepted item comes out as the stored request item of reference §5.3 (``message``); a rejected one
+carries what reference §6.9 needs to record it. Everything here is pure and allocation-light: one
 message with a sender, one or two recipients, a subject and a body is validated in a few
 microseconds, since ingest has to reach tens of thousands of messages per second.
 """
@@ -38,7 +38,7 @@ from mailproxyd.errors import MailProxyError, ValidationFailed
 
 MAX_RECIPIENTS: Final = 1000
 
-#: Custom header names refused at enqueue (§7), lower-cased.
+#: Custom header names refused at enqueue (reference §7), lower-cased.
 RESERVED_HEADERS: Final = frozenset(
     {
         "bcc",
@@ -99,7 +99,7 @@ class ValidationContext:
     #: The tenant of the caller's tenant key; ``None`` for the admin token.
     caller_tenant: str | None
     lookup: TenantLookup
-    #: The envelope's ``tenant_id`` (§6.1), default for items without one.
+    #: The envelope's ``tenant_id`` (reference §6.1), default for items without one.
     envelope_tenant: str | None = None
     #: ``default_priority`` of the request, else ``GMP_DEFAULT_PRIORITY``.
     default_priority: int = DEFAULT_PRIORITY
@@ -149,23 +149,23 @@ class Accepted:
     batch_code: str | None
     #: The ``Message-ID`` header value, with angle brackets.
     message_id: str
-    #: True when ``message_id`` was generated here; a replacement then keeps the stored one (§6.7).
+    #: True when ``message_id`` was generated here; a replacement then keeps the stored one (reference §6.7).
     message_id_generated: bool
-    #: Some address has a non-ASCII local part: sending needs SMTPUTF8 (§10.2).
+    #: Some address has a non-ASCII local part: sending needs SMTPUTF8 (reference §10.2).
     smtputf8: bool
-    #: The stored request item of §5.3 ``message`` (addresses as lists, resolved fields).
+    #: The stored request item of reference §5.3 ``message`` (addresses as lists, resolved fields).
     message: dict[str, Any]
 
 
 @dataclass(slots=True)
 class Rejected:
-    """An item refused by a rule of §6.4, with what §6.9 needs to record it."""
+    """An item refused by a rule of reference §6.4, with what reference §6.9 needs to record it."""
 
     index: int
     #: The client id, ``None`` when no usable id was given (rules 1–3).
     id: str | None
     reason: str
-    #: The number of the rule of §6.4 that failed.
+    #: The number of the rule of reference §6.4 that failed.
     rule: int
     #: The owning tenant when known and accessible to the caller (rules ≥ 6), else ``None``.
     tenant_id: str | None = None
@@ -182,7 +182,7 @@ class Rejected:
 
     @property
     def recordable(self) -> bool:
-        """Whether §6.9 records this rejection (rules 7–26 with a known tenant)."""
+        """Whether reference §6.9 records this rejection (rules 7–26 with a known tenant)."""
         return 7 <= self.rule <= 26 and self.tenant_id is not None
 
 
@@ -216,7 +216,7 @@ def foreign_tenant(body: Any, caller_tenant: str | None) -> str | None:
 
 
 def validate_envelope(body: Any, max_batch: int) -> Envelope:
-    """Check the request envelope of §6.1; raise ``ValidationFailed`` or ``TooManyMessages``."""
+    """Check the request envelope of reference §6.1; raise ``ValidationFailed`` or ``TooManyMessages``."""
     if type(body) is not dict:
         raise ValidationFailed([("messages", "required")])
     items = body.get("messages")
@@ -263,7 +263,7 @@ def validate_item(
     index: int = 0,
     seen: set[tuple[str, str]] | None = None,
 ) -> Accepted | Rejected:
-    """Apply rules 1–26 of §6.4 (rule 6 only when ``seen`` is given) to one item."""
+    """Apply rules 1–26 of reference §6.4 (rule 6 only when ``seen`` is given) to one item."""
     if type(raw) is not dict:
         return Rejected(index, None, R.INVALID_PAYLOAD, 1, priority=ctx.default_priority, raw=raw)
     get = raw.get
@@ -448,7 +448,7 @@ def _normalise(
         kind = type(raw_deferred)
         if (kind is not int and kind is not float) or not raw_deferred >= 0:
             raise _Reject(R.invalid_field_value("deferred_ts", raw_deferred), 24)
-        if raw_deferred > MAX_INT:  # also inf: no time that far can be stored (§4.4)
+        if raw_deferred > MAX_INT:  # also inf: no time that far can be stored (reference §4.4)
             raise _Reject(R.invalid_field_value("deferred_ts", raw_deferred), 24)
         deferred_ts = int(raw_deferred)
     batch_code = get("batch_code")
@@ -539,7 +539,7 @@ def _rejected(
 def _early(
     index: int, msg_id: str, reason: str, rule: int, raw: dict[str, Any], ctx: ValidationContext
 ) -> Rejected:
-    """A rejection before the tenant is known: never recorded (§6.9)."""
+    """A rejection before the tenant is known: never recorded (reference §6.9)."""
     return Rejected(
         index,
         msg_id,
@@ -564,7 +564,7 @@ def _priority_or(value: Any, default: int) -> int:
 
 
 def _header_problem(headers: dict[str, Any]) -> Any:
-    """The first offending header name (as given), or ``None`` when all are valid (§6.2, §7)."""
+    """The first offending header name (as given), or ``None`` when all are valid (reference §6.2, §7)."""
     for name, value in headers.items():
         if not _valid_header_name(name) or name.lower() in RESERVED_HEADERS:
             return name

@@ -1,4 +1,4 @@
-"""Message construction (contract §7): a stored message payload → wire bytes + envelope.
+"""Message construction (reference §7): a stored message payload → wire bytes + envelope.
 
 Pure and fast. The standard library's ``EmailMessage`` costs about a millisecond per message
 because it builds a policy-driven object tree and refolds every header through the header
@@ -38,7 +38,15 @@ import msgspec
 from mailproxyd.core.addresses import InvalidAddress, domain_to_ascii, parse_address
 from mailproxyd.core.timefmt import rfc5322_date as format_date
 
-__all__ = ["Built", "MessageBuildFailed", "Part", "build_message", "format_date"]
+__all__ = [
+    "Built",
+    "FileSegment",
+    "MessageBuildFailed",
+    "Part",
+    "base64_lines_size",
+    "build_message",
+    "format_date",
+]
 
 CRLF = "\r\n"
 _MAX_LINE = 78  # RFC 5322 "SHOULD" limit for header lines and our folding target
@@ -62,11 +70,38 @@ class MessageBuildFailed(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Part:
-    """One fetched attachment: the clean file name (§11.6), its content, an optional type."""
+    """One fetched attachment: the clean file name (reference §11.6), its content, an optional type.
+
+    Large content stays in a file: ``path`` (``size`` bytes) replaces ``content``, and the
+    message carries a :class:`FileSegment` the SMTP driver encodes while it sends, so memory
+    does not grow with the attachment (reference §11.5).
+    """
 
     filename: str
     content: bytes
     mime_type: str | None = None
+    path: str | None = None
+    size: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FileSegment:
+    """Base64 of the file at ``path`` (``size`` bytes) in 76-character CRLF lines."""
+
+    path: str
+    size: int
+
+    @property
+    def encoded_size(self) -> int:
+        return base64_lines_size(self.size)
+
+
+def base64_lines_size(size: int) -> int:
+    """Octets of :func:`_base64_lines` output for ``size`` bytes of content."""
+    if size <= 0:
+        return 0
+    chars = 4 * ((size + 2) // 3)
+    return chars + 2 * ((chars + 75) // 76)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +114,15 @@ class Built:
     message_id: str
     needs_smtputf8: bool = False
     needs_8bitmime: bool = False
+    #: With file-backed parts: the data in order, ``data`` then being empty. Every segment
+    #: starts at the beginning of a line, so each can be dot-stuffed on its own.
+    segments: tuple[bytes | FileSegment, ...] = ()
 
     @property
     def size(self) -> int:
         """Octets of the message data, as declared with ``SIZE=``."""
+        if self.segments:
+            return sum(len(s) if isinstance(s, bytes) else s.encoded_size for s in self.segments)
         return len(self.data)
 
 
@@ -92,7 +132,7 @@ class Built:
 def _split_address(text: str) -> tuple[str, str]:
     """``'Name <a@b>'`` → ``('Name', 'a@b')``; a bare address has an empty name.
 
-    Parsed by the same code that validated it at enqueue (§6.5), so quoting, escapes and
+    Parsed by the same code that validated it at enqueue (reference §6.5), so quoting, escapes and
     blanks in display names are understood exactly as they were accepted.
     """
     try:
@@ -143,7 +183,7 @@ def _display_name(name: str) -> str:
     # One encoded word for the whole name, even past the 75-character guideline: decoders
     # disagree about the blank between adjacent encoded words in a phrase (RFC 2047 drops
     # it, the standard library keeps one), so splitting would change the name somewhere.
-    # Addresses are at most 254 octets (§6.5), so the line stays far below 998.
+    # Addresses are at most 254 octets (reference §6.5), so the line stays far below 998.
     return _EW_PREFIX + base64.b64encode(name.encode("utf-8")).decode("ascii") + "?="
 
 
@@ -327,14 +367,16 @@ def _base64_lines(content: bytes) -> str:
     return CRLF.join([enc[i : i + 76] for i in range(0, len(enc), 76)]) + CRLF
 
 
-def _attachment(part: Part) -> str:
-    encoded = _base64_lines(part.content)
+def _attachment_headers(part: Part) -> str:
     return (
         f"Content-Type: {_content_type_for(part)}{CRLF}"
         f"{_disposition(part.filename)}{CRLF}"
         f"Content-Transfer-Encoding: base64{CRLF}{CRLF}"
-        f"{encoded}"
     )
+
+
+def _attachment(part: Part) -> str:
+    return _attachment_headers(part) + _base64_lines(part.content)
 
 
 def _boundary(seed: str, body: str) -> str:
@@ -363,7 +405,7 @@ def _addresses(value: Any) -> list[str]:
 def build_message(
     payload: Mapping[str, Any], *, now: float, attachments: Sequence[Part] = ()
 ) -> Built:
-    """Build the message of one attempt (§7).
+    """Build the message of one attempt (reference §7).
 
     ``payload`` is the normalised stored message: ``from``, ``to``/``cc``/``bcc``/``reply_to``
     (lists of address strings), ``subject``, ``body``, ``content_type`` (``plain``/``html``),
@@ -407,7 +449,7 @@ def build_message(
     def wired(items: list[tuple[str, str]]) -> list[tuple[str, str]]:
         return [(n, _wire_addr(a, utf8)) for n, a in items]
 
-    # (lower-case name → rendered header) in the order of the §7 table.
+    # (lower-case name → rendered header) in the order of the reference §7 table.
     std: dict[str, str] = {"from": _address_header("From", wired([sender]))}
     if to:
         std["to"] = _address_header("To", wired(to))
@@ -445,11 +487,31 @@ def build_message(
         # The CRLF before a delimiter belongs to the delimiter, so the body keeps its exact end.
         chunks = [CRLF.join(lines), CRLF, CRLF, delim, CRLF.join(body_headers), CRLF, CRLF]
         chunks.append(body + CRLF)
+        streamed: list[str | FileSegment] = []
         for part in attachments:
             chunks.append(delim)
-            chunks.append(_attachment(part))
+            if part.path is None:
+                chunks.append(_attachment(part))
+            else:
+                chunks.append(_attachment_headers(part))
+                streamed += ["".join(chunks), FileSegment(part.path, part.size)]
+                chunks = []
         chunks.append(f"--{boundary}--{CRLF}")
         text = "".join(chunks)
+        if streamed:
+            codec = "utf-8" if utf8 else "ascii"
+            segments = tuple(
+                s.encode(codec) if isinstance(s, str) else s for s in (*streamed, text)
+            )
+            return Built(
+                data=b"",
+                mail_from=_wire_addr(return_path, utf8),
+                rcpt_to=rcpt_to,
+                message_id=message_id,
+                needs_smtputf8=utf8,
+                needs_8bitmime=utf8,
+                segments=segments,
+            )
     else:
         lines.extend(body_headers)
         lines.extend(extra)
@@ -475,7 +537,7 @@ def _unstructured_value(value: str) -> str:
 
 
 def _fallback_message_id(client_id: str, sender: str) -> str:
-    # The store generates Message-IDs at enqueue (§7); this keeps a payload without one
+    # The store generates Message-IDs at enqueue (reference §7); this keeps a payload without one
     # buildable, and stable across attempts because it depends only on the message.
     digest = hashlib.blake2b(client_id.encode("utf-8", "surrogatepass"), digest_size=16)
     domain = _idna_domain(sender.rpartition("@")[2] or "localhost")

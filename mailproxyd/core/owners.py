@@ -1,4 +1,4 @@
-"""Lease owners: who holds a claimed message, a session slot or a reporter lock (§8.3).
+"""Lease owners: who holds a claimed message, a session slot or a reporter lock (reference §8.3).
 
 An owner names one *run* of one worker: ``<node id>/<worker>/<pid>-<random>``. A restarted
 worker is a new run with a new owner, so a late outcome of the old run can never be taken for

@@ -1,4 +1,4 @@
-"""Where the control socket goes (contract §2.4), as a pure choice.
+"""Where the control socket goes (reference §2.4), as a pure choice.
 
 UNIX socket paths are limited to 107 bytes, so several candidates are tried in
 order. The caller supplies the facts (environment values, uid, whether a
@@ -22,7 +22,7 @@ def control_socket_candidates(
     xdg_runtime_dir: str | None,
     serve_port: int | None = None,
 ) -> list[str]:
-    """Candidates 2–4 of §2.4 in order (candidate 1, ``GMP_CONFIG_SOCKET``, is the caller's).
+    """Candidates 2–4 of reference §2.4 in order (candidate 1, ``GMP_CONFIG_SOCKET``, is the caller's).
 
     ``instance_dir`` is None in ``serve`` mode, where ``name`` is ``serve-<port>``,
     candidate 3 is skipped and candidate 4 is named after the port.
@@ -57,7 +57,7 @@ def metrics_directory(
     uid: int,
     xdg_runtime_dir: str | None,
 ) -> str:
-    """The node's metrics directory (one file per process and metric type, §14).
+    """The node's metrics directory (one file per process and metric type, reference §14).
 
     It sits beside the control socket's usual places, in the runtime directory when there is
     one (a tmpfs, emptied at boot): ``<runtime>/mail-proxy/<name>.metrics``, else

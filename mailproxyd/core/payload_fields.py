@@ -1,8 +1,8 @@
-"""Shared field checks of the admin payloads (tenants, accounts, instance; contract §4.4).
+"""Shared field checks of the admin payloads (tenants, accounts, instance; reference §4.4).
 
 A :class:`FieldChecker` wraps one JSON object and collects **every** problem as
 ``(dotted field path, message)``, so a 422 can list them all; each check returns the clean
-value (or ``None`` after recording the problem). Messages are the contract's wording:
+value (or ``None`` after recording the problem). Messages are the reference's wording:
 ``must be an integer between 1 and 65535``, ``unknown field``, ``required``.
 """
 
@@ -61,7 +61,7 @@ class FieldChecker:
             raise ValidationFailed(self.errors)
 
     def int_between(self, field: str, value: Any, low: int, high: int | None) -> int | None:
-        """``value`` when an integer in ``[low, high]``; no ``high`` means 2^53 − 1 (§4.4)."""
+        """``value`` when an integer in ``[low, high]``; no ``high`` means 2^53 − 1 (reference §4.4)."""
         top = MAX_INT if high is None else high
         if is_int_between(value, low, top):
             return int(value)

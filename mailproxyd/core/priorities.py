@@ -1,4 +1,4 @@
-"""Message priorities (contract §1.3, §6.6): values, labels and their parsing.
+"""Message priorities (reference §1.3, §6.6): values, labels and their parsing.
 
 The wire accepts integers 0–3, the strings ``"0"``–``"3"`` and the labels in any letter case;
 records and reports always carry the integer. Booleans are refused even though ``True == 1``

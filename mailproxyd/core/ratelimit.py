@@ -1,11 +1,11 @@
-"""Rate-limit arithmetic (contract §9): sliding windows over reserved slot times.
+"""Rate-limit arithmetic (reference §9): sliding windows over reserved slot times.
 
 The store reserves slots atomically; this module only decides, from the slot times counted in
 each window and the limits, whether one more send is admitted and, if not, the earliest time at
 which every blocking window has room again. It is the only copy of that arithmetic: the store
 counts slots in SQL and asks :func:`slots_to_leave` / :func:`free_time_of_oldest` what they mean.
 
-A slot at time ``s`` counts in a window of length ``W`` at time ``t`` when ``t − W < s`` (§9).
+A slot at time ``s`` counts in a window of length ``W`` at time ``t`` when ``t − W < s`` (reference §9).
 A slot stamped *after* ``t`` counts as well: it is an admission that has already happened, seen
 by a process whose clock reads earlier (another node, or a ``now`` read just before the
 transaction waited for the lock). Ignoring it would let that process overshoot the limit.
@@ -38,7 +38,7 @@ __all__ = [
 # (limit field, window seconds) per scope.
 ACCOUNT_WINDOWS = (("limit_per_minute", 60), ("limit_per_hour", 3600), ("limit_per_day", 86400))
 TENANT_WINDOWS = (("hourly", 3600), ("daily", 86400))
-MAX_WINDOW = 86400  # slots older than this never count again (§9: discarded after 24 h)
+MAX_WINDOW = 86400  # slots older than this never count again (reference §9: discarded after 24 h)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +66,7 @@ class Decision:
 
 
 def account_windows(account: Mapping[str, Any]) -> list[Window]:
-    """The account's limits; ``0`` or ``None`` means unlimited (§5.4)."""
+    """The account's limits; ``0`` or ``None`` means unlimited (reference §5.4)."""
     return [
         Window(name, seconds, int(account[name]), "account")
         for name, seconds in ACCOUNT_WINDOWS
@@ -156,7 +156,7 @@ def decide(
 
 
 def whole_second(ts: float) -> int:
-    """``ts`` rounded up to a whole second (§9's ``deferred_ts``)."""
+    """``ts`` rounded up to a whole second (reference §9's ``deferred_ts``)."""
     # Round to microseconds first so that float noise on a whole second (…660.0000000001)
     # does not push the free time a full second later.
     return math.ceil(round(ts, 6))

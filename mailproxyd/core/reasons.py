@@ -1,4 +1,4 @@
-"""Rejection reasons of add-messages items (contract §6.4), as exact strings.
+"""Rejection reasons of add-messages items (reference §6.4), as exact strings.
 
 A reason that quotes a value shows it "as given": strings verbatim, other JSON values in
 their JSON form (``5``, ``1.5``, ``true``), with CR and LF written as ``\\r`` and ``\\n`` so a
@@ -31,12 +31,12 @@ INVALID_HEADERS: Final = "invalid headers: must be an object"
 IN_FLIGHT: Final = "in flight"
 ALREADY_SENT: Final = "already sent"
 
-#: Rule numbers of §6.4 that are idempotency rejections rather than validation failures.
+#: Rule numbers of reference §6.4 that are idempotency rejections rather than validation failures.
 IDEMPOTENCY_RULES: Final = frozenset({6, 27, 28})
 
 
 def show_value(value: Any) -> str:
-    """An offending value as §6.4 shows it inside a reason."""
+    """An offending value as reference §6.4 shows it inside a reason."""
     if type(value) is not str:
         try:
             value = msgspec.json.encode(value).decode("utf-8")

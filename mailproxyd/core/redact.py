@@ -1,4 +1,4 @@
-"""Redaction of command-log payloads (contract §5.7).
+"""Redaction of command-log payloads (reference §5.7).
 
 Secrets are replaced by ``"***"`` wherever they appear (account ``password``, tenant
 ``client_auth`` ``token``/``password``/``signing_secret``, attachment ``auth`` credentials,
@@ -75,7 +75,7 @@ _CONTROL_ESCAPES: Final = {
 
 
 def escape_control(value: object, limit: int | None = 1000) -> str:
-    """``value`` as text safe for one log line (§18.6): control characters and line
+    """``value`` as text safe for one log line (reference §18.6): control characters and line
     separators escaped (``\\n``, ``\\x1b``), so no outside text can start a line; at most
     ``limit`` characters kept (``…`` marks a cut). For every value that comes from outside: tenant
     answers, SMTP replies, header values, file names, request paths.

@@ -1,4 +1,4 @@
-"""The retry ladder (contract §10.4).
+"""The retry ladder (reference §10.4).
 
 After a temporary (or uncertain) failure a message either waits for its next attempt —
 ``deferred_ts = now + round(d × (1 + u))`` with ``d`` the ladder step for the new retry count and

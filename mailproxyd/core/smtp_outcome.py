@@ -1,11 +1,11 @@
-"""Outcome classification of one SMTP attempt (contract §10.3, texts §10.5, fields §13.1).
+"""Outcome classification of one SMTP attempt (reference §10.3, texts reference §10.5, fields reference §13.1).
 
 The SMTP driver records *what happened* as an :class:`Attempt` — the stage the session
 reached, the last reply, the per-recipient ``RCPT`` replies, whether the terminating dot of the
 data was sent, and the kind of network failure if any — and :func:`classify` turns that into
 an :class:`Outcome` (``sent`` / ``temporary`` / ``permanent`` / ``uncertain``) with the exact
 error text. Keeping the judgement here, away from sockets, lets one table-driven test cover
-every row of the contract.
+every row of the reference.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ __all__ = [
 
 
 class Stage(enum.Enum):
-    """Where an attempt ended. The value is the ``STAGE`` of §10.5 error texts."""
+    """Where an attempt ended. The value is the ``STAGE`` of reference §10.5 error texts."""
 
     CONNECT = "connect"
     GREETING = "greeting"
@@ -71,6 +71,8 @@ class Failure(enum.Enum):
     AUTH_NOT_OFFERED = "auth_not_offered"
     NO_COMMON_MECHANISM = "no_common_mechanism"
     SMTPUTF8_NOT_OFFERED = "smtputf8_not_offered"
+    #: The outbound network policy refused every address of the host (reference §11.3); detail: host.
+    POLICY_REFUSED = "policy_refused"
 
 
 _FAILURE_TEXT = {
@@ -84,7 +86,7 @@ _FAILURE_TEXT = {
     Failure.TLS_HANDSHAKE: "TLS handshake failed",
     Failure.CERTIFICATE: "certificate verification failed",
 }
-# Failures whose complete text is fixed by the contract (§10.1, §10.2).
+# Failures whose complete text is fixed by the reference (§10.1, §10.2).
 _FIXED_TEXT = {
     Failure.STARTTLS_NOT_OFFERED: "STARTTLS: not offered by server",
     Failure.CLEAR_CREDENTIALS: (
@@ -113,6 +115,7 @@ _PERMANENT_FAILURES = frozenset(
         Failure.AUTH_NOT_OFFERED,
         Failure.NO_COMMON_MECHANISM,
         Failure.SMTPUTF8_NOT_OFFERED,
+        Failure.POLICY_REFUSED,
     }
 )
 
@@ -153,10 +156,10 @@ class Attempt:
 class Outcome:
     """The classified result of an attempt.
 
-    ``error_text`` is the §10.5 text (``None`` for ``sent``). ``smtp_code`` is the reply code
-    that caused a failure (§13.1), ``refused_recipients`` maps each refused address to
+    ``error_text`` is the reference §10.5 text (``None`` for ``sent``). ``smtp_code`` is the reply code
+    that caused a failure (reference §13.1), ``refused_recipients`` maps each refused address to
     ``{"code": …, "message": …}``. ``release_slot`` tells process code whether the rate-limit
-    slot of the attempt is returned (§9: only when it failed before the data was transmitted).
+    slot of the attempt is returned (reference §9: only when it failed before the data was transmitted).
     """
 
     kind: Kind
@@ -171,12 +174,12 @@ class Outcome:
 
     @property
     def retryable(self) -> bool:
-        """Temporary and uncertain outcomes follow the retry ladder (§10.3, §10.4)."""
+        """Temporary and uncertain outcomes follow the retry ladder (reference §10.3, §10.4)."""
         return self.kind in (Kind.TEMPORARY, Kind.UNCERTAIN)
 
 
 def reply_text(code: int, text: str) -> str:
-    """``<code> <server text>`` with multi-line replies joined by a space (§10.5)."""
+    """``<code> <server text>`` with multi-line replies joined by a space (reference §10.5)."""
     joined = " ".join(line.strip() for line in text.replace("\r", "\n").split("\n") if line.strip())
     return f"{code} {joined}" if joined else str(code)
 
@@ -196,6 +199,8 @@ def _failure_text(attempt: Attempt) -> str:
     label = attempt.stage.label
     if failure in _FIXED_TEXT:
         return _FIXED_TEXT[failure]
+    if failure is Failure.POLICY_REFUSED:
+        return f"Connection to {attempt.detail} refused by network policy"
     if failure is Failure.NO_COMMON_MECHANISM:
         offered = f" (server offers: {attempt.detail})" if attempt.detail else ""
         return f"AUTH: no common mechanism{offered}"
@@ -219,9 +224,9 @@ def _refused(rcpts: Sequence[RcptReply]) -> dict[str, dict[str, object]]:
 
 
 def classify(attempt: Attempt) -> Outcome:
-    """Classify an attempt per §10.3."""
+    """Classify an attempt per reference §10.3."""
     refused = _refused(attempt.rcpts)
-    # §9: the rate-limit slot is given back only when nothing of the data went out.
+    # reference §9: the rate-limit slot is given back only when nothing of the data went out.
     release = not attempt.data_sent
 
     if attempt.failure is not None:
@@ -249,7 +254,7 @@ def classify(attempt: Attempt) -> Outcome:
 
 
 def _all_refused(rcpts: Sequence[RcptReply], refused: dict[str, dict[str, object]]) -> Outcome:
-    """Every recipient refused: permanent only when every refusal is 5xx (§10.3, §13.1)."""
+    """Every recipient refused: permanent only when every refusal is 5xx (reference §10.3, §13.1)."""
     if not rcpts:
         return Outcome(Kind.TEMPORARY, "RCPT TO: no recipients", release_slot=True)
     failures = [r for r in rcpts if not 200 <= r.code < 300]
@@ -280,7 +285,7 @@ def delivery_log_line(
     until: float | None = None,
     reason: str | None = None,
 ) -> str:
-    """The INFO line of one attempt with ``GMP_LOG_DELIVERY_ACTIVITY`` (§18.6).
+    """The INFO line of one attempt with ``GMP_LOG_DELIVERY_ACTIVITY`` (reference §18.6).
 
     ``event`` is ``sent``, ``deferred`` or ``failed``; ``reason`` is always quoted, other values
     only when they contain blanks, quotes or ``=``. E.g.

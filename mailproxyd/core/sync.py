@@ -1,16 +1,16 @@
-"""The sync exchange with tenants, as pure data (contract §13).
+"""The sync exchange with tenants, as pure data (reference §13).
 
 Four things live here, none of which touches a socket, a file or a clock:
 
-* **items** — an event row becomes one delivery-report item (§13.1) or one event-stream frame
-  (§5.9): the seven base keys always present (``null`` included), ``event``, and exactly the
+* **items** — an event row becomes one delivery-report item (reference §13.1) or one event-stream frame
+  (reference §5.9): the seven base keys always present (``null`` included), ``event``, and exactly the
   extras that apply to that kind of event;
 * **requests** — the body bytes and the headers of a sync POST, with the optional HMAC signature
-  (§13.2, §13.3);
+  (reference §13.2, §13.3);
 * **answers** — what a tenant's reply means: acknowledged or not, and the ``queued`` /
-  ``next_sync_after`` hints that are honoured only when acknowledged (§13.4);
+  ``next_sync_after`` hints that are honoured only when acknowledged (reference §13.4);
 * **scheduling** — when a tenant should be called and how its stored sync state changes after a
-  call (§13.5), as functions of that state and ``now``.
+  call (reference §13.5), as functions of that state and ``now``.
 
 The process code (``services.report``) reads the clock and the database and feeds them in.
 """
@@ -52,7 +52,7 @@ _json_encoder = msgspec.json.Encoder()
 
 
 # --------------------------------------------------------------------------------------------
-# Items (§13.1) and event-stream frames (§5.9)
+# Items (reference §13.1) and event-stream frames (reference §5.9)
 # --------------------------------------------------------------------------------------------
 
 
@@ -70,7 +70,7 @@ def _int_or_none(value: Any) -> int | None:
 
 
 def encode_item(row: Mapping[str, Any]) -> dict[str, Any]:
-    """The §13.1 report item for one event row.
+    """The reference §13.1 report item for one event row.
 
     ``row`` carries ``id, account_id, priority, batch_code, event_type, event_ts, description``
     and ``metadata`` (a mapping, possibly empty or ``None``) with the optional
@@ -79,7 +79,7 @@ def encode_item(row: Mapping[str, Any]) -> dict[str, Any]:
 
     The key order is fixed (base keys, ``event``, then ``batch_code``, ``deferred_reason``,
     ``smtp_code``, ``retry_count``, ``refused_recipients``, ``outcome_uncertain``, the bounce
-    keys) so that the contract's examples (§13.8) come out byte for byte.
+    keys) so that the reference's examples (reference §13.8) come out byte for byte.
     """
     kind = row["event_type"]
     if kind not in EVENT_TYPES:
@@ -115,7 +115,7 @@ def encode_item(row: Mapping[str, Any]) -> dict[str, Any]:
         item["smtp_code"] = smtp_code
     if kind == "deferred" or retry_count >= 1:
         item["retry_count"] = retry_count
-    # A deferral has no refused_recipients key (§13.1): the whole message comes back anyway.
+    # A deferral has no refused_recipients key (reference §13.1): the whole message comes back anyway.
     if refused and kind != "deferred":
         item["refused_recipients"] = refused
     if meta.get("outcome_uncertain") is True:
@@ -124,12 +124,12 @@ def encode_item(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def event_frame(tenant_id: str, row: Mapping[str, Any]) -> dict[str, Any]:
-    """The §5.9 event-stream frame: the report item plus ``tenant_id`` (first)."""
+    """The reference §5.9 event-stream frame: the report item plus ``tenant_id`` (first)."""
     return {"tenant_id": tenant_id, **encode_item(row)}
 
 
 # --------------------------------------------------------------------------------------------
-# Requests (§13.2, §13.3)
+# Requests (reference §13.2, §13.3)
 # --------------------------------------------------------------------------------------------
 
 
@@ -179,7 +179,7 @@ def request_headers(
 
 
 # --------------------------------------------------------------------------------------------
-# Answers (§13.4)
+# Answers (reference §13.4)
 # --------------------------------------------------------------------------------------------
 
 
@@ -254,7 +254,7 @@ def decode_answer(raw: bytes) -> Any:
 
 
 # --------------------------------------------------------------------------------------------
-# Scheduling (§13.5)
+# Scheduling (reference §13.5)
 # --------------------------------------------------------------------------------------------
 
 
@@ -297,7 +297,7 @@ class Decision:
 
 
 def heartbeat_due(state: SyncState, *, active: bool, now: float, interval: float) -> bool:
-    """Would a heartbeat be sent now (sync-status ``next_sync_due``, §5.5)?
+    """Would a heartbeat be sent now (sync-status ``next_sync_due``, reference §5.5)?
 
     A run-now makes it due whatever the activity; otherwise the tenant must be active, out of
     DND and back-off, and unacknowledged for ``interval`` seconds (or never acknowledged).
@@ -314,7 +314,7 @@ def heartbeat_due(state: SyncState, *, active: bool, now: float, interval: float
 def decide(
     state: SyncState, *, active: bool, has_events: bool, now: float, interval: float
 ) -> Decision:
-    """Should the tenant be called now (§13.5)? Reasons in priority order:
+    """Should the tenant be called now (reference §13.5)? Reasons in priority order:
 
     run-now, events, heartbeat, queued. A call is "made only for queued" only when no other
     reason holds — that is what the cap of 20 counts.
@@ -385,7 +385,7 @@ def after_call(state: SyncState, reply: Reply, *, reason: Reason, now: float) ->
 
 
 def after_run_now(state: SyncState) -> SyncState:
-    """A tenant-scoped run-now: DND and back-off cleared, heartbeat due at once (§5.2).
+    """A tenant-scoped run-now: DND and back-off cleared, heartbeat due at once (reference §5.2).
 
     The failure count stays (sync-status keeps showing it); only an acknowledged call resets
     the doubling. ``store.sync.run_now`` applies the same change in the database.
@@ -394,7 +394,7 @@ def after_run_now(state: SyncState) -> SyncState:
 
 
 # --------------------------------------------------------------------------------------------
-# Sync status (§5.5)
+# Sync status (reference §5.5)
 # --------------------------------------------------------------------------------------------
 
 
@@ -411,7 +411,7 @@ class TenantSyncView:
 
 
 def status_row(view: TenantSyncView, *, now: float, interval: float) -> dict[str, Any]:
-    """One ``tenants`` entry of ``GET /tenants/sync-status``; ``null`` keys omitted (§0)."""
+    """One ``tenants`` entry of ``GET /tenants/sync-status``; ``null`` keys omitted (reference §0)."""
     state = view.state
     in_dnd = state.in_dnd(now)
     row: dict[str, Any] = {"id": view.id}

@@ -1,4 +1,4 @@
-"""Formatting of times at the edge (contract §0, §7).
+"""Formatting of times at the edge (reference §0, §7).
 
 Times travel inside the program as float Unix seconds; they become text only here.
 """

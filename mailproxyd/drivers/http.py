@@ -1,4 +1,4 @@
-"""The HTTP client of the sync exchange (contract §13.2–§13.4, §11.3).
+"""The HTTP client of the sync exchange (reference §13.2–§13.4, §11.3).
 
 The only place that sends sync requests. One :class:`SyncClient` per reporter process owns one
 ``httpx.AsyncClient`` (running on trio), whose keep-alive pool is keyed by origin, so every
@@ -9,39 +9,31 @@ failure, a TLS error, a link-local target or the whole-exchange timeout all come
 :class:`Answer` with outcome ``network_error``, because for the reporter they are one thing — the
 items stay unacknowledged and the tenant goes into back-off.
 
-Sync targets may be loopback or private (the tenant configuration is trusted, §11.3) but never
-link-local. The host is resolved and checked here before httpx connects (results kept 30 s);
-httpx resolves again for the connection, so a host whose DNS changes in between is not caught —
-acceptable for trusted tenant URLs, unlike the untrusted attachment URLs of §11.3.
+Every connection goes through the outbound connector (``drivers/connect``): the host is resolved
+once, every address is checked, and the socket goes to a checked address, so a name whose DNS
+answer changes between check and connect cannot reach anything the policy refuses. A
+``client_base_url`` set with the admin token is trusted (loopback and private networks allowed,
+never link-local); one set with a tenant key follows the ``http_url`` rule of reference §11.3.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import math
-import socket
 import time
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import httpx
 import trio
 
 from mailproxyd.core import sync
+from mailproxyd.core.netpolicy import Policy
+from mailproxyd.drivers.connect import AddressRefused, Resolver, checked_transport
+
+TRUSTED: Final = Policy(trusted=True)
 
 # A tenant's answer is a small JSON object; anything much larger is not one.
 MAX_ANSWER_BYTES: Final = 1 << 20
-# Resolution results are reused briefly: the reporter may call one tenant many times a second.
-_RESOLVE_TTL: Final = 30.0
-#: Most (host, port) address checks remembered at once.
-RESOLVED_MAX: Final = 1024
-# Cloud metadata services outside the link-local ranges (§11.3 names this one).
-_METADATA_ADDRESSES: Final = frozenset({ipaddress.ip_address("fd00:ec2::254")})
-
-
-class RefusedAddress(OSError):
-    """The sync URL resolves to an address that sync calls may never reach."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,29 +51,39 @@ class Answer:
 
 
 def refused_address(address: str) -> bool:
-    """Sync calls may reach loopback and private networks, never link-local (§11.3).
-
-    Unspecified and multicast addresses cannot be a tenant either and are refused with them.
-    """
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_link_local or ip.is_unspecified or ip.is_multicast or ip in _METADATA_ADDRESSES
+    """Sync calls to an admin-set URL may reach loopback and private networks, never
+    link-local, unspecified, multicast or broadcast addresses (reference §11.3)."""
+    return TRUSTED.refusal(address) is not None
 
 
 class SyncClient:
     """Sends sync POSTs; use as ``async with SyncClient(...) as client``."""
 
-    def __init__(self, *, max_connections: int = 100, verify: bool | str = True) -> None:
-        limits = httpx.Limits(
+    def __init__(
+        self,
+        *,
+        max_connections: int = 100,
+        verify: bool | str = True,
+        resolver: Resolver | None = None,
+    ) -> None:
+        self._limits = httpx.Limits(
             max_connections=max_connections, max_keepalive_connections=max_connections
         )
-        # trust_env=False: proxies from the environment would make the address check meaningless
-        # and send loopback tenants through a proxy.
-        self._client = httpx.AsyncClient(
-            limits=limits, follow_redirects=False, trust_env=False, verify=verify
-        )
-        self._resolved: dict[tuple[str, int], float] = {}
+        self._verify = verify
+        self._resolver = resolver
+        self._clients: dict[Policy, httpx.AsyncClient] = {}
+
+    def _client(self, policy: Policy) -> httpx.AsyncClient:
+        found = self._clients.get(policy)
+        if found is None:
+            # trust_env=False: proxies from the environment would make the address check
+            # meaningless and send loopback tenants through a proxy.
+            transport = checked_transport(
+                policy, resolver=self._resolver, verify=self._verify, limits=self._limits
+            )
+            found = httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False)
+            self._clients[policy] = found
+        return found
 
     async def __aenter__(self) -> SyncClient:
         return self
@@ -91,37 +93,14 @@ class SyncClient:
 
     async def aclose(self) -> None:
         with trio.CancelScope(shield=True), trio.move_on_after(5):
-            await self._client.aclose()
-
-    async def _check_target(self, url: str) -> None:
-        """Resolve the host and refuse it when any of its addresses is off limits."""
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        key = (host, port)
-        now = time.monotonic()
-        if self._resolved.get(key, 0.0) > now:
-            return
-        try:
-            infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            raise httpx.ConnectError(f"cannot resolve {host}: {exc}") from exc
-        for info in infos:
-            address = str(info[4][0])
-            if refused_address(address):
-                raise RefusedAddress(f"{host} resolves to the refused address {address}")
-        if len(self._resolved) >= RESOLVED_MAX:
-            # Bounded: forget the expired checks, and all of them if that is not enough.
-            self._resolved = {k: t for k, t in self._resolved.items() if t > now}
-            if len(self._resolved) >= RESOLVED_MAX:
-                self._resolved.clear()
-        self._resolved[key] = now + _RESOLVE_TTL
+            for client in self._clients.values():
+                await client.aclose()
+        self._clients.clear()
 
     async def _exchange(
-        self, url: str, body: bytes, headers: dict[str, str]
+        self, client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]
     ) -> tuple[int, bytes | None]:
-        await self._check_target(url)
-        async with self._client.stream("POST", url, content=body, headers=headers) as response:
+        async with client.stream("POST", url, content=body, headers=headers) as response:
             chunks: list[bytes] = []
             size = 0
             async for chunk in response.aiter_bytes():
@@ -137,17 +116,25 @@ class SyncClient:
         body: bytes,
         headers: dict[str, str],
         timeout: float,  # noqa: ASYNC109 -- a timeout is an outcome here, not an error
+        *,
+        trusted: bool = True,
+        allow_private: bool = False,
     ) -> Answer:
-        """POST ``body`` to ``url`` within ``timeout`` seconds for the whole exchange."""
+        """POST ``body`` to ``url`` within ``timeout`` seconds for the whole exchange.
+
+        ``trusted``: the URL was set with the admin token; otherwise loopback, private and
+        shared addresses are refused unless ``allow_private`` (reference §11.3).
+        """
+        policy = TRUSTED if trusted else Policy(trusted=False, allow_private=allow_private)
         started = time.monotonic()
         status: int | None = None
         raw: bytes | None = None
         error: str | None = None
         with trio.move_on_after(timeout) as scope:
             try:
-                status, raw = await self._exchange(url, body, headers)
-            except RefusedAddress as exc:
-                error = str(exc)
+                status, raw = await self._exchange(self._client(policy), url, body, headers)
+            except AddressRefused as exc:
+                error = f"{exc.host}: refused address ({exc.reason})"
             except (httpx.HTTPError, OSError) as exc:
                 error = _describe(exc)
         if scope.cancelled_caught:

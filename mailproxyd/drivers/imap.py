@@ -1,4 +1,4 @@
-"""The bounce mailbox over IMAP: the only importer of ``imaplib`` (contract §12).
+"""The bounce mailbox over IMAP: the only importer of ``imaplib`` (reference §12).
 
 :class:`Mailbox` is one IMAP session: connect (TLS when ``ssl``, otherwise STARTTLS when the
 server offers it), log in, select the folder and learn its UIDVALIDITY; then list the UIDs
@@ -36,7 +36,7 @@ class ImapError(MailProxyError):
 
 @dataclass(frozen=True)
 class MailboxConfig:
-    """Where the bounce mailbox is and how to log in (from the instance settings, §5.6)."""
+    """Where the bounce mailbox is and how to log in (from the instance settings, reference §5.6)."""
 
     host: str
     port: int

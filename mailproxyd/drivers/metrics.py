@@ -1,4 +1,4 @@
-"""The node's Prometheus metrics (contract §14), shared by its processes through files.
+"""The node's Prometheus metrics (reference §14), shared by its processes through files.
 
 Every process of a node writes its counters and histograms with ``prometheus_client`` in
 multiprocess mode: one memory-mapped file per process and metric type in the node's metrics
@@ -34,7 +34,7 @@ SYNC_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 ACCOUNT_LABELS = ("tenant_id", "tenant_name", "account_id", "account_name")
 _ENV = "PROMETHEUS_MULTIPROC_DIR"
 
-# No ``_created`` series (§14), also outside multiprocess mode.
+# No ``_created`` series (reference §14), also outside multiprocess mode.
 prometheus_client.disable_created_metrics()
 
 _directory: str | None = None
@@ -130,7 +130,7 @@ def _get() -> _Metrics:
 
 @dataclass(frozen=True)
 class AccountLabels:
-    """The labels of an account's series (§14: the tenant's name, or its id when it has none)."""
+    """The labels of an account's series (reference §14: the tenant's name, or its id when it has none)."""
 
     tenant_id: str
     tenant_name: str
@@ -169,7 +169,7 @@ def delivery(
 
 
 def sync_call(tenant_id: str, outcome: str, seconds: float) -> None:
-    """Count one sync POST (§13) and its duration."""
+    """Count one sync POST (reference §13) and its duration."""
     m = _get()
     m.sync.labels(tenant_id, outcome).inc()
     m.sync_duration.labels(tenant_id).observe(max(0.0, seconds))
@@ -195,7 +195,7 @@ def ensure_account_series(accounts: Sequence[AccountLabels]) -> None:
 
 @dataclass(frozen=True)
 class Gauges:
-    """The database-derived gauges of §14."""
+    """The database-derived gauges of reference §14."""
 
     pending: int
     queue_age: float

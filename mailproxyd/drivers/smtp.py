@@ -1,4 +1,4 @@
-"""SMTP sessions over pooled connections (contract §10.1, §10.2) — the only ``smtplib`` user.
+"""SMTP sessions over pooled connections (reference §10.1, §10.2) — the only ``smtplib`` user.
 
 A :class:`SmtpPool` keeps idle connections per account and runs each attempt as a blocking
 smtplib session in a worker thread (``trio.to_thread`` with its own ``CapacityLimiter``). The
@@ -12,6 +12,7 @@ Nothing from smtplib leaks out of this module.
 
 from __future__ import annotations
 
+import binascii
 import smtplib
 import socket
 import ssl
@@ -23,18 +24,20 @@ from typing import Any
 
 import trio
 
-from mailproxyd.core.mime import Built
+from mailproxyd.core.mime import Built, FileSegment
+from mailproxyd.core.netpolicy import Policy
 from mailproxyd.core.smtp_outcome import Attempt, Failure, Outcome, RcptReply, Stage, classify
+from mailproxyd.drivers.connect import AddressRefused, ResolveFailed, connect_blocking
 
 __all__ = ["AttemptResult", "SmtpAccount", "SmtpPool", "resolve_tls_mode"]
 
 TLS_MODES = ("none", "opportunistic", "starttls", "implicit")
-_AUTH_PREFERENCE = ("CRAM-MD5", "PLAIN", "LOGIN")  # best first (§10.2)
+_AUTH_PREFERENCE = ("CRAM-MD5", "PLAIN", "LOGIN")  # best first (reference §10.2)
 _CHUNK = 64 * 1024  # data is written in chunks so the timeout means "no progress"
 
 
 def resolve_tls_mode(tls_mode: str | None, use_tls: bool | None, port: int) -> str:
-    """The effective ``tls_mode``: as given, else derived from the legacy ``use_tls`` (§10.1)."""
+    """The effective ``tls_mode``: as given, else derived from the legacy ``use_tls`` (reference §10.1)."""
     if tls_mode:
         return tls_mode
     if use_tls is None:
@@ -42,6 +45,10 @@ def resolve_tls_mode(tls_mode: str | None, use_tls: bool | None, port: int) -> s
     if use_tls:
         return "implicit" if port == 465 else "starttls"
     return "none"
+
+
+#: Hosts set with the admin token: anything but link-local and the like (reference §11.3).
+ADMIN_HOST = Policy(trusted=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,11 +63,15 @@ class SmtpAccount:
     tls_verify: bool = True
     ttl: float = 300.0
     max_concurrent: int = 3
+    #: Where the host may lead (reference §11.3): an admin-set host is trusted (never link-local); one
+    #: set with a tenant key follows the http_url rule.
+    policy: Policy = ADMIN_HOST
 
     @classmethod
-    def from_mapping(cls, m: Mapping[str, Any]) -> SmtpAccount:
+    def from_mapping(cls, m: Mapping[str, Any], *, allow_private: bool = False) -> SmtpAccount:
         port = int(m["port"])
         return cls(
+            policy=Policy(trusted=not m.get("host_untrusted"), allow_private=allow_private),
             host=str(m["host"]),
             port=port,
             user=m.get("user") or None,
@@ -81,6 +92,7 @@ class SmtpAccount:
             self.tls_mode,
             self.tls_verify,
             self.ttl,
+            self.policy,
         )
 
 
@@ -134,6 +146,7 @@ class SmtpPool:
         ssl_context_factory: Callable[[bool], ssl.SSLContext] | None = None,
         threads: int = 32,
         clock: Callable[[], float] = time.monotonic,
+        allow_private: bool = False,
     ) -> None:
         self.timeout = timeout
         self.connect_timeout = connect_timeout
@@ -148,6 +161,8 @@ class SmtpPool:
         self._closed = False
         self.limiter = trio.CapacityLimiter(threads)
         self.connections_opened = 0  # observable for tests and metrics
+        # GMP_ALLOW_PRIVATE_NETWORKS, for hosts set with a tenant key (reference §11.3).
+        self.allow_private = allow_private
 
     # ------------------------------------------------------------------ async surface
 
@@ -155,7 +170,11 @@ class SmtpPool:
         self, key: Hashable, account: SmtpAccount | Mapping[str, Any], built: Built
     ) -> AttemptResult:
         """One delivery attempt of ``built`` through ``account`` (pooled under ``key``)."""
-        acc = account if isinstance(account, SmtpAccount) else SmtpAccount.from_mapping(account)
+        acc = (
+            account
+            if isinstance(account, SmtpAccount)
+            else SmtpAccount.from_mapping(account, allow_private=self.allow_private)
+        )
         return await trio.to_thread.run_sync(
             self.send_blocking, key, acc, built, limiter=self.limiter
         )
@@ -313,7 +332,23 @@ class SmtpPool:
         smtp = _Session(self.local_hostname, self.timeout)
         try:
             try:
-                sock = socket.create_connection((account.host, account.port), self.connect_timeout)
+                sock = connect_blocking(
+                    account.host, account.port, self.connect_timeout, account.policy
+                )
+            except AddressRefused:
+                failure = Attempt(
+                    Stage.CONNECT, failure=Failure.POLICY_REFUSED, detail=account.host
+                )
+                raise _Stop(failure) from None
+            except ResolveFailed as exc:
+                raise _Stop(
+                    _from_exception(
+                        socket.gaierror(socket.EAI_NONAME, str(exc)),
+                        Stage.CONNECT,
+                        where,
+                        self.connect_timeout,
+                    )
+                ) from None
             except OSError as exc:
                 raise _Stop(
                     _from_exception(exc, Stage.CONNECT, where, self.connect_timeout)
@@ -439,11 +474,19 @@ class SmtpPool:
                 raise _Stop(_reply(stage, code, text, rcpts))
 
             stage = Stage.MESSAGE
-            payload = _dot_stuff(built.data)
-            smtp.send_data(payload + b".\r\n")
+            if built.segments:
+                for segment in built.segments:
+                    if isinstance(segment, bytes):
+                        smtp.send_data(_dot_stuff(segment) if segment else b"")
+                    else:
+                        _send_file_base64(smtp, segment)
+                smtp.send_data(b".\r\n")
+            else:
+                payload = _dot_stuff(built.data)
+                smtp.send_data(payload + b".\r\n")
             data_sent = True
 
-            # After the dot, a missing reply means the outcome is unknown (§10.3).
+            # After the dot, a missing reply means the outcome is unknown (reference §10.3).
             stage = Stage.DATA_REPLY
             smtp.set_timeout(self.data_timeout)
             code, text = smtp.getreply()
@@ -462,7 +505,7 @@ class SmtpPool:
 
 def _reset(conn: _Conn) -> bool:
     """``RSET`` before the next transaction; a failed reset closes the connection (and only
-    costs a new one, never a failed attempt, §10.2)."""
+    costs a new one, never a failed attempt, reference §10.2)."""
     try:
         code, _ = conn.smtp.rset()
     except (smtplib.SMTPException, OSError):
@@ -534,15 +577,36 @@ class _Session(smtplib.SMTP):
             self.sock.settimeout(seconds)
 
     def send_data(self, payload: bytes) -> None:
-        """Write the data in chunks, so the socket timeout means "no progress" (§10.2)."""
+        """Write the data in chunks, so the socket timeout means "no progress" (reference §10.2)."""
         assert self.sock is not None
         view = memoryview(payload)
         for offset in range(0, len(view), _CHUNK):
             self.sock.sendall(view[offset : offset + _CHUNK])
 
 
+# 57 bytes of content make one 76-character base64 line; read this many lines at a time.
+_FILE_LINES = 8192
+
+
+def _send_file_base64(smtp: _Session, segment: FileSegment) -> None:
+    """Send a file as base64 lines while reading it, so memory stays at one chunk (reference §11.5).
+
+    Base64 has no ``.``, so these lines need no dot-stuffing. A file that is shorter or longer
+    than the size the message declared is an error: the data would not match ``SIZE=``.
+    """
+    sent = 0
+    with open(segment.path, "rb") as src:
+        while chunk := src.read(57 * _FILE_LINES):
+            sent += len(chunk)
+            enc = binascii.b2a_base64(chunk, newline=False)
+            lines = b"\r\n".join(enc[i : i + 76] for i in range(0, len(enc), 76))
+            smtp.send_data(lines + b"\r\n")
+    if sent != segment.size:
+        raise ValueError("attachment file changed while it was sent")
+
+
 def _dot_stuff(data: bytes) -> bytes:
-    """Double every dot that starts a line (RFC 5321 §4.5.2); the data ends with CRLF."""
+    """Double every dot that starts a line (RFC 5321 reference §4.5.2); the data ends with CRLF."""
     data = data.replace(b"\r\n.", b"\r\n..")
     if data.startswith(b"."):
         data = b"." + data

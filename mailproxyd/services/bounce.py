@@ -1,4 +1,4 @@
-"""The bounce poll (contract §12): read the bounce mailbox, record matched bounces as events.
+"""The bounce poll (reference §12): read the bounce mailbox, record matched bounces as events.
 
 :func:`poll_once` is one poll, used by both modes: when ``bounce_enabled`` is set and a poll is
 due by the shared schedule (or forced), it takes the poller lease in the database — one poller
@@ -12,7 +12,7 @@ parsed — is stored for ``GET /instance`` and logged once per change of state.
 
 :func:`bounce_loop` runs :func:`poll_once` in normal mode, in the reporter process, next to the
 delivery reports; nothing that goes wrong here ever reaches them. Test mode calls
-:func:`poll_once` once per run-now cycle (§8.7 step 3).
+:func:`poll_once` once per run-now cycle (reference §8.7 step 3).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""The add-messages use case (contract §6): envelope → validation → store → wake-up.
+"""The add-messages use case (reference §6): envelope → validation → store → wake-up.
 
 Everything that touches the database happens in **one** transaction in one worker
 thread: the tenant/account lookups validation needs, the pure validation of every item
 (``core.messages``), the store's insert/replace/re-queue with the recorded rejections of
-§6.9, and the command-log entry. Keeping validation inside the transaction means an
+reference §6.9, and the command-log entry. Keeping validation inside the transaction means an
 account deleted concurrently can never receive a message; running it in the thread keeps
 the event loop free while a large batch is checked. After the commit, senders are woken.
 """
@@ -41,7 +41,7 @@ class EnqueueContext(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class EnqueueOutcome:
-    """The answer of §6.8: ``queued`` and every rejection in request order."""
+    """The answer of reference §6.8: ``queued`` and every rejection in request order."""
 
     queued: int
     rejected: list[dict[str, Any]]
@@ -66,7 +66,7 @@ def _tenant_view(tx: Any, tenant_id: str) -> TenantView | None:
 def _store_batch(
     tx: Any, tenant_id: str, items: list[Any], rejections: list[Any], now: float
 ) -> tuple[int, list[Any]]:
-    """Store one tenant's accepted items and recorded rejections (§6.7, §6.9).
+    """Store one tenant's accepted items and recorded rejections (reference §6.7, §6.9).
 
     ``items`` are ``core.messages.Accepted``, ``rejections`` recordable ``Rejected``.
     Returns the queued count and the store's idempotency rejections (rules 27/28) as

@@ -1,16 +1,16 @@
-"""The report cycle: pushing every tenant's unacknowledged events to its sync URL (§13).
+"""The report cycle: pushing every tenant's unacknowledged events to its sync URL (reference §13).
 
 Three entry points over one per-tenant routine (:func:`serve_tenant`):
 
-* :func:`run_report_cycle` — one full cycle (test mode's step 2 of §8.7): every tenant that is
+* :func:`run_report_cycle` — one full cycle (test mode's step 2 of reference §8.7): every tenant that is
   due is served until nothing more is due, then the retention sweep runs;
 * :func:`reporter_loop` — normal mode: a scheduler that starts one task per tenant as soon as it
   becomes due (a wake-up for new events, a heartbeat, the end of a back-off or DND), so one slow
   tenant never delays another;
-* :func:`flush_before_exit` — shutdown step 3 of §18.3: one last POST per tenant with events.
+* :func:`flush_before_exit` — shutdown step 3 of reference §18.3: one last POST per tenant with events.
 
 Serving a tenant means: take its reporter lock in the database (so two reporter processes, on
-one node or several, never push one tenant at the same time), then call it while §13.5 says so
+one node or several, never push one tenant at the same time), then call it while reference §13.5 says so
 — follow-ups at once while events remain after an acknowledgement or ``queued > 0`` asks for
 more — and persist the sync state after every call. The decisions themselves are the pure
 functions of :mod:`mailproxyd.core.sync`.
@@ -49,7 +49,7 @@ RETENTION_INTERVAL = 60.0
 LOCKED_RETRY = 0.5
 # Wake-ups arrive per recorded group of events; looking at the database at most this often
 # lets a busy sender's events gather into large POSTs (a POST's cost is mostly per call, not
-# per item) while every event is still reported well within the second of §13.5.
+# per item) while every event is still reported well within the second of reference §13.5.
 MIN_POLL_GAP = 0.2
 
 Observer = Callable[[str, sync.Outcome, float], None]
@@ -64,7 +64,7 @@ class ReportContext:
     client: SyncClient
     owner: str  # reporter identity for the per-tenant lock, unique across processes and nodes
     observe: Observer | None = None  # metrics hook: (tenant_id, outcome, duration seconds)
-    # Further sweeps run right after retention (the expired large-file sweep, §8.7 step 2):
+    # Further sweeps run right after retention (the expired large-file sweep, reference §8.7 step 2):
     # each is called with ``now``; a failing one is logged and does not stop the others.
     extra_sweeps: list[Callable[[float], Awaitable[object]]] = field(default_factory=list)
 
@@ -254,7 +254,7 @@ async def serve_tenant(
     only_events: bool = False,
     stopping: trio.Event | None = None,
 ) -> TenantServing:
-    """Call one tenant while §13.5 says it is due, under its reporter lock.
+    """Call one tenant while reference §13.5 says it is due, under its reporter lock.
 
     ``max_calls`` bounds the number of POSTs (the shutdown flush makes one); ``only_events``
     restricts the reasons to unacknowledged events (no heartbeat, no queued follow-up); once
@@ -342,7 +342,14 @@ async def _call(
     url = sync.sync_url(tenant["client_base_url"], tenant.get("client_sync_path"))
     body = sync.encode_body([sync.encode_item(r) for r in rows])
     headers = sync.request_headers(tenant.get("client_auth"), body, now=now_fn())
-    answer = await ctx.client.post_report(url, body, headers, ctx.settings.sync_timeout)
+    answer = await ctx.client.post_report(
+        url,
+        body,
+        headers,
+        ctx.settings.sync_timeout,
+        trusted=not tenant.get(store_tenants.UNTRUSTED_URL_KEY),
+        allow_private=bool(ctx.settings.allow_private_networks),
+    )
     stats.calls += 1
     stats.items_sent += len(rows)
     stats.outcomes[answer.outcome] += 1
@@ -359,7 +366,7 @@ async def _call(
 
 
 async def _sweep(ctx: ReportContext, now: float) -> dict[str, int]:
-    """The retention sweep (§13.7), in chunks so no transaction grows with the backlog."""
+    """The retention sweep (reference §13.7), in chunks so no transaction grows with the backlog."""
     settings = ctx.settings
     totals: Counter[str] = Counter()
     while True:
@@ -389,10 +396,12 @@ async def run_report_cycle(
 ) -> CycleStats:
     """Serve every tenant that is due, concurrently, until none is; then sweep retention.
 
-    In test mode this is the reporter's whole share of a run-now cycle (§8.7 step 2). A tenant
+    In test mode this is the reporter's whole share of a run-now cycle (reference §8.7 step 2). A tenant
     whose lock another reporter holds is left to that reporter.
     """
-    del test_mode  # the same code path in both modes (§8.7); kept for the callers' clarity
+    del (
+        test_mode
+    )  # the same code path in both modes (reference §8.7); kept for the callers' clarity
     total = CycleStats()
     tenant_ids, _ = await _tenants_due(ctx, now_fn())
     limiter = trio.CapacityLimiter(ctx.settings.sync_concurrency)
@@ -417,7 +426,7 @@ async def run_report_cycle(
 async def flush_before_exit(
     ctx: ReportContext, *, now_fn: Callable[[], float] = time.time
 ) -> CycleStats:
-    """Shutdown step 3 (§18.3): one last POST per tenant with events and not in back-off.
+    """Shutdown step 3 (reference §18.3): one last POST per tenant with events and not in back-off.
 
     The caller bounds it with the remaining grace time (``trio.move_on_after``).
     """
@@ -491,7 +500,7 @@ async def reporter_loop(
     every ``poll_interval`` seconds, and when a known next-check time arrives.
 
     Runs until cancelled, or until ``stopping`` is set: then it starts nothing new, lets the
-    POSTs in flight finish (shutdown step 3, §18.3) and returns; the caller bounds that wait.
+    POSTs in flight finish (shutdown step 3, reference §18.3) and returns; the caller bounds that wait.
     """
     limiter = trio.CapacityLimiter(ctx.settings.sync_concurrency)
     running: set[str] = set()

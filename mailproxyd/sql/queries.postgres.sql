@@ -236,7 +236,7 @@ WHERE event_id > :after AND event_id <= :upto
   AND (CAST(:tenant_id AS TEXT) IS NULL OR tenant_id = CAST(:tenant_id AS TEXT))
 ORDER BY event_id LIMIT :limit;
 
--- ---------------------------------------------------------------- metrics (§14)
+-- ---------------------------------------------------------------- metrics (reference §14)
 
 -- As the common query, but the pending count is the sum of the deltas kept by statement
 -- triggers (queue_count, migration 3): counting a million queued rows takes longer than a

@@ -25,6 +25,9 @@ ON CONFLICT (key) DO UPDATE SET value = excluded.value;
 -- name: meta_delete
 DELETE FROM meta WHERE key = :key;
 
+-- name: meta_list_prefix
+SELECT key, value FROM meta WHERE key LIKE :prefix ORDER BY key;
+
 -- name: node_get
 SELECT node_id, host, pid, started_at, heartbeat_ts FROM nodes WHERE node_id = :node_id;
 
@@ -329,7 +332,7 @@ SET status = 'error', ready_ts = NULL, error = :error, error_ts = :now, smtp_cod
 WHERE pk = :pk;
 
 -- ---------------------------------------------------------------- messages (reads, deletes)
--- The status a record reads (§1.2): deferred past its time and sending with an expired lease
+-- The status a record reads (reference §1.2): deferred past its time and sending with an expired lease
 -- read "pending".
 
 -- name: message_list
@@ -443,7 +446,7 @@ SET bounce_type = :bounce_type, bounce_code = :bounce_code, bounce_reason = :bou
     bounce_ts = :now, updated_at = :now
 WHERE pk = :pk;
 
--- ---------------------------------------------------------------- bounce poller (§12)
+-- ---------------------------------------------------------------- bounce poller (reference §12)
 
 -- name: bounce_state_ensure
 INSERT INTO bounce_state (id) VALUES (1) ON CONFLICT (id) DO NOTHING;
@@ -614,7 +617,7 @@ LIMIT :limit;
 -- name: command_purge
 DELETE FROM command_log WHERE command_ts < :before;
 
--- ---------------------------------------------------------------- metrics (§14)
+-- ---------------------------------------------------------------- metrics (reference §14)
 
 -- One round trip for the queue gauges. pending: queued and in flight, both parts read from
 -- partial indexes, not the whole table. oldest_deferred: the oldest due deferral (its

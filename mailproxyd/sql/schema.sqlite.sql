@@ -65,7 +65,7 @@ CREATE TABLE accounts (
 -- partial indexes below therefore hold only queued or in-flight rows, so claim cost does not grow
 -- with the number of sent/error rows kept for retention. Ingest writes as few indexes as
 -- possible: a pending insert touches only the primary key, (tenant_id, id), messages_queue and
--- messages_pending_age (the queue-age gauge, §14).
+-- messages_pending_age (the queue-age gauge, reference §14).
 -- There is deliberately no (tenant_id, priority, seq) index for listing: PostgreSQL would pick it
 -- for claims too and walk every sent row in front of the queue; listing a huge backlog sorts
 -- instead (about 0.2 s per million rows of the tenant).
@@ -115,7 +115,7 @@ CREATE INDEX messages_leases ON messages (tenant_id, account_id, lease_until)
 CREATE INDEX messages_lease_until ON messages (lease_until) WHERE status = 'sending';
 CREATE INDEX messages_terminal ON messages (reported_ts) WHERE status IN ('sent', 'error');
 CREATE INDEX messages_message_id ON messages (message_id) WHERE status = 'sent';
--- The queue age gauge (§14) reads the oldest pending message here instead of scanning.
+-- The queue age gauge (reference §14) reads the oldest pending message here instead of scanning.
 CREATE INDEX messages_pending_age ON messages (created_at) WHERE status = 'pending';
 
 -- Append-only; id/account_id/priority/batch_code are snapshots taken when the event is recorded.
@@ -188,7 +188,7 @@ CREATE TABLE command_log (
 CREATE INDEX command_log_ts ON command_log (command_ts);
 CREATE INDEX command_log_tenant ON command_log (tenant_id, command_ts);
 
--- The bounce poller's state (§12): the mailbox cursor, the one-node-at-a-time lease, the
+-- The bounce poller's state (reference §12): the mailbox cursor, the one-node-at-a-time lease, the
 -- shared schedule and back-off, and the last failure shown by GET /instance. One row, id 1.
 CREATE TABLE bounce_state (
     id INTEGER PRIMARY KEY,

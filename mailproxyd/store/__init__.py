@@ -14,9 +14,6 @@ import os
 import sqlite3
 from pathlib import Path
 
-import psycopg
-import psycopg_pool
-
 from mailproxyd.core.crypto import SecretBox
 from mailproxyd.errors import ConfigError, DatabaseUnavailable, StoreError
 
@@ -64,7 +61,7 @@ def open_database(
     Raises ``ConfigError`` for ``:memory:``, ``StartRefused`` for a newer schema,
     ``DatabaseUnavailable`` when it cannot be reached, ``StoreError`` when ``create`` is false
     and there is no database/schema yet. ``connect_timeout`` bounds the wait for PostgreSQL
-    (the caller retries at start, §2.6). ``migrations`` replaces the packaged set (tests).
+    (the caller retries at start, reference §2.6). ``migrations`` replaces the packaged set (tests).
     """
     backend, target = parse_url(url)
     if backend == "sqlite":
@@ -105,9 +102,21 @@ def _open_sqlite(path: str, box: SecretBox, create: bool, pool_size: int) -> Dat
     return db
 
 
+#: Said when a PostgreSQL URL is configured on an install without the ``postgresql`` extra.
+POSTGRES_MISSING = (
+    "PostgreSQL support is not installed: install mail-proxy[postgresql] "
+    "(pip install 'mail-proxy[postgresql]')"
+)
+
+
 def _open_postgres(
     conninfo: str, box: SecretBox, pool_size: int, connect_timeout: float
 ) -> Database:
+    try:
+        import psycopg
+        import psycopg_pool
+    except ImportError as exc:
+        raise ConfigError(POSTGRES_MISSING) from exc
     try:
         pool = psycopg_pool.ConnectionPool(
             conninfo,

@@ -2,7 +2,7 @@
 
 An event snapshots the message's client id, account, priority and batch code, so its report
 item stays right even if the message is replaced or deleted later. Events of a tenant without
-``client_base_url`` are acknowledged as they are recorded (contract §13.6).
+``client_base_url`` are acknowledged as they are recorded (reference §13.6).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def event_row(
 
 def error_metadata(row: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
     """Metadata of a ``sent``/``error`` event: ``retry_count`` when ≥ 1, the given extras that
-    are not None, ``outcome_uncertain`` when the row carries it (§13.1)."""
+    are not None, ``outcome_uncertain`` when the row carries it (reference §13.1)."""
     metadata: dict[str, Any] = {}
     if int(row.get("retry_count") or 0) >= 1:
         metadata["retry_count"] = int(row["retry_count"])

@@ -1,4 +1,4 @@
-"""Stored message payloads: attachment credentials encrypted at rest (contract §2.5, §5.3)."""
+"""Stored message payloads: attachment credentials encrypted at rest (reference §2.5, §5.3)."""
 
 from __future__ import annotations
 
@@ -74,5 +74,5 @@ def open_payload(box: SecretBox, tenant_id: str, text: str) -> dict[str, Any]:
 
 def present_payload(box: SecretBox, tenant_id: str, text: str) -> dict[str, Any]:
     """The payload for the API: credentials replaced by ``token_set``/``password_set``, base64
-    content replaced by its ``size`` (§5.3)."""
+    content replaced by its ``size`` (reference §5.3)."""
     return _map_auth(box, tenant_id, text, reveal=False)

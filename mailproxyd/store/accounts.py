@@ -1,4 +1,4 @@
-"""SMTP accounts of a tenant, always addressed by ``(tenant_id, id)`` (contract §5.4).
+"""SMTP accounts of a tenant, always addressed by ``(tenant_id, id)`` (reference §5.4).
 
 Settings arrive validated and normalised from the service layer and are stored as one JSON
 document; the password is encrypted with ``tx.box``. API reads carry ``password_set``;
@@ -142,7 +142,7 @@ def account_ids(tx: Tx, tenant_id: str) -> set[str]:
 
 
 def default_account_id(tx: Tx, tenant_id: str) -> str | None:
-    """The tenant's default account: the one with ``is_default``, else its only account (§6.2)."""
+    """The tenant's default account: the one with ``is_default``, else its only account (reference §6.2)."""
     rows = tx.all("account_list", {"tenant_id": tenant_id})
     for row in rows:
         if row["is_default"]:

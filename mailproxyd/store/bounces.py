@@ -1,4 +1,4 @@
-"""The bounce poller's state and its recording of bounces (contract §12, §5.6).
+"""The bounce poller's state and its recording of bounces (reference §12, §5.6).
 
 One row holds everything the pollers of every node share:
 
@@ -119,7 +119,7 @@ class Applied:
 
 
 def match(tx: Tx, bounce: Bounce) -> tuple[dict[str, Any] | None, str]:
-    """The retained message a bounce is about, by Message-ID, else by X-Genro-Mail-ID (§12).
+    """The retained message a bounce is about, by Message-ID, else by X-Genro-Mail-ID (reference §12).
 
     Returns ``(row, "")`` or ``(None, outcome)`` with ``unmatched``, ``ambiguous`` (several
     messages fit) or ``not_sent`` (the only message with that client id was never sent).

@@ -1,4 +1,4 @@
-"""The command log of state-changing requests (contract §5.7).
+"""The command log of state-changing requests (reference §5.7).
 
 Payloads arrive already redacted by the caller (secrets ``"***"``, base64 data summarised).
 """

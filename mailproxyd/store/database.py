@@ -15,19 +15,20 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 import msgspec
-import psycopg
-import psycopg.errors
-import psycopg_pool
 import trio
-from psycopg.rows import dict_row
 
 from mailproxyd.core.crypto import SecretBox
 from mailproxyd.errors import DatabaseUnavailable, MailProxyError, StoreError
 
 from ._queries import queries_for
+
+if TYPE_CHECKING:
+    # psycopg is the optional extra mail-proxy[postgresql]: imported where PostgreSQL is used,
+    # so a SQLite-only install runs without it.
+    import psycopg_pool
 
 Backend = Literal["sqlite", "postgres"]
 Params = Mapping[str, Any] | None
@@ -68,6 +69,10 @@ def translate_sqlite(exc: sqlite3.Error) -> MailProxyError:
 
 def translate_psycopg(exc: Exception) -> MailProxyError:
     """The mail-proxy error for a psycopg / psycopg_pool exception."""
+    import psycopg
+    import psycopg.errors
+    import psycopg_pool
+
     # A unique violation here is two nodes inserting the same new key at once (e.g. one message
     # id enqueued twice concurrently): the retry sees the other's row and takes the update path.
     if isinstance(
@@ -286,6 +291,10 @@ class Database:
 
     @contextlib.contextmanager
     def _pg_transaction(self) -> Iterator[Tx]:
+        import psycopg
+        import psycopg_pool
+        from psycopg.rows import dict_row
+
         assert self._pg_pool is not None
         try:
             with self._pg_pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:

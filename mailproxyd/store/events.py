@@ -1,10 +1,10 @@
-"""Events: unreported per tenant, acknowledgement, live tail, bounces (contract §13, §5.9, §12).
+"""Events: unreported per tenant, acknowledgement, live tail, bounces (reference §13, §5.9, §12).
 
 Event rows are dicts with ``event_id``, ``message_pk``, ``tenant_id``, ``id``, ``account_id``,
 ``priority``, ``batch_code``, ``event_type``, ``event_ts``, ``description`` (error text or
 deferral reason) and ``metadata`` (``deferred_ts``, ``deferred_reason``, ``retry_count``,
 ``smtp_code``, ``refused_recipients``, ``outcome_uncertain``, ``bounce_*`` as applicable) —
-everything a delivery-report item (§13.1) needs.
+everything a delivery-report item (reference §13.1) needs.
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def record_bounce(
     """Record a matched bounce: a ``bounce`` event and the record's ``bounce_*`` fields.
 
     False (nothing written) when the message is gone or the same bounce (code and recipient)
-    was already recorded for it (§12), whatever its reason text says.
+    was already recorded for it (reference §12), whatever its reason text says.
     """
     message = tx.one("message_for_event", {"pk": int(message_pk)})
     if message is None:

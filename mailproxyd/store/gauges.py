@@ -1,4 +1,4 @@
-"""What the metrics read from the database at scrape time (contract §14).
+"""What the metrics read from the database at scrape time (reference §14).
 
 Nothing here scans the queue: the pending count comes from partial indexes (SQLite) or a
 trigger-maintained sum (PostgreSQL), the queue age from the first row of each queue-index

@@ -1,4 +1,4 @@
-"""Leases and fenced completion of claimed messages (contract §8.3, §10.3, §10.4, §1.2).
+"""Leases and fenced completion of claimed messages (reference §8.3, §10.3, §10.4, §1.2).
 
 A claimed message is ``sending`` with ``lease_owner``/``lease_until``. Only the owner can record
 its outcome (``complete_*``; ``complete_sent_many`` for a batch of sends), each outcome
@@ -64,7 +64,7 @@ def release(tx: Tx, owner: str, pks: Iterable[int], now: float) -> dict[str, int
 
 
 def expire_leases(tx: Tx, now: float) -> dict[str, int]:
-    """Return every message whose lease has expired; the third expiry fails it (§8.3)."""
+    """Return every message whose lease has expired; the third expiry fails it (reference §8.3)."""
     return end_leases(tx, tx.all("leases_expired", {"now": now}), now, expired=True)
 
 
@@ -81,7 +81,7 @@ def release_run(tx: Tx, run_prefix: str, now: float) -> dict[str, int]:
     """Release every lease of one worker run (owners starting with ``run_prefix``) as expiries.
 
     Called by the supervisor once that run's process has exited and before the slot is
-    started again (§18.4), so the messages are ready again at once.
+    started again (reference §18.4), so the messages are ready again at once.
     """
     rows = tx.all("leases_of_node", {"node_id": run_prefix, "prefix": run_prefix})
     return end_leases(tx, rows, now, expired=True)
@@ -190,7 +190,7 @@ def complete_deferred(
 
     ``count_retry``: a temporary failure adds 1 to ``retry_count``; a rate-limit deferral
     (``reason="rate_limit"``) passes False. If the account was deleted meanwhile the message
-    fails with ``account deleted`` instead (§5.4). False when the lease was lost.
+    fails with ``account deleted`` instead (reference §5.4). False when the lease was lost.
     """
     row = _fenced(tx, pk, owner)
     if row is None:
@@ -237,7 +237,7 @@ def complete_error(
 ) -> bool:
     """Fail the message permanently with an ``error`` event; False when the lease was lost.
 
-    ``retry_count`` is left as it is: the failure that exhausts the retries is not one (§10.4).
+    ``retry_count`` is left as it is: the failure that exhausts the retries is not one (reference §10.4).
     """
     row = _fenced(tx, pk, owner)
     if row is None:

@@ -1,7 +1,7 @@
-"""Reading and removing message records (contract §5.1 stats, §5.3 listing, delete, cleanup).
+"""Reading and removing message records (reference §5.1 stats, reference §5.3 listing, delete, cleanup).
 
 Records are returned with float times and ``None`` for fields that do not apply; the API layer
-formats times and omits the ``None`` keys. ``status`` is the status a record *reads* (§1.2).
+formats times and omits the ``None`` keys. ``status`` is the status a record *reads* (reference §1.2).
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ def cleanup_messages(
 
 
 def stats(tx: Tx, now: float, tenant_id: str | None = None) -> dict[str, Any]:
-    """``{"tenants", "accounts", "messages": {status: count}}`` by read status (§5.1)."""
+    """``{"tenants", "accounts", "messages": {status: count}}`` by read status (reference §5.1)."""
     counts = dict.fromkeys(STATUSES, 0)
     for row in tx.all("message_stats", {"now": now, "tenant_id": tenant_id}):
         counts[row["read_status"]] = int(row["n"])
@@ -193,7 +193,7 @@ def stats(tx: Tx, now: float, tenant_id: str | None = None) -> dict[str, Any]:
 
 
 def find_by_header(tx: Tx, message_id: str) -> list[dict[str, Any]]:
-    """Messages whose Message-ID header is ``message_id`` (bounce matching, §12)."""
+    """Messages whose Message-ID header is ``message_id`` (bounce matching, reference §12)."""
     return tx.all("message_by_header", {"message_id": message_id})
 
 

@@ -1,5 +1,5 @@
 """Instance-wide state: instance and bounce settings, scheduler state, key fingerprint, and the
-nodes table (contract §5.6, §3.2, §2.5, §8.3, §18.5). The bounce poller's own state (cursor,
+nodes table (reference §5.6, §3.2, §2.5, §8.3, §18.5). The bounce poller's own state (cursor,
 lease, last failure) is ``store.bounces``.
 """
 
@@ -14,7 +14,7 @@ from . import bounces
 from ._codec import dumps, loads, seal, unseal
 from .database import Tx
 
-# A node row whose heartbeat is younger than this is live (§8.3).
+# A node row whose heartbeat is younger than this is live (reference §8.3).
 NODE_LIVE_SECONDS = 15.0
 
 INSTANCE_DEFAULTS: dict[str, Any] = {
@@ -44,7 +44,7 @@ def schema_version(tx: Tx) -> int:
 
 
 def get_scheduler_active(tx: Tx) -> bool:
-    """The shared scheduler state; a new database starts inactive (§3.2)."""
+    """The shared scheduler state; a new database starts inactive (reference §3.2)."""
     return bool(_get(tx, "scheduler_active", False))
 
 
@@ -118,7 +118,7 @@ def update_instance(tx: Tx, changes: Mapping[str, Any], now: float) -> None:
     _set(tx, "instance", stored)
 
 
-# ---------------------------------------------------------------- nodes (§8.3, §18.5)
+# ---------------------------------------------------------------- nodes (reference §8.3, §18.5)
 
 
 def _is_live(

@@ -1,4 +1,4 @@
-"""PostgreSQL ``LISTEN/NOTIFY`` wake-ups between the nodes of one instance (§8.6, §18.5).
+"""PostgreSQL ``LISTEN/NOTIFY`` wake-ups between the nodes of one instance (reference §8.6, §18.5).
 
 A wake-up is only a hint: the payload says why (``enqueue``, ``run_now``) and which node sent
 it, and every node still polls on its own. So a lost notification costs at most one poll

@@ -1,4 +1,4 @@
-"""The message queue: enqueue, claim with leases, fenced completion (contract §6.7, §6.9, §8).
+"""The message queue: enqueue, claim with leases, fenced completion (reference §6.7, §6.9, §8).
 
 Rows carry ``ready_ts``: 0 for ``pending``, ``deferred_ts`` for ``deferred``, NULL otherwise. The
 queue indexes are partial on ``ready_ts IS NOT NULL`` (and on ``status = 'sending'`` for leases),
@@ -66,7 +66,7 @@ def enqueue(
     rejections: Sequence[Mapping[str, Any]],
     now: float,
 ) -> EnqueueResult:
-    """Apply a validated batch for one tenant (§6.7) and record its rejections (§6.9).
+    """Apply a validated batch for one tenant (reference §6.7) and record its rejections (reference §6.9).
 
     ``items``: normalised messages (stored as the payload) with ``id``, ``account_id``,
     ``priority``, ``message_id``, ``deferred_ts``, ``batch_code``, and optionally
@@ -188,7 +188,7 @@ def _record_rejections(
             params["pk"] = pk
             tx.execute("message_rerecord_error", params)
         else:
-            continue  # never alter a pending, deferred, sending or sent message (§6.9)
+            continue  # never alter a pending, deferred, sending or sent message (reference §6.9)
         events.append(event_row({**params, "pk": pk}, "error", now, reason))
     record_events(tx, events, now)
 
@@ -197,7 +197,7 @@ def _record_rejections(
 
 
 def ready_accounts(tx: Tx, now: float) -> list[dict[str, Any]]:
-    """Accounts with at least one ready message (§8.1), with their settings.
+    """Accounts with at least one ready message (reference §8.1), with their settings.
 
     Each item: ``tenant_id``, ``account_id``, ``settings`` (the account's stored settings:
     limits, ``batch_size``, ``max_concurrent``, …) and ``tenant_rate_limits``. Empty while the
@@ -240,7 +240,7 @@ def claim_batch(
     lease_seconds``. ``owner`` must be unique per worker process and start with the node id
     and ``/`` (e.g. ``"mail-1/prod/sender-0-4711"``): completions are fenced by it and
     ``release_node`` finds a node's leases by that prefix. Expired leases of the account are
-    handled first (§8.3). Each result holds
+    handled first (reference §8.3). Each result holds
     ``pk``, ``tenant_id``, ``id``, ``account_id``, ``priority``, ``seq``, ``batch_code``,
     ``message_id``, ``payload`` (decoded, attachment secrets in clear), ``retry_count``,
     ``expiry_count``, ``outcome_uncertain``, ``lease_until``, ``created_at``, ``tenant_name``.
@@ -265,6 +265,6 @@ def claim_batch(
     for row in rows:
         row["payload"] = open_payload(tx.box, row["tenant_id"], row["payload"])
         row["outcome_uncertain"] = bool(row["outcome_uncertain"])
-        # The metrics label the outcome with the tenant's name at the time (§14).
+        # The metrics label the outcome with the tenant's name at the time (reference §14).
         row["tenant_name"] = gate["tenant_name"]
     return rows

@@ -1,4 +1,4 @@
-"""Rate-limit slots shared by every process and node (contract §9).
+"""Rate-limit slots shared by every process and node (reference §9).
 
 ``reserve`` counts the slots of each configured window and takes one slot only when every
 window has room. It is atomic across processes: on PostgreSQL it first locks the tenant row
@@ -65,7 +65,7 @@ def reserve(
     """Take a slot for one send of ``(tenant, account)`` at ``now`` if every limit allows it."""
     ids = {"tenant_id": tenant_id, "account_id": account_id}
     limits = (per_minute, per_hour, per_day, tenant_hourly, tenant_daily)
-    # 0, None (and nonsense below 0) mean unlimited (§5.4).
+    # 0, None (and nonsense below 0) mean unlimited (reference §5.4).
     windows = [
         Window(scope, seconds, int(limit), level)
         for (scope, level, seconds), limit in zip(_SCOPES, limits, strict=True)
@@ -95,7 +95,7 @@ def reserve_unlimited(
 ) -> list[int]:
     """Slots for many sends of an account without any limit (account or tenant): one statement.
 
-    Nothing is counted, so nothing needs locking; the slots are still stamped (§9: every
+    Nothing is counted, so nothing needs locking; the slots are still stamped (reference §9: every
     admission is a counted send, and a limit set later counts them). The slot ids follow
     ``message_pks``' order; a pk must not be listed twice.
     """

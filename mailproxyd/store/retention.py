@@ -1,4 +1,4 @@
-"""The retention sweep (contract §13.7): forget what is fully reported and old enough."""
+"""The retention sweep (reference §13.7): forget what is fully reported and old enough."""
 
 from __future__ import annotations
 

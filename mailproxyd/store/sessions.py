@@ -1,4 +1,4 @@
-"""SMTP session slots: ``max_concurrent`` per account across processes and nodes (§8.4).
+"""SMTP session slots: ``max_concurrent`` per account across processes and nodes (reference §8.4).
 
 A sender holds one slot per open SMTP session, with a lease it renews; a crashed holder's slot
 lapses when its lease passes. Acquisition locks the account row on PostgreSQL (SQLite's write

@@ -1,8 +1,8 @@
-"""Per-tenant sync state and the reporter lock (contract §13.4, §13.5, §5.5).
+"""Per-tenant sync state and the reporter lock (reference §13.4, §13.5, §5.5).
 
 The state row holds the last acknowledged call, do-not-disturb time, back-off, the count of
 consecutive ``queued``-driven calls, whether the last acknowledged answer still wants a
-``queued`` follow-up (so the wish survives DND and a reporter restart, §2.2) and whether a
+``queued`` follow-up (so the wish survives DND and a reporter restart, reference §2.2) and whether a
 heartbeat was forced by run-now. The reporter decides *when* to call (pure core); the store only
 keeps the facts. ``try_lock`` makes sure one reporter at a time pushes a tenant's events, across
 processes and nodes.
@@ -77,7 +77,7 @@ def record_success(
     queued_wanted: bool = False,
 ) -> dict[str, Any]:
     """An acknowledged call: resets back-off, sets or clears DND, stores whether the answer
-    asked for a ``queued`` follow-up (§13.5)."""
+    asked for a ``queued`` follow-up (reference §13.5)."""
     return save_state(
         tx,
         tenant_id,
@@ -109,7 +109,7 @@ def record_failure(
 
 
 def run_now(tx: Tx, tenant_id: str) -> dict[str, Any]:
-    """Tenant-scoped run-now (§5.2): clear DND and back-off, make the heartbeat due."""
+    """Tenant-scoped run-now (reference §5.2): clear DND and back-off, make the heartbeat due."""
     return save_state(tx, tenant_id, dnd_until=None, backoff_until=None, heartbeat_due=True)
 
 

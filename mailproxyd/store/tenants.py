@@ -1,4 +1,4 @@
-"""Tenants: CRUD, API keys, suspensions (contract §5.2, §5.5, §2.5).
+"""Tenants: CRUD, API keys, suspensions (reference §5.2, §5.5, §2.5).
 
 Inputs are already validated by the service layer. ``client_auth`` secrets (``token``,
 ``password``, ``signing_secret``) are encrypted with ``tx.box``; API-facing reads show
@@ -19,7 +19,16 @@ from .database import Tx
 
 AUTH_SECRETS = ("token", "password", "signing_secret")
 # Stored in the ``settings`` JSON column; everything else has its own column.
-_SETTINGS_KEYS = ("client_sync_path", "client_attachment_path", "rate_limits", "large_file_config")
+# ``client_base_url_untrusted``: the URL was set with a tenant key (reference §11.3: the http_url rule
+# applies to it at every connection); absent when the admin set it.
+UNTRUSTED_URL_KEY = "client_base_url_untrusted"
+_SETTINGS_KEYS = (
+    "client_sync_path",
+    "client_attachment_path",
+    "rate_limits",
+    "large_file_config",
+    UNTRUSTED_URL_KEY,
+)
 DEFAULTS: dict[str, Any] = {
     "client_sync_path": "/mail-proxy/sync",
     "client_attachment_path": "/mail-proxy/attachments",
@@ -206,7 +215,7 @@ def find_by_api_key(tx: Tx, api_key: str, now: float) -> dict[str, Any] | None:
     return _present(tx, row, secrets=False) if row else None
 
 
-# ---------------------------------------------------------------- suspensions (§5.2, §8.5)
+# ---------------------------------------------------------------- suspensions (reference §5.2, §8.5)
 
 
 def suspended_batches(tx: Tx, tenant_id: str) -> list[str]:
@@ -230,7 +239,7 @@ def suspend(tx: Tx, tenant_id: str, batch_code: str | None, now: float) -> dict[
     _row(tx, tenant_id)
     current = suspended_batches(tx, tenant_id)
     code = batch_code or WHOLE_TENANT
-    # A batch suspended while the whole tenant is held changes nothing (§5.2).
+    # A batch suspended while the whole tenant is held changes nothing (reference §5.2).
     if not (code != WHOLE_TENANT and current == [WHOLE_TENANT]):
         tx.execute("suspension_add", {"tenant_id": tenant_id, "batch_code": code, "now": now})
     return _suspension_state(tx, tenant_id, batch_code)

@@ -1,4 +1,4 @@
-"""Restart back-off for crashed workers (contract §2.2), as pure arithmetic.
+"""Restart back-off for crashed workers (reference §2.2), as pure arithmetic.
 
 A worker that exits unexpectedly is restarted after 1 s, then 2, 4, … up to 60 s between
 attempts; the ladder starts again once a worker has stayed up for 60 s.

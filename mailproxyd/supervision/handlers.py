@@ -1,4 +1,4 @@
-"""The control methods of §17, as the supervisor serves them.
+"""The control methods of reference §17, as the supervisor serves them.
 
 Two callers share these: CLI clients on the control socket, and workers calling the supervisor
 over their link (the API's ``/status`` asks for worker counts, its run-now asks for the wake-up).

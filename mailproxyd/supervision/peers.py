@@ -1,9 +1,9 @@
-"""Wake-ups between the nodes of one PostgreSQL database (§8.6, §18.5), supervisor side.
+"""Wake-ups between the nodes of one PostgreSQL database (reference §8.6, §18.5), supervisor side.
 
 ``Peers.publish`` sends this node's enqueue and run-now hints to the others; ``Peers.listen``
 runs the ``LISTEN`` loop in a thread and hands every hint from another node to a callback in
 the trio run. Hints are best effort: every node still polls, so a lost one costs at most a poll
-interval, and a failure to publish is only logged. SQLite nodes have no peers (§18.5), and then
+interval, and a failure to publish is only logged. SQLite nodes have no peers (reference §18.5), and then
 both are no-ops.
 """
 

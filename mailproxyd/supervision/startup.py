@@ -1,9 +1,9 @@
-"""The start-up checks of a node, before any worker runs (§2.5, §2.6, §3.2, §8.3, §18.5).
+"""The start-up checks of a node, before any worker runs (reference §2.5, §2.6, §3.2, §8.3, §18.5).
 
 Open and migrate the database (retrying for 30 s while it is unreachable), resolve the instance
 key against the database's fingerprint, apply ``GMP_SCHEDULER_ACTIVE``, check the admin token,
 register the node row (take-over rule) and release the leases its previous run left behind.
-Each refusal is the exception whose message the contract fixes; the caller maps it to an exit
+Each refusal is the exception whose message the reference fixes; the caller maps it to an exit
 code.
 """
 
@@ -41,7 +41,7 @@ class OpenedNode:
 
 
 async def open_with_retry(settings: Settings) -> Database:
-    """Open (and migrate) the database, retrying for 30 s while it is unreachable (§2.6).
+    """Open (and migrate) the database, retrying for 30 s while it is unreachable (reference §2.6).
 
     The ``SecretBox`` is a placeholder until the key is resolved: nothing secret is read or
     written before ``prepare_node`` swaps in the real one.
@@ -84,7 +84,7 @@ def _prepare(db: Database, settings: Settings) -> OpenedNode:
         if meta.get_key_fingerprint(tx) is None:
             meta.set_key_fingerprint(tx, fingerprint(key))
             if settings.mode == "instance":
-                # ``mail-proxy start`` creates instances with the scheduler active (§3.2); the
+                # ``mail-proxy start`` creates instances with the scheduler active (reference §3.2); the
                 # first start of an instance is the one that finds no fingerprint yet.
                 meta.set_scheduler_active(tx, True)
         if settings.scheduler_active is not None:
@@ -104,7 +104,7 @@ def _prepare(db: Database, settings: Settings) -> OpenedNode:
 
 
 def _release_node_leases(tx: Tx, node_id: str) -> int:
-    """Release every lease of this node id at once (§8.3); each counts as an expiry."""
+    """Release every lease of this node id at once (reference §8.3); each counts as an expiry."""
     from mailproxyd.store import bounces, leases, sync
 
     outcome = leases.release_node(tx, node_id, time.time())
@@ -117,7 +117,7 @@ def _release_node_leases(tx: Tx, node_id: str) -> int:
 
 def release_owner_prefix(tx: Tx, prefix: str, now: float) -> int:
     """Free what the owners starting with ``prefix`` held: message leases (each counting as an
-    expiry, §8.3), concurrent-session slots, reporter and bounce-poll locks. Returns the leases
+    expiry, reference §8.3), concurrent-session slots, reporter and bounce-poll locks. Returns the leases
     released."""
     from mailproxyd.store import bounces, leases, sessions, sync
 
@@ -149,7 +149,7 @@ async def prepare_node(settings: Settings) -> OpenedNode:
 
 
 async def forget_node(db: AsyncDatabase, node_id: str) -> None:
-    """Delete the node row at a clean exit (§18.3 step 4); a failure is only logged."""
+    """Delete the node row at a clean exit (reference §18.3 step 4); a failure is only logged."""
     try:
         await db.run(meta.delete_node, node_id)
     except MailProxyError as exc:

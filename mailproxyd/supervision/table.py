@@ -47,7 +47,7 @@ class WorkerSlot:
         return self.kind if self.kind != "sender" else f"sender-{self.index}"
 
     def describe(self) -> dict[str, Any]:
-        """The entry of the control method ``workers`` (§17)."""
+        """The entry of the control method ``workers`` (reference §17)."""
         entry: dict[str, Any] = {
             "kind": self.kind,
             "index": self.index,

@@ -2,7 +2,7 @@
 
 Each worker runs as ``python -m mailproxyd.workers.<kind> --index N`` via ``trio.run_process``,
 with one end of a ``socketpair`` inherited as its link. A worker silent for 30 s is killed
-(SIGKILL) and, like a worker that crashed, restarted after the back-off of §2.2. A worker that
+(SIGKILL) and, like a worker that crashed, restarted after the back-off of reference §2.2. A worker that
 exits with ``EXIT_FATAL`` (say, its port is taken) is not restarted: the host gives up.
 """
 
@@ -74,7 +74,7 @@ async def supervise_slot(host: SlotHost, slot: WorkerSlot) -> None:
         if slot.pid is not None:
             await host.worker_exited(slot, slot.pid)
             if code != 0:
-                # What the dead run held is free at once, before the slot runs again (§18.4).
+                # What the dead run held is free at once, before the slot runs again (reference §18.4).
                 await host.release_run(slot, slot.pid)
         if host.shutting_down or slot.retired:
             break
@@ -229,7 +229,7 @@ async def stop_slot(slot: WorkerSlot, grace: float) -> None:
 
 
 def kill_slot(slot: WorkerSlot) -> None:
-    """SIGKILL the slot's process at once (second signal during shutdown, §18.2)."""
+    """SIGKILL the slot's process at once (second signal during shutdown, reference §18.2)."""
     if slot.process is not None and slot.process.returncode is None:
         slot.process.kill()
 

@@ -11,7 +11,7 @@ A worker is started as ``python -m mailproxyd.workers.<kind> --index N`` with
 
 ``run_worker`` opens the database, builds the ``WorkerContext``, sends a heartbeat every 5 s,
 and turns a ``stop`` message, SIGTERM/SIGINT, or the end of the link (supervisor gone) into the
-worker's own part of the ordered shutdown (contract §18.3). The worker body receives the context,
+worker's own part of the ordered shutdown (reference §18.3). The worker body receives the context,
 calls ``task_status.started()`` once it really serves, and returns once it has wound down
 after ``ctx.stopping`` is set.
 """
@@ -47,17 +47,17 @@ if TYPE_CHECKING:
 SETTINGS_ENV = "MAIL_PROXY_WORKER_SETTINGS"
 FD_ENV = "MAIL_PROXY_WORKER_FD"
 HEARTBEAT_SECONDS = 5.0
-# When the supervisor is gone nobody waits for a graceful stop, and §2.2 wants us gone within
+# When the supervisor is gone nobody waits for a graceful stop, and reference §2.2 wants us gone within
 # 10 s; keep well inside that.
 ORPHAN_GRACE_SECONDS = 4.0
 
 # Exit status a worker uses for "I can never work with this configuration" (port in use, ...):
-# the supervisor does not restart it but gives up starting the node (exit code 1, §18.4).
+# the supervisor does not restart it but gives up starting the node (exit code 1, reference §18.4).
 EXIT_FATAL = 3
 
 
 class ControlCallError(MailProxyError):
-    """The supervisor answered a ``call`` with an error; ``code`` is the §17 code."""
+    """The supervisor answered a ``call`` with an error; ``code`` is the reference §17 code."""
 
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
@@ -116,9 +116,9 @@ class SupervisorLink:
     async def call(
         self, method: str, params: dict[str, Any] | None = None, *, answer_within: float = 15.0
     ) -> dict[str, Any]:
-        """Run a control method (§17) in the supervisor and return its result.
+        """Run a control method (reference §17) in the supervisor and return its result.
 
-        Raises ``ControlCallError`` with the §17 code when the supervisor answers with an error,
+        Raises ``ControlCallError`` with the reference §17 code when the supervisor answers with an error,
         and ``MailProxyError`` when it does not answer in time or is gone.
         """
         call_id = next(self._ids)
@@ -162,9 +162,9 @@ class AsyncDatabaseLike(Protocol):
 class WorkerContext:
     """What a worker body gets: the agreed shape between processes and services.
 
-    ``settings`` is replaced in place on reload (§3.4), so read it each time rather than caching
+    ``settings`` is replaced in place on reload (reference §3.4), so read it each time rather than caching
     values. ``wake`` is rung by wake-ups (enqueue, event, run-now); ``cycles`` is rung by run-now in
-    test mode (§8.7); ``stopping`` is set when the worker must wind down, with ``grace`` seconds
+    test mode (reference §8.7); ``stopping`` is set when the worker must wind down, with ``grace`` seconds
     left for in-flight work (deadline ``stop_deadline`` on the trio clock).
     """
 
@@ -184,7 +184,7 @@ class WorkerContext:
     on_reload: list[Callable[[Settings], None]] = dataclasses.field(default_factory=list)
     # Called with the reason of every wake-up (``reload_bounce`` concerns only the bounce poller).
     on_wake: list[Callable[[str], None]] = dataclasses.field(default_factory=list)
-    #: Random part of this run's lease owner, drawn once per process run (§8.3).
+    #: Random part of this run's lease owner, drawn once per process run (reference §8.3).
     run_token: str = dataclasses.field(default_factory=lambda: secrets.token_hex(8))
 
     @property
@@ -196,7 +196,7 @@ class WorkerContext:
     def owner(self) -> str:
         """Lease owner of this worker run (``core.owners``): unique per run, so a late result
         of a previous run of the same slot is refused; it starts with the node id, so a
-        restarted node can release every lease of its own node at once (§8.3)."""
+        restarted node can release every lease of its own node at once (reference §8.3)."""
         return run_owner(self.settings.node_id, self.name, os.getpid(), self.run_token)
 
     def request_stop(self, grace: float) -> None:
@@ -212,7 +212,7 @@ class WorkerContext:
         self.cycles.ring()
 
     async def cycle_done(self) -> None:
-        """Tell the supervisor this worker finished its test-mode cycle step (§8.7)."""
+        """Tell the supervisor this worker finished its test-mode cycle step (reference §8.7)."""
         await self.link.send({"type": "cycle_done"})
 
 
@@ -361,7 +361,7 @@ async def _signals(ctx: WorkerContext) -> None:
         async for _ in signals:
             received += 1
             if received > 1:
-                # A second signal: stop at once, as the supervisor does (§18.2).
+                # A second signal: stop at once, as the supervisor does (reference §18.2).
                 ctx.log.warning("second signal; exiting now")
                 os._exit(1)
             ctx.log.info("signal received; shutting down")

@@ -2,9 +2,9 @@
 
 Runs the quart-trio application of ``mailproxyd.api`` under hypercorn inside trio. The listening
 socket is bound before anything else so that a port in use is reported as a fatal start error
-(the node exits 1, §18.4) instead of a crash loop, and ``started()`` is reported only once
+(the node exits 1, reference §18.4) instead of a crash loop, and ``started()`` is reported only once
 hypercorn really accepts connections. A stop closes the listener and gives requests in progress
-up to 10 s (§18.3).
+up to 10 s (reference §18.3).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def _config(ctx: WorkerContext) -> Config:
     config.bind = [f"{bind_host}:{ctx.settings.port}"]
     config.graceful_timeout = REQUEST_GRACE_SECONDS
     config.accesslog = None
-    # /events pings every 20 s (contract §5.9); hypercorn sends the WebSocket pings.
+    # /events pings every 20 s (reference §5.9); hypercorn sends the WebSocket pings.
     config.websocket_ping_interval = 20.0
     # Hypercorn's own INFO lines ("Running on … (CTRL + C to quit)") would contradict the
     # node's ready line; its warnings and errors still reach the log.

@@ -1,13 +1,13 @@
 """The reporter worker process: ``python -m mailproxyd.workers.reporter``.
 
-Delivery reports (§13) through ``services.report``: in normal mode its ``reporter_loop`` runs,
+Delivery reports (reference §13) through ``services.report``: in normal mode its ``reporter_loop`` runs,
 woken by event wake-ups relayed from the supervisor; in test mode one ``run_report_cycle`` runs
-per run-now, after the senders have finished (the supervisor orders that, §8.7). At a stop the
-loop is cancelled and ``flush_before_exit`` makes the last POSTs within the grace (§18.3 step 3).
+per run-now, after the senders have finished (the supervisor orders that, reference §8.7). At a stop the
+loop is cancelled and ``flush_before_exit`` makes the last POSTs within the grace (reference §18.3 step 3).
 
-The bounce poller (``services.bounce``, §12) lives here too: ``bounce_loop`` next to the report
+The bounce poller (``services.bounce``, reference §12) lives here too: ``bounce_loop`` next to the report
 loop in normal mode (a ``reload_bounce`` wake-up makes it poll at once), one ``poll_once`` after
-each test-mode report cycle (§8.7 step 3). Its recorded bounces ring the report loop's bell.
+each test-mode report cycle (reference §8.7 step 3). Its recorded bounces ring the report loop's bell.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from mailproxyd.core.redact import escape_control
 from mailproxyd.drivers import metrics
 from mailproxyd.drivers.http import SyncClient
 from mailproxyd.services import bounce, report
+from mailproxyd.services.attachments import large
 from mailproxyd.workers._runtime import Doorbell, WorkerContext, run_worker
 
 
@@ -33,6 +34,11 @@ async def reporter_body(
             observe=metrics.sync_call,
         )
         ctx.on_reload.append(lambda new: setattr(rctx, "settings", new))
+
+        async def expired_large_files(now: float) -> int:
+            return await large.sweep_expired(ctx.db, now)
+
+        rctx.extra_sweeps.append(expired_large_files)
         bctx = bounce.BounceContext(db=ctx.db, owner=ctx.owner)  # type: ignore[arg-type]
         task_status.started()
         if ctx.settings.test_mode:
@@ -65,7 +71,7 @@ async def _normal_mode(
         nursery.start_soon(relay_wakes)
         nursery.start_soon(bounce.bounce_loop, bctx, reload_bell)
         # The loop returns once ``stopping`` is set and its POSTs in flight have finished
-        # (§18.3 step 3); the final flush below then covers what is still unacknowledged.
+        # (reference §18.3 step 3); the final flush below then covers what is still unacknowledged.
         await report.reporter_loop(rctx, bell, now_fn=ctx.now, stopping=ctx.stopping)
         nursery.cancel_scope.cancel()
 
@@ -85,7 +91,7 @@ async def _test_mode(
             ctx.log.exception("report cycle failed")
         try:
             with trio.move_on_at(ctx.stop_deadline):
-                await bounce.poll_once(bctx, now_fn=ctx.now, force=True)  # §8.7 step 3
+                await bounce.poll_once(bctx, now_fn=ctx.now, force=True)  # reference §8.7 step 3
         except Exception:
             ctx.log.exception("bounce poll failed")
         await ctx.cycle_done()

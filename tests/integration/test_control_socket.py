@@ -1,4 +1,4 @@
-"""The control-socket server and client over a real UNIX socket (contract §17)."""
+"""The control-socket server and client over a real UNIX socket (reference §17)."""
 
 from __future__ import annotations
 

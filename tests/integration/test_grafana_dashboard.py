@@ -1,4 +1,4 @@
-"""``etc/grafana-dashboard.json``: every expression names metrics the product exposes (§14)."""
+"""``etc/grafana-dashboard.json``: every expression names metrics the product exposes (reference §14)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The log file of a daemonised node (§2.3, §18.6): 0600, rotated, five old files kept."""
+"""The log file of a daemonised node (reference §2.3, §18.6): 0600, rotated, five old files kept."""
 
 from __future__ import annotations
 

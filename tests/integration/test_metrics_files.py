@@ -1,4 +1,4 @@
-"""The multiprocess files behind §14: counts of several processes add up, and the files of a
+"""The multiprocess files behind reference §14: counts of several processes add up, and the files of a
 process that exited fold into the archive without the sum ever moving."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Bounce detection end to end (§12, §5.6, §13.1): messages go out through the daemon, their
+"""Bounce detection end to end (reference §12, §5.6, §13.1): messages go out through the daemon, their
 bounces come back into a real IMAP mailbox, and the tenant receives one ``bounce`` event per real
 bounce."""
 
@@ -99,7 +99,7 @@ def test_bounces_reach_the_tenant_once_each(
     _enable(node, imap)
     _add(node, "b1", "b2", "b3", "b4", "b5", "b6")
     sent = _originals(smtp_sink, 6)
-    # The envelope sender is the bounce mailbox's return path (§7).
+    # The envelope sender is the bounce mailbox's return path (reference §7).
     assert {m.mail_from for m in smtp_sink.received()} == {"bounces@acme.example"}
     stranger = samples.original_message("<nobody-knows@elsewhere.example>", None)
     uids = {

@@ -1,4 +1,4 @@
-"""Invalid command-line values stop with the exact §3.1 line and exit code 2 (§15.1)."""
+"""Invalid command-line values stop with the exact reference §3.1 line and exit code 2 (reference §15.1)."""
 
 from __future__ import annotations
 

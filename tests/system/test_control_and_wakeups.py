@@ -1,4 +1,4 @@
-"""The control socket of a running node and the wake-up relay (contract §17, §8.6)."""
+"""The control socket of a running node and the wake-up relay (reference §17, §8.6)."""
 
 from __future__ import annotations
 

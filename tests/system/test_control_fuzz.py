@@ -1,4 +1,4 @@
-"""Generated lines on a real node's control socket (§17; issue 15).
+"""Generated lines on a real node's control socket (reference §17; issue 15).
 
 Requests with every method but ``stop``, parameters of any JSON type (deep, huge integers,
 odd unicode) and raw garbage: every line gets exactly one answer, never an internal error
@@ -73,7 +73,7 @@ def test_generated_control_lines_never_get_an_internal_error(daemon: Daemon) -> 
         @given(REQUESTS)
         def run(line: bytes) -> None:
             if not line.strip():
-                return  # blank lines get no answer (§17)
+                return  # blank lines get no answer (reference §17)
             sock.sendall(line + b"\n")
             answer = _answer(reader)
             code = answer["error"]["code"] if "error" in answer else "result"

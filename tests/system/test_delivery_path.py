@@ -1,4 +1,4 @@
-"""Wake-ups and test mode seen end to end: HTTP in, SMTP out, report back (§8.6, §8.7)."""
+"""Wake-ups and test mode seen end to end: HTTP in, SMTP out, report back (reference §8.6, §8.7)."""
 
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def test_test_mode_sends_only_on_run_now_then_reports(
         what="the report cycle to finish",
     )
     log = node.log()
-    # The report cycle began only after both senders had finished their step (§8.7).
+    # The report cycle began only after both senders had finished their step (reference §8.7).
     steps = [
         line.split("] ", 1)[1]
         for line in log.splitlines()

@@ -1,4 +1,4 @@
-"""The live event stream end to end: a delivery on a real daemon reaches a WebSocket client (§5.9)."""
+"""The live event stream end to end: a delivery on a real daemon reaches a WebSocket client (reference §5.9)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What a node writes to its log (contract §18.6): journald priorities, the ready line, the
+"""What a node writes to its log (reference §18.6): journald priorities, the ready line, the
 delivery-activity lines, change lines of tenants and accounts, and never a secret."""
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def test_a_foreground_node_under_journald_prefixes_priorities(daemon: Daemon) ->
             "GMP_PORT": str(port),
             "GMP_HOST": "127.0.0.1",
             "GMP_DB_PATH": str(daemon.root / "journal.db"),
-            # A node starting with the scheduler inactive says so at WARNING (§3.2).
+            # A node starting with the scheduler inactive says so at WARNING (reference §3.2).
             "GMP_SCHEDULER_ACTIVE": "false",
             "GMP_SENDER_PROCESSES": "1",
             "GMP_LOG_LEVEL": "DEBUG",

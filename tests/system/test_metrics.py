@@ -1,4 +1,4 @@
-"""``/metrics`` of a real node (contract §14): counts of two sender processes and the reporter
+"""``/metrics`` of a real node (reference §14): counts of two sender processes and the reporter
 added up, database gauges, route-template labels, and counts that survive a killed sender."""
 
 from __future__ import annotations
@@ -255,7 +255,7 @@ def test_metrics_token(daemon: Daemon) -> None:
     # The metrics token opens nothing else.
     other = httpx.get(node.url + "/status", headers={"X-API-Token": "metrics-secret-123"})
     assert other.status_code == 401
-    # Refusals are logged with where they came from, never with the token (§4.2).
+    # Refusals are logged with where they came from, never with the token (reference §4.2).
     wait_for(
         lambda: "authentication failed (metrics token): remote=127.0.0.1" in node.log(),
         5,

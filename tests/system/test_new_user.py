@@ -1,4 +1,4 @@
-"""The first steps of a new user on a fresh HOME (contract §15.2), as real commands."""
+"""The first steps of a new user on a fresh HOME (reference §15.2), as real commands."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A node's life as systemd and an operator see it (contract §2.2, §18.1–§18.4)."""
+"""A node's life as systemd and an operator see it (reference §2.2, §18.1–§18.4)."""
 
 from __future__ import annotations
 
@@ -136,7 +136,7 @@ def test_start_errors_and_refusals_have_their_exit_codes(daemon: Daemon) -> None
     assert "Traceback" not in node.log()
     assert node.notify.first("READY=1") is None
 
-    # That start recorded the key's fingerprint: another key is refused (exit 2, §2.5).
+    # That start recorded the key's fingerprint: another key is refused (exit 2, reference §2.5).
     database = node.env["GMP_DB_PATH"]
     other_key = "A" * 43
     refused = daemon.serve(env={"GMP_SECRET_KEY": other_key}, database=database, wait=False)

@@ -1,4 +1,4 @@
-"""Nodes sharing one PostgreSQL database, and the one-node rule of SQLite (§8.3, §8.6, §18.5)."""
+"""Nodes sharing one PostgreSQL database, and the one-node rule of SQLite (reference §8.3, §8.6, §18.5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Supervision that takes real time: a silent worker is killed and replaced (§2.2, §18.4).
+"""Supervision that takes real time: a silent worker is killed and replaced (reference §2.2, §18.4).
 
 A worker that stops sending heartbeats (here: frozen with SIGSTOP, so it is alive but silent)
 is killed with SIGKILL after 30 s and restarted under the same index. The test waits for the

@@ -1,4 +1,4 @@
-"""``mail-proxy NAME token [--regenerate]`` against a running daemonised instance (§15.3, §3.4)."""
+"""``mail-proxy NAME token [--regenerate]`` against a running daemonised instance (reference §15.3, §3.4)."""
 
 from __future__ import annotations
 

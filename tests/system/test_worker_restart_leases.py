@@ -1,4 +1,4 @@
-"""A dead worker's claims are released when the supervisor restarts it (§18.4, §8.3).
+"""A dead worker's claims are released when the supervisor restarts it (reference §18.4, §8.3).
 
 Without the release the message would wait out its 120 s lease; with it, the restarted sender
 picks it up within seconds (defect 15.4).

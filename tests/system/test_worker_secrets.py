@@ -1,4 +1,4 @@
-"""Workers' environments carry no secret of the node (§2.5): the admin token comes over the link."""
+"""Workers' environments carry no secret of the node (reference §2.5): the admin token comes over the link."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def _ppid(proc: Path) -> int | None:
 
 
 def test_no_secret_variable_in_any_worker_environment(daemon: Daemon) -> None:
-    """The serve / EnvironmentFile way: every secret in the environment (§2.2, defect 15.5)."""
+    """The serve / EnvironmentFile way: every secret in the environment (reference §2.2, defect 15.5)."""
     import base64
     import os
 

@@ -1,4 +1,4 @@
-"""Address syntax (contract §6.5) and address-list splitting (§6.2).
+"""Address syntax (reference §6.5) and address-list splitting (reference §6.2).
 
 The property test compares the fast scanner with a slow reference built on the standard
 library's header registry, on plain-ASCII inputs generated around the interesting edges
@@ -191,7 +191,7 @@ def reference(text: str) -> tuple[str | None, str, str] | None:
     """(display name, unquoted local part, domain) by the stdlib's RFC 5322 parser, or None.
 
     ``get_mailbox`` is the parser behind ``email.headerregistry`` for one mailbox; a mailbox
-    is valid when it parses without defects and nothing but blanks follows it. The contract
+    is valid when it parses without defects and nothing but blanks follows it. The reference
     rules the parser does not know (lengths, LDH labels, IP literals) are added here.
     """
     if any(c in text for c in "\r\n\x00"):
@@ -288,7 +288,7 @@ def candidates(draw: st.DrawFn) -> str:
     if draw(st.booleans()) and draw(st.booleans()):
         position = draw(st.integers(0, len(text)))
         # No blank: RFC 5322 allows folding white space around `@` and `.` of an addr-spec
-        # (the registry accepts `a @b.example`); the contract's rule keeps addr-specs free of
+        # (the registry accepts `a @b.example`); the reference's rule keeps addr-specs free of
         # blanks (`a b@example.com` is rejected), as SMTP paths are.
         char = draw(st.sampled_from(list(',;:@<>[]".\\')))
         text = text[:position] + char + text[position:]

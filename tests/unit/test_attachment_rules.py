@@ -1,4 +1,4 @@
-"""Enqueue-time attachment rules (contract §6.3, §11.1, §11.4)."""
+"""Enqueue-time attachment rules (reference §6.3, §11.1, §11.4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Bounce parsing (§12) on messages written the way real mail systems write them."""
+"""Bounce parsing (reference §12) on messages written the way real mail systems write them."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The control-socket protocol (contract §17) as pure functions: lines in, requests or errors out."""
+"""The control-socket protocol (reference §17) as pure functions: lines in, requests or errors out."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Secrets at rest: AES-256-GCM with HKDF-derived keys, fingerprints, key digests (§2.5)."""
+"""Secrets at rest: AES-256-GCM with HKDF-derived keys, fingerprints, key digests (reference §2.5)."""
 
 from __future__ import annotations
 

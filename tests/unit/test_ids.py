@@ -1,4 +1,4 @@
-"""Identifier rules of contract §0."""
+"""Identifier rules of reference §0."""
 
 from __future__ import annotations
 

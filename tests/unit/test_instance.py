@@ -1,4 +1,4 @@
-"""Instance directories and the instance key (§2.3, §2.5, §3.3)."""
+"""Instance directories and the instance key (reference §2.3, §2.5, §3.3)."""
 
 from __future__ import annotations
 

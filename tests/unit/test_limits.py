@@ -1,4 +1,4 @@
-"""Client-data bounds: nesting depth and integer ranges (contract §4.4)."""
+"""Client-data bounds: nesting depth and integer ranges (reference §4.4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The §18.6 line formats: timestamped, or syslog-prefixed when stderr is the journal."""
+"""The reference §18.6 line formats: timestamped, or syslog-prefixed when stderr is the journal."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""add-messages validation (contract §6.1–§6.6, §6.9 data, §7 Message-ID)."""
+"""add-messages validation (reference §6.1–§6.6, §6.9 data, reference §7 Message-ID)."""
 
 from __future__ import annotations
 
@@ -316,7 +316,7 @@ def test_lookup_is_called_once_per_tenant_and_accepts_pairs() -> None:
     assert calls == ["t1", "t2"]
 
 
-# --- rejections: what §6.8/§6.9 need --------------------------------------------------------
+# --- rejections: what reference §6.8/§6.9 need --------------------------------------------------------
 
 
 def test_rejection_metadata() -> None:
@@ -467,7 +467,7 @@ def test_reserved_headers() -> None:
         "content-transfer-encoding",
         "content-disposition",
     } == RESERVED_HEADERS
-    # Other standard names may be overridden (§7).
+    # Other standard names may be overridden (reference §7).
     assert accepted(good(headers={"Subject": "override", "Reply-To": "x@y.example"}))
 
 

@@ -1,4 +1,4 @@
-"""Message construction (§7): exact layout of the contract example, and equivalence proven by
+"""Message construction (reference §7): exact layout of the reference example, and equivalence proven by
 parsing generated messages back with the standard library's modern parser."""
 
 from __future__ import annotations

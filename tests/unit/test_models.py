@@ -1,4 +1,4 @@
-"""Tenant, account and instance payloads (contract §4.4, §5.4–§5.6, §10.1, §11.8)."""
+"""Tenant, account and instance payloads (reference §4.4, §5.4–§5.6, §10.1, §11.8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The control-socket location rule (§2.4)."""
+"""The control-socket location rule (reference §2.4)."""
 
 from __future__ import annotations
 

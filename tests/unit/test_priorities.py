@@ -1,4 +1,4 @@
-"""Priority values and labels (contract §1.3, §6.6)."""
+"""Priority values and labels (reference §1.3, §6.6)."""
 
 from __future__ import annotations
 

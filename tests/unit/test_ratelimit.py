@@ -1,4 +1,4 @@
-"""Rate-limit arithmetic (§9)."""
+"""Rate-limit arithmetic (reference §9)."""
 
 from __future__ import annotations
 

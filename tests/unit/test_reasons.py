@@ -1,4 +1,4 @@
-"""How rejection reasons show offending values (contract §6.4)."""
+"""How rejection reasons show offending values (reference §6.4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Command-log redaction (contract §5.7)."""
+"""Command-log redaction (reference §5.7)."""
 
 from __future__ import annotations
 

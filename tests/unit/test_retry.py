@@ -1,4 +1,4 @@
-"""Retry ladder (§10.4)."""
+"""Retry ladder (reference §10.4)."""
 
 from __future__ import annotations
 

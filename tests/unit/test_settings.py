@@ -1,4 +1,4 @@
-"""Configuration precedence and validation (contract §3.1, §3.2), one case per setting."""
+"""Configuration precedence and validation (reference §3.1, §3.2), one case per setting."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Outcome classification (§10.3) and error texts (§10.5), one row per case."""
+"""Outcome classification (reference §10.3) and error texts (reference §10.5), one row per case."""
 
 from __future__ import annotations
 
@@ -318,7 +318,7 @@ def test_classification_table(
     assert outcome.smtp_code == code
     assert outcome.uncertain is (kind is U)
     assert outcome.retryable is (kind in (T, U))
-    # §9: the slot is returned only when the data did not go out.
+    # reference §9: the slot is returned only when the data did not go out.
     assert outcome.release_slot is (kind in (T, P) and not attempt.data_sent)
 
 

@@ -1,4 +1,4 @@
-"""Unit tests of the pure sync core (contract §13, §5.5, §5.9): no sockets, no clock."""
+"""Unit tests of the pure sync core (reference §13, §5.5, §5.9): no sockets, no clock."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def row(event_type: str, **kw: object) -> dict[str, object]:
     return base
 
 
-# The §13.8 example, one row per item, as the store hands them over.
+# The reference §13.8 example, one row per item, as the store hands them over.
 EXAMPLE_ROWS = [
     row("sent", priority=1, event_ts=1767225605.4),
     row(
@@ -294,7 +294,7 @@ def test_decode_answer() -> None:
     assert sync.decode_answer(b"<html>oops</html>") is None
 
 
-# --- scheduling (§13.5) ----------------------------------------------------------------------
+# --- scheduling (reference §13.5) ----------------------------------------------------------------------
 
 OK = Reply("ok")
 FAIL = Reply("http_error", error="HTTP 500")
@@ -438,7 +438,7 @@ def test_backoff_seconds() -> None:
     assert [sync.backoff_seconds(n) for n in (0, 1, 2, 9, 10, 1000)] == [0, 1, 2, 256, 300, 300]
 
 
-# --- sync status (§5.5) ----------------------------------------------------------------------
+# --- sync status (reference §5.5) ----------------------------------------------------------------------
 
 
 def test_status_rows() -> None:

@@ -1,4 +1,4 @@
-"""Time formatting at the edge (contract §0, §7)."""
+"""Time formatting at the edge (reference §0, §7)."""
 
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""Route handlers, one module per area of the route catalogue (contract §4.6)."""
+"""Route handlers, one module per area of the route catalogue (reference §4.6)."""

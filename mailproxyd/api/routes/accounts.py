@@ -1,4 +1,4 @@
-"""SMTP accounts of a tenant (contract §5.4)."""
+"""SMTP accounts of a tenant (reference §5.4)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ async def create_account(ctx: Any, principal: Principal) -> Response:
     body = await read_body()
     tenant_id = resolve_tenant(principal, body)
     assert tenant_id is not None
-    created = await admin.create_account(ctx, tenant_id, body)
+    created = await admin.create_account(ctx, tenant_id, body, by_tenant=not principal.is_admin)
     return json_response({"ok": True, "created": created})
 
 
@@ -82,7 +82,7 @@ async def update_account(ctx: Any, principal: Principal, id: str) -> Response:
     body = await read_body()
     tenant_id = resolve_tenant(principal, body)
     assert tenant_id is not None
-    await admin.update_account(ctx, tenant_id, id, body)
+    await admin.update_account(ctx, tenant_id, id, body, by_tenant=not principal.is_admin)
     return json_response({"ok": True})
 
 

@@ -1,4 +1,4 @@
-"""The command log (contract §5.7)."""
+"""The command log (reference §5.7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Commands: run-now, suspend and activate (contract §5.2)."""
+"""Commands: run-now, suspend and activate (reference §5.2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The live event stream ``GET /events`` (contract §5.9).
+"""The live event stream ``GET /events`` (reference §5.9).
 
 Events are recorded by sender and reporter processes, possibly on other nodes, so the
 streams are fed from the events table, tailed by one shared poller per api worker

@@ -1,4 +1,4 @@
-"""Instance settings and the bounce mailbox (contract §5.6)."""
+"""Instance settings and the bounce mailbox (reference §5.6)."""
 
 from __future__ import annotations
 

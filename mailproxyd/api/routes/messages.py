@@ -1,4 +1,4 @@
-"""Messages: add, list, read, delete, clean up (contract §5.3, §6)."""
+"""Messages: add, list, read, delete, clean up (reference §5.3, §6)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ _STATUSES = ("pending", "deferred", "sending", "sent", "error")
 async def add_messages(ctx: Any, principal: Principal) -> Response:
     raw, body = await read_body_raw()
     envelope_tenant = resolve_tenant(principal, body, required=False)
-    # §4.3: a tenant key naming another tenant in any item refuses the whole request.
+    # reference §4.3: a tenant key naming another tenant in any item refuses the whole request.
     foreign = foreign_tenant(body, None if principal.is_admin else principal.tenant_id)
     if foreign is not None:
         raise forbidden_tenant(foreign)
@@ -55,7 +55,7 @@ async def add_messages(ctx: Any, principal: Principal) -> Response:
     )
     rejected = outcome.rejected
     if outcome.nothing_queued:
-        # The legacy 400 shape (§6.8): detail is an object that keeps "error": null.
+        # The legacy 400 shape (reference §6.8): detail is an object that keeps "error": null.
         return json_response(
             {
                 "ok": False,

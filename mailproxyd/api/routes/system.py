@@ -1,9 +1,11 @@
-"""Health, status, stats, metrics, the OpenAPI document and downloads (§5.1, §5.8, §14)."""
+"""Health, status, stats, metrics, the OpenAPI document and downloads (reference §5.1, §5.8, §14)."""
 
 from __future__ import annotations
 
 import logging
+import mimetypes
 from typing import Any
+from urllib.parse import quote
 
 from quart import Response, request
 
@@ -14,6 +16,7 @@ from mailproxyd.api.registry import TENANT_ID, route
 from mailproxyd.api.responses import json_response
 from mailproxyd.core.crypto import tokens_equal
 from mailproxyd.services import admin
+from mailproxyd.services.attachments import downloads
 
 log = logging.getLogger("mailproxyd.api.auth")
 
@@ -32,7 +35,7 @@ METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 async def health(ctx: Any, principal: Principal) -> Response:
     if await admin.database_reachable(ctx):
         return json_response({"status": "ok"})
-    # The one 503 of the contract without the usual error keys (§4.4, §5.1).
+    # The one 503 of the reference without the usual error keys (reference §4.4, §5.1).
     return json_response({"status": "unavailable", "detail": "database unreachable"}, 503)
 
 
@@ -65,7 +68,7 @@ async def stats(ctx: Any, principal: Principal) -> Response:
 
 
 def _metrics_authorized(ctx: Any) -> bool:
-    """§14: public unless ``GMP_METRICS_TOKEN`` is set; then it or the admin token."""
+    """reference §14: public unless ``GMP_METRICS_TOKEN`` is set; then it or the admin token."""
     metrics_token = getattr(ctx.settings, "metrics_token", None) or ""
     if not metrics_token:
         return True
@@ -91,7 +94,7 @@ def _metrics_authorized(ctx: Any) -> bool:
 )
 async def metrics(ctx: Any, principal: Principal) -> Response:
     if not _metrics_authorized(ctx):
-        # Never the token itself (§4.2): where the attempt came from and what it wanted.
+        # Never the token itself (reference §4.2): where the attempt came from and what it wanted.
         log.info(
             "authentication failed (metrics token): remote=%s route=GET /metrics",
             request.remote_addr,
@@ -113,7 +116,9 @@ async def metrics(ctx: Any, principal: Principal) -> Response:
 async def openapi(ctx: Any, principal: Principal) -> Response:
     from mailproxyd.api.openapi import document_bytes
 
-    return Response(document_bytes(), status=200, content_type="application/json; charset=utf-8")
+    return Response(
+        document_bytes() + b"\n", status=200, content_type="application/json; charset=utf-8"
+    )
 
 
 @route(
@@ -126,5 +131,33 @@ async def openapi(ctx: Any, principal: Principal) -> Response:
     errors=(404, 410),
 )
 async def download(ctx: Any, principal: Principal, token: str, filename: str) -> Response:
-    # Large-file links arrive with the large-file issue; until then no token is valid.
-    raise ApiError(404, "not_found", "Download link not found")
+    try:
+        found = await downloads.open_download(
+            ctx.db, ctx.instance_key, token, filename, now=ctx.now()
+        )
+    except downloads.LinkInvalid:
+        raise ApiError(404, "not_found", "Download link not found") from None
+    except downloads.LinkExpired:
+        raise ApiError(410, "expired", "Download link expired") from None
+    content_type, _ = mimetypes.guess_type(found.filename, strict=False)
+    headers = {
+        "Content-Disposition": _disposition(found.filename),
+        "Content-Length": str(found.size),
+        "Cache-Control": f"private, max-age={found.max_age}",
+    }
+    body = b"" if request.method == "HEAD" else found.chunks()
+    response = Response(
+        body,
+        status=200,
+        content_type=content_type or "application/octet-stream",
+        headers=headers,
+    )
+    # A HEAD answer has no body but announces the length of the GET one (reference §5.8).
+    response.headers["Content-Length"] = str(found.size)
+    return response
+
+
+def _disposition(filename: str) -> str:
+    """``attachment; filename="<ascii>"; filename*=UTF-8''<percent-encoded>`` (reference §5.8)."""
+    plain = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in filename)
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(filename, safe='')}"

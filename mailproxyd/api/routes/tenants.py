@@ -1,4 +1,4 @@
-"""Tenants, their API keys and their sync state (contract §5.5)."""
+"""Tenants, their API keys and their sync state (reference §5.5)."""
 
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ async def update_tenant(ctx: Any, principal: Principal, id: str) -> Response:
             raise admin_required()
     if "id" in body and body["id"] != id:
         raise ValidationFailed([("id", "cannot be changed")])
-    await admin.update_tenant(ctx, id, body)
+    await admin.update_tenant(ctx, id, body, by_tenant=not principal.is_admin)
     return json_response({"ok": True})
 
 

@@ -1,4 +1,4 @@
-"""Top-level lifecycle commands (§15.2): start, stop, restart, status, list, delete, serve."""
+"""Top-level lifecycle commands (reference §15.2): start, stop, restart, status, list, delete, serve."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from mailproxyd.settings import Settings, load_settings
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 # Numbers are taken as text and validated by the settings, so a bad value gets the exact
-# `configuration error: --port: …` line of §3.1 rather than the argument parser's wording.
+# `configuration error: --port: …` line of reference §3.1 rather than the argument parser's wording.
 Port = Annotated[str | None, Parameter(name=["--port", "-p"], help="HTTP listen port.")]
 Host = Annotated[str | None, Parameter(help="HTTP listen address.")]
 DatabaseUrl = Annotated[str | None, Parameter(help="PostgreSQL database URL.")]

@@ -1,4 +1,4 @@
-"""``mail-proxy NAME token [--regenerate]``: the instance's admin token (§15.3, §3.4)."""
+"""``mail-proxy NAME token [--regenerate]``: the instance's admin token (reference §15.3, §3.4)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def token(
         os.replace(tmp, path)
         pid_info = instance.read_pid_file(directory)
         if pid_info and instance.running_pid(directory) and pid_info.get("socket"):
-            # The node re-reads the api_token file on reload (§3.4): the old token stops now.
+            # The node re-reads the api_token file on reload (reference §3.4): the old token stops now.
             control.call(str(pid_info["socket"]), "reload")
         print(new)
         return 0

@@ -1,8 +1,8 @@
-"""Tenant, account and instance payloads: validation, normalisation, wire form (§5.4–§5.6).
+"""Tenant, account and instance payloads: validation, normalisation, wire form (reference §5.4–§5.6).
 
 Every ``validate_*`` function takes the decoded JSON body and returns a plain dict ready
 for the store, or raises :class:`~mailproxyd.errors.ValidationFailed` listing **every**
-problem found, with the contract's field paths and messages (``port: must be an integer
+problem found, with the reference's field paths and messages (``port: must be an integer
 between 1 and 65535``, ``client_auth.token: required``, ``<field>: unknown field``).
 
 * ``validate_account`` / ``validate_tenant``: full definitions (``POST``), defaults filled in.
@@ -12,7 +12,7 @@ between 1 and 65535``, ``client_auth.token: required``, ``<field>: unknown field
   ``bearer`` needs a token, bounce needs host/user/password) are judged on the merged result.
 * ``present_account`` / ``present_tenant`` / ``present_instance``: the stored object in its
   wire form, defaults applied, derived fields added, secrets replaced by ``*_set`` flags and
-  ``null`` values omitted (§0).
+  ``null`` values omitted (reference §0).
 
 The rules live in :mod:`~mailproxyd.core.models.account`, :mod:`~mailproxyd.core.models.tenant`
 and :mod:`~mailproxyd.core.models.instance`; this module is the one name callers import.

@@ -1,4 +1,4 @@
-"""SMTP account payloads (contract §5.4, §10.1): validation, ``use_tls`` derivation, wire form.
+"""SMTP account payloads (reference §5.4, §10.1): validation, ``use_tls`` derivation, wire form.
 
 ``validate_account`` checks a full definition (``POST /account``) and fills in defaults;
 ``validate_account_update`` returns the changes of a partial update (``PUT``), where
@@ -50,7 +50,7 @@ _ACCOUNT_FIELDS: Final = frozenset(
 
 
 def derive_tls_mode(tls_mode: str | None, use_tls: bool | None, port: int | None) -> str:
-    """The ``tls_mode`` of §10.1 from an explicit mode, the legacy ``use_tls`` and the port.
+    """The ``tls_mode`` of reference §10.1 from an explicit mode, the legacy ``use_tls`` and the port.
 
     The caller has already checked that the two do not conflict (:func:`tls_conflict`).
     """
@@ -64,7 +64,7 @@ def derive_tls_mode(tls_mode: str | None, use_tls: bool | None, port: int | None
 
 
 def tls_conflict(tls_mode: str | None, use_tls: bool | None) -> bool:
-    """True when ``use_tls`` contradicts ``tls_mode`` (a 422, §10.1)."""
+    """True when ``use_tls`` contradicts ``tls_mode`` (a 422, reference §10.1)."""
     if tls_mode is None or use_tls is None:
         return False
     return use_tls != (tls_mode != "none")
@@ -112,13 +112,13 @@ def _account_value(f: FieldChecker, key: str, value: Any) -> Any:
 
 
 def validate_account(body: Any, *, batch_default: int | None = None) -> dict[str, Any]:
-    """``POST /account``: a full account definition with defaults (§5.4, §10.1).
+    """``POST /account``: a full account definition with defaults (reference §5.4, §10.1).
 
     ``password`` is present in the result only when the body has it (absent keeps the stored
     password on replacement; ``None`` clears it). ``batch_size`` only when given, so accounts
     without one follow ``GMP_BATCH_SIZE_PER_ACCOUNT`` (``batch_default`` is accepted for
     symmetry with the caller's settings and not stored). ``tenant_id`` is the caller's to
-    resolve (§4.3) and is not part of the result.
+    resolve (reference §4.3) and is not part of the result.
     """
     del batch_default
     f = FieldChecker(body)
@@ -155,7 +155,7 @@ def validate_account(body: Any, *, batch_default: int | None = None) -> dict[str
 def validate_account_update(
     body: Any, *, account_id: str, current: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
-    """``PUT /account/{id}``: the changes of a partial update (§5.4).
+    """``PUT /account/{id}``: the changes of a partial update (reference §5.4).
 
     ``None`` values return a field to its default (for ``password``: clear it). ``use_tls``
     never appears in the result; it is turned into ``tls_mode`` using the new or, with
@@ -233,7 +233,7 @@ _ACCOUNT_ORDER: Final = (
 
 
 def present_account(account: Mapping[str, Any]) -> dict[str, Any]:
-    """The wire form of a stored account (§5.4): no password, ``password_set``, derived
+    """The wire form of a stored account (reference §5.4): no password, ``password_set``, derived
     ``use_tls``, ``batch_size`` only when set, ISO times, ``null`` values omitted."""
     full = with_account_defaults(account)
     if "password_set" not in full:

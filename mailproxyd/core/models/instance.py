@@ -1,4 +1,4 @@
-"""Instance settings payloads (contract §5.6): name and bounce mailbox, validation, wire form."""
+"""Instance settings payloads (reference §5.6): name and bounce mailbox, validation, wire form."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def validate_instance_update(
 ) -> dict[str, Any]:
     """``PUT /instance``: the changes of a partial update of the name and bounce settings.
 
-    ``api_token`` is refused (§5.6). Enabling bounce detection needs a host, a user and a
+    ``api_token`` is refused (reference §5.6). Enabling bounce detection needs a host, a user and a
     password, given now or already stored in ``current`` (which may carry the password or
     only ``bounce_imap_password_set``).
     """
@@ -125,7 +125,7 @@ _INSTANCE_ORDER: Final = (
 
 
 def present_instance(instance: Mapping[str, Any]) -> dict[str, Any]:
-    """The wire form of the instance settings (§5.6): password flag, defaults, ISO times."""
+    """The wire form of the instance settings (reference §5.6): password flag, defaults, ISO times."""
     full = {**INSTANCE_DEFAULTS, **{k: v for k, v in instance.items() if v is not None}}
     if "bounce_imap_password_set" not in full:
         full["bounce_imap_password_set"] = full.get("bounce_imap_password") is not None

@@ -1,4 +1,4 @@
-"""Tenant payloads (contract §5.5, §11.8): validation, ``client_auth`` patches, wire form.
+"""Tenant payloads (reference §5.5, §11.8): validation, ``client_auth`` patches, wire form.
 
 ``validate_tenant`` checks a full definition (``POST /tenant``) and fills in defaults;
 ``validate_tenant_update`` returns the changes of a partial update (``PUT``), with
@@ -189,7 +189,7 @@ def _tenant_value(f: FieldChecker, key: str, value: Any, installed: Installed) -
 
 
 def validate_tenant(body: Any, *, installed: Installed | None = None) -> dict[str, Any]:
-    """``POST /tenant``: a full tenant definition with defaults (§5.5, §11.8).
+    """``POST /tenant``: a full tenant definition with defaults (reference §5.5, §11.8).
 
     ``client_auth`` comes back with ``method`` and the given keys only; ``rate_limits`` and
     ``large_file_config`` are ``None`` when absent. ``installed`` decides whether optional
@@ -230,7 +230,7 @@ def validate_tenant_update(
     current: Mapping[str, Any] | None = None,
     installed: Installed | None = None,
 ) -> dict[str, Any]:
-    """``PUT /tenant/{id}``: the changes of a partial update (§5.5).
+    """``PUT /tenant/{id}``: the changes of a partial update (reference §5.5).
 
     A ``None`` value returns the field to its default. ``client_auth`` is a key-by-key patch
     (``None`` removes a key; ``*_set`` flags are dropped). With ``current`` (the stored
@@ -306,7 +306,7 @@ _TENANT_ORDER: Final = (
 
 
 def present_tenant(tenant: Mapping[str, Any]) -> dict[str, Any]:
-    """The wire form of a stored tenant (§5.5): masked ``client_auth``, defaults, ISO times."""
+    """The wire form of a stored tenant (reference §5.5): masked ``client_auth``, defaults, ISO times."""
     full = {**TENANT_DEFAULTS, **{k: v for k, v in tenant.items() if v is not None}}
     full["client_auth"] = _present_auth(tenant.get("client_auth"))
     limits = {k: v for k, v in (full.get("rate_limits") or {}).items() if v}

@@ -1,4 +1,4 @@
-"""Administration use cases: one function per operation of the HTTP API (§5).
+"""Administration use cases: one function per operation of the HTTP API (reference §5).
 
 Tenants, accounts, instance settings, suspend/activate, run-now, message listing and
 removal, stats, sync status, the command log and the event stream. The API routes call
@@ -7,7 +7,7 @@ Quart or HTTP: inputs are plain values and dicts, failures are the exceptions of
 :mod:`mailproxyd.errors` (``ValidationFailed``, ``NotFound``, ``Conflict``,
 ``DatabaseUnavailable``), which every interface translates once in its own way.
 
-Each mutation is one database transaction including its command-log entry (§5.7); see
+Each mutation is one database transaction including its command-log entry (reference §5.7); see
 :mod:`._common`. Callers use this package as one namespace (``admin.create_tenant``); the
 modules behind it are one per concept:
 

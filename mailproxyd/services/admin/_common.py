@@ -1,7 +1,7 @@
 """What every administration use case shares: the context, command logging, transactions.
 
 A mutation is one database transaction (``ctx.db.run``) that includes its command-log entry
-(§5.7), so a change and its log line commit together. A request refused by validation or a
+(reference §5.7), so a change and its log line commit together. A request refused by validation or a
 missing resource is logged too, with its status, in a transaction of its own (nothing else
 changed). ``log_command`` and ``needs_redaction`` are also used by ``services.enqueue``.
 """
@@ -29,7 +29,7 @@ log = logging.getLogger("mailproxyd.services.admin")
 
 T = TypeVar("T")
 
-#: Who is making the current change, for the INFO line of tenant and account changes (§18.6):
+#: Who is making the current change, for the INFO line of tenant and account changes (reference §18.6):
 #: set by each interface for the request it serves (``api admin from 10.0.0.1``, ``control
 #: socket uid 1000``); never a token.
 ACTOR: contextvars.ContextVar[str] = contextvars.ContextVar("mailproxyd_actor", default="node")
@@ -94,7 +94,7 @@ def log_command(
     now: float,
     redacted: bool = False,
 ) -> None:
-    """Append a command-log entry with secrets and base64 data redacted (§5.7).
+    """Append a command-log entry with secrets and base64 data redacted (reference §5.7).
 
     ``redacted``: the caller proved the payload holds nothing to redact (see
     :func:`needs_redaction`), so the walk over a large batch is skipped.

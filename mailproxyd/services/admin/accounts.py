@@ -1,11 +1,13 @@
-"""SMTP account use cases (§5.4): create/replace, list, read, partial update, delete."""
+"""SMTP account use cases (reference §5.4): create/replace, list, read, partial update, delete."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from mailproxyd.core.models import account as account_model
+from mailproxyd.core.payload_fields import is_host
 from mailproxyd.drivers import metrics
+from mailproxyd.errors import ValidationFailed
 from mailproxyd.services.admin._common import (
     AdminContext,
     mutation,
@@ -13,6 +15,7 @@ from mailproxyd.services.admin._common import (
     require_tenant,
     validated,
 )
+from mailproxyd.services.admin._netcheck import host_refusal
 from mailproxyd.store import accounts, tenants
 
 # One copy of the wire form, kept under this package's name for its callers.
@@ -29,8 +32,32 @@ def _create_account(tx: Any, tenant_id: str, fields: dict[str, Any], *, now: flo
     return bool(accounts.create_or_replace(tx, tenant_id, fields, now))
 
 
-async def create_account(ctx: AdminContext, tenant_id: str, payload: dict[str, Any]) -> bool:
-    """``POST /account``: create or replace; True when created (§5.4)."""
+#: Marks an account whose ``host`` a tenant key set (reference §11.3: the http_url rule applies).
+UNTRUSTED_HOST_KEY = "host_untrusted"
+
+
+async def _check_host(
+    ctx: AdminContext, endpoint: str, tenant_id: str, payload: dict[str, Any], host: Any, port: Any
+) -> None:
+    """422 ``host`` when a tenant key points the account at an address it may not reach."""
+    if not isinstance(host, str) or not is_host(host):
+        return  # the field rules report it
+    reason = await host_refusal(ctx, host, port if isinstance(port, int) else 25)
+    if reason is not None:
+
+        def fail() -> None:
+            raise ValidationFailed([("host", reason)])
+
+        await validated(ctx, endpoint, tenant_id, payload, fail)
+
+
+async def create_account(
+    ctx: AdminContext, tenant_id: str, payload: dict[str, Any], *, by_tenant: bool = False
+) -> bool:
+    """``POST /account``: create or replace; True when created (reference §5.4).
+
+    ``by_tenant``: sent with the tenant's key, so ``host`` follows the untrusted rule (reference §11.3).
+    """
     body = _without_tenant(payload)
     batch_default = ctx.settings.batch_size_per_account
     fields = await validated(
@@ -40,6 +67,9 @@ async def create_account(ctx: AdminContext, tenant_id: str, payload: dict[str, A
         payload,
         lambda: account_model.validate_account(body, batch_default=batch_default),
     )
+    if by_tenant:
+        await _check_host(ctx, "addAccount", tenant_id, payload, fields["host"], fields["port"])
+        fields[UNTRUSTED_HOST_KEY] = True
     return await mutation(ctx, "addAccount", tenant_id, payload, _create_account, tenant_id, fields)
 
 
@@ -64,22 +94,48 @@ async def get_account(ctx: AdminContext, tenant_id: str, account_id: str) -> dic
 
 
 def _update_account(
-    tx: Any, tenant_id: str, account_id: str, body: dict[str, Any], *, now: float
+    tx: Any,
+    tenant_id: str,
+    account_id: str,
+    body: dict[str, Any],
+    by_tenant: bool,
+    *,
+    now: float,
 ) -> None:
     require_tenant(tx, tenant_id)
     current = accounts.get(tx, tenant_id, account_id)
-    # Judged against the stored account: use_tls derivation and conflicts need it (§10.1).
+    # Judged against the stored account: use_tls derivation and conflicts need it (reference §10.1).
     changes = account_model.validate_account_update(body, account_id=account_id, current=current)
+    if "host" in changes:
+        # Who set the host decides which networks it may reach (reference §11.3).
+        changes[UNTRUSTED_HOST_KEY] = True if by_tenant else None
     accounts.update(tx, tenant_id, account_id, changes, now)
 
 
 async def update_account(
-    ctx: AdminContext, tenant_id: str, account_id: str, payload: dict[str, Any]
+    ctx: AdminContext,
+    tenant_id: str,
+    account_id: str,
+    payload: dict[str, Any],
+    *,
+    by_tenant: bool = False,
 ) -> None:
-    """``PUT /account/{id}``: partial update; ``null`` returns a field to its default (§5.4)."""
+    """``PUT /account/{id}``: partial update; ``null`` returns a field to its default (reference §5.4)."""
     body = _without_tenant(payload)
+    if by_tenant:
+        await _check_host(
+            ctx, "updateAccount", tenant_id, payload, body.get("host"), body.get("port")
+        )
     await mutation(
-        ctx, "updateAccount", tenant_id, payload, _update_account, tenant_id, account_id, body
+        ctx,
+        "updateAccount",
+        tenant_id,
+        payload,
+        _update_account,
+        tenant_id,
+        account_id,
+        body,
+        by_tenant,
     )
 
 
@@ -103,7 +159,7 @@ async def delete_account(ctx: AdminContext, tenant_id: str, account_id: str) -> 
         account_id,
     )
     if failed:
-        # Messages that became ``error`` after their enqueue: they count as errors (§14).
+        # Messages that became ``error`` after their enqueue: they count as errors (reference §14).
         labels = metrics.AccountLabels.of(tenant_id, tenant_name, account_id)
         metrics.delivery(labels, "error", count=failed)
         # The failed messages are new events for the tenant: report them without waiting.

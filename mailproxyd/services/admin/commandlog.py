@@ -1,4 +1,4 @@
-"""Reading the command log (§5.7): the paged listing and the bulk export.
+"""Reading the command log (reference §5.7): the paged listing and the bulk export.
 
 Entries are written by :func:`mailproxyd.services.admin._common.log_command`, already
 redacted, so nothing is masked here.
@@ -32,7 +32,7 @@ async def command_log(
     limit: int,
     offset: int,
 ) -> list[dict[str, Any]]:
-    """Command-log entries, newest first (§5.7); payloads were redacted when written."""
+    """Command-log entries, newest first (reference §5.7); payloads were redacted when written."""
     rows = await read(
         ctx,
         store_commandlog.list_commands,
@@ -49,7 +49,7 @@ async def command_log(
 async def command_log_export(
     ctx: AdminContext, *, tenant_id: str | None, since_ts: int | None, until_ts: int | None
 ) -> list[dict[str, Any]]:
-    """At most 100,000 entries, oldest first (§5.7)."""
+    """At most 100,000 entries, oldest first (reference §5.7)."""
     rows = await read(
         ctx, store_commandlog.export, tenant_id=tenant_id, since_ts=since_ts, until_ts=until_ts
     )

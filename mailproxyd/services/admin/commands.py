@@ -1,4 +1,4 @@
-"""Scheduler commands (§5.2): global and per-tenant suspend/activate, and run-now.
+"""Scheduler commands (reference §5.2): global and per-tenant suspend/activate, and run-now.
 
 The state lives in the database; the supervisor link only carries the wake-ups that make
 workers act on it at once instead of at their next poll.
@@ -23,7 +23,7 @@ def _run_now_tx(tx: Any, tenant_id: str, now: float) -> None:
 
 
 async def run_now(ctx: AdminContext, tenant_id: str | None) -> None:
-    """Wake every worker of every node; for a tenant also clear its DND and back-off (§5.2)."""
+    """Wake every worker of every node; for a tenant also clear its DND and back-off (reference §5.2)."""
     if tenant_id is not None:
         await ctx.db.run(_run_now_tx, tenant_id, ctx.now())
     params = {"tenant_id": tenant_id} if tenant_id is not None else {}
@@ -39,7 +39,7 @@ def _set_active(tx: Any, active: bool, now: float) -> bool:
 
 
 async def set_scheduler_active(ctx: AdminContext, active: bool) -> bool:
-    """Global suspend/activate: the shared ``scheduler_active`` state (§3.2, §5.2)."""
+    """Global suspend/activate: the shared ``scheduler_active`` state (reference §3.2, §5.2)."""
     endpoint = "activate" if active else "suspend"
     result = await mutation(ctx, endpoint, None, {}, _set_active, active)
     await ctx.link.send({"type": "wake", "target": "all", "reason": endpoint})

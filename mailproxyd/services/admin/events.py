@@ -1,4 +1,4 @@
-"""The event stream's reads (§5.9): the current high mark and the frames after a mark.
+"""The event stream's reads (reference §5.9): the current high mark and the frames after a mark.
 
 The ``/events`` WebSocket polls these; each frame is a sync report item plus its tenant.
 """
@@ -20,7 +20,7 @@ async def latest_event_id(ctx: AdminContext) -> int:
 async def events_after(
     ctx: AdminContext, after_id: int, tenant_id: str | None, *, limit: int = 500
 ) -> tuple[list[dict[str, Any]], int]:
-    """Event-stream frames (§5.9) of events newer than ``after_id``, and the new high mark."""
+    """Event-stream frames (reference §5.9) of events newer than ``after_id``, and the new high mark."""
     rows = await read(ctx, events.tail, after_id, tenant_id=tenant_id, limit=limit)
     frames = [core_sync.event_frame(row["tenant_id"], row) for row in rows]
     last = max((int(row["event_id"]) for row in rows), default=after_id)

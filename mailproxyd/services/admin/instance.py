@@ -1,4 +1,4 @@
-"""Instance use cases (§5.6): name, version and bounce settings, and the bounce reload."""
+"""Instance use cases (reference §5.6): name, version and bounce settings, and the bounce reload."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from mailproxyd.store import bounces, meta
 
 
 async def get_instance(ctx: AdminContext) -> dict[str, Any]:
-    """Instance name, version and bounce settings (§5.6), password as a flag only."""
+    """Instance name, version and bounce settings (reference §5.6), password as a flag only."""
     found = dict(await read(ctx, meta.get_instance))
     found["version"] = __version__
     # A name never set through the API falls back to the configured one.
@@ -21,7 +21,7 @@ async def get_instance(ctx: AdminContext) -> dict[str, Any]:
 
 
 async def update_instance(ctx: AdminContext, payload: dict[str, Any]) -> None:
-    """``PUT /instance``: partial update of the name and the bounce settings (§5.6)."""
+    """``PUT /instance``: partial update of the name and the bounce settings (reference §5.6)."""
 
     def work(tx: Any, *, now: float) -> None:
         changes = instance_model.validate_instance_update(payload, current=meta.get_instance(tx))

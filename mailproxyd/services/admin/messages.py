@@ -1,4 +1,4 @@
-"""Message use cases (§5.3): paged listing, one record with history, removal, cleanup.
+"""Message use cases (reference §5.3): paged listing, one record with history, removal, cleanup.
 
 Records leave in their wire form (:func:`present_record`); the listing's ``next_cursor`` is
 an opaque URL-safe token over the store's ``(priority, seq)`` position.
@@ -21,7 +21,7 @@ _TS_FIELDS = ("deferred_ts", "sent_ts", "error_ts", "bounce_ts", "reported_ts")
 
 
 def present_record(record: dict[str, Any]) -> dict[str, Any]:
-    """A store record in its wire form (§5.3): integer Unix times, ISO ``created_at``."""
+    """A store record in its wire form (reference §5.3): integer Unix times, ISO ``created_at``."""
     out = dict(record)
     out.pop("seq", None)
     out["pk"] = str(out["pk"])
@@ -58,7 +58,7 @@ def decode_cursor(text: str) -> tuple[int, int]:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
         value = msgspec.json.decode(raw)
         priority, seq = value
-        # The numbers of a cursor are client input like any other: bounded (§4.4).
+        # The numbers of a cursor are client input like any other: bounded (reference §4.4).
         if not (is_int_between(priority) and is_int_between(seq)):
             raise ValueError(text)
     except (ValueError, TypeError, msgspec.DecodeError):
@@ -90,7 +90,7 @@ async def list_messages(
     cursor: str | None,
     offset: int,
 ) -> dict[str, Any]:
-    """One page of a tenant's messages (§5.3): ``{"messages": [...], "next_cursor"?}``."""
+    """One page of a tenant's messages (reference §5.3): ``{"messages": [...], "next_cursor"?}``."""
     return await read(
         ctx,
         _list_messages,
@@ -117,7 +117,7 @@ def _get_message(tx: Any, tenant_id: str, message_id: str, now: float) -> dict[s
 
 
 async def get_message(ctx: AdminContext, tenant_id: str, message_id: str) -> dict[str, Any]:
-    """One record with its history (§5.3); ``NotFound`` (``message_not_found``)."""
+    """One record with its history (reference §5.3); ``NotFound`` (``message_not_found``)."""
     return await read(ctx, _get_message, tenant_id, message_id, ctx.now())
 
 
@@ -135,7 +135,7 @@ def _delete_messages(tx: Any, tenant_id: str, ids: list[str], *, now: float) -> 
 async def delete_messages(
     ctx: AdminContext, tenant_id: str, ids: list[str], *, payload: Any = None
 ) -> dict[str, Any]:
-    """Remove a tenant's messages by id with their events; ``sending`` ones are kept (§5.3)."""
+    """Remove a tenant's messages by id with their events; ``sending`` ones are kept (reference §5.3)."""
     return await mutation(
         ctx,
         "deleteMessages",
@@ -155,7 +155,7 @@ def _cleanup(tx: Any, tenant_id: str, older_than: int, *, now: float) -> int:
 async def cleanup_messages(
     ctx: AdminContext, tenant_id: str, older_than_seconds: int | None, *, payload: Any = None
 ) -> int:
-    """Remove fully acknowledged terminal messages older than the threshold (§5.3)."""
+    """Remove fully acknowledged terminal messages older than the threshold (reference §5.3)."""
     older = (
         older_than_seconds
         if older_than_seconds is not None

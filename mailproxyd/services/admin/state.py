@@ -1,4 +1,4 @@
-"""Read-only views of the node (§5.1): health, scheduler and workers, stats, sync status."""
+"""Read-only views of the node (reference §5.1): health, scheduler and workers, stats, sync status."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ async def database_reachable(ctx: AdminContext) -> bool:
 
 
 async def status(ctx: AdminContext) -> dict[str, Any]:
-    """Scheduler and node state (§5.1); worker counts come from the supervisor."""
+    """Scheduler and node state (reference §5.1); worker counts come from the supervisor."""
     active = await read(ctx, meta.get_scheduler_active)
     settings = ctx.settings
     workers: dict[str, Any]
@@ -57,7 +57,7 @@ def _stats(tx: Any, tenant_id: str | None, now: float) -> dict[str, Any]:
 
 
 async def stats(ctx: AdminContext, tenant_id: str | None) -> dict[str, Any]:
-    """Counts of tenants, accounts and messages by status (§5.1)."""
+    """Counts of tenants, accounts and messages by status (reference §5.1)."""
     return await read(ctx, _stats, tenant_id, ctx.now())
 
 

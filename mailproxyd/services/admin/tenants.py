@@ -1,10 +1,11 @@
-"""Tenant use cases (§5.5): create/replace, list, read, update, delete, and the API keys."""
+"""Tenant use cases (reference §5.5): create/replace, list, read, update, delete, and the API keys."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from mailproxyd.core.models import tenant as tenant_model
+from mailproxyd.errors import ValidationFailed
 from mailproxyd.services.admin._common import (
     AdminContext,
     mutation,
@@ -12,7 +13,11 @@ from mailproxyd.services.admin._common import (
     require_tenant,
     validated,
 )
+from mailproxyd.services.admin._netcheck import url_refusal
 from mailproxyd.store import tenants
+
+#: The storage schemes a tenant key may set (reference §11.3): never the node's own disk.
+TENANT_STORAGE_SCHEMES = ("s3://", "gs://", "az://")
 
 # One copy of the wire form, kept under this package's name for its callers.
 present_tenant = tenant_model.present_tenant
@@ -35,6 +40,34 @@ async def create_tenant(ctx: AdminContext, payload: dict[str, Any]) -> dict[str,
     return out
 
 
+async def _check_untrusted(ctx: AdminContext, tenant_id: str, payload: dict[str, Any]) -> None:
+    """422 when a tenant key points ``client_base_url`` or large-file storage off limits."""
+    problems: list[tuple[str, str]] = []
+    url = payload.get("client_base_url")
+    if isinstance(url, str):
+        reason = await url_refusal(ctx, url)
+        if reason is not None:
+            problems.append(("client_base_url", reason))
+    config = payload.get("large_file_config")
+    storage_url = config.get("storage_url") if isinstance(config, dict) else None
+    if isinstance(storage_url, str) and not storage_url.startswith(TENANT_STORAGE_SCHEMES):
+        problems.append(
+            (
+                "large_file_config.storage_url",
+                "a tenant key may only set s3://, gs:// or az:// storage",
+            )
+        )
+    if problems:
+        await validated(ctx, "updateTenant", tenant_id, payload, _raise(problems))
+
+
+def _raise(problems: list[tuple[str, str]]) -> Any:
+    def fail() -> None:
+        raise ValidationFailed(problems)
+
+    return fail
+
+
 async def list_tenants(ctx: AdminContext, *, active_only: bool = False) -> list[dict[str, Any]]:
     """Every tenant (or only the active ones) in its wire form."""
     found = await read(ctx, tenants.list_tenants, active_only)
@@ -46,12 +79,23 @@ async def get_tenant(ctx: AdminContext, tenant_id: str) -> dict[str, Any]:
     return present_tenant(await read(ctx, tenants.get, tenant_id))
 
 
-async def update_tenant(ctx: AdminContext, tenant_id: str, payload: dict[str, Any]) -> None:
-    """``PUT /tenant/{id}``: partial update, ``client_auth`` merged key by key (§5.5)."""
+async def update_tenant(
+    ctx: AdminContext, tenant_id: str, payload: dict[str, Any], *, by_tenant: bool = False
+) -> None:
+    """``PUT /tenant/{id}``: partial update, ``client_auth`` merged key by key (reference §5.5).
+
+    ``by_tenant``: the change comes with the tenant's own key, so the values that point the
+    node somewhere follow the untrusted rule of reference §11.3 (checked now and at every connection).
+    """
+    if by_tenant:
+        await _check_untrusted(ctx, tenant_id, payload)
 
     def work(tx: Any, *, now: float) -> None:
         current = tenants.get(tx, tenant_id)
         changes = tenant_model.validate_tenant_update(payload, current=current)
+        if "client_base_url" in changes:
+            # Who set the URL decides which networks it may reach (reference §11.3).
+            changes[tenants.UNTRUSTED_URL_KEY] = True if by_tenant else None
         tenants.update(tx, tenant_id, changes, now)
 
     await mutation(ctx, "updateTenant", tenant_id, payload, work)

@@ -1,4 +1,4 @@
-"""Serving one account: sessions, claims, admission in claim order, parallel sends (§8.2–§8.4, §9).
+"""Serving one account: sessions, claims, admission in claim order, parallel sends (reference §8.2–§8.4, §9).
 
 ``AccountRun.serve`` drains one account: it holds up to ``max_concurrent`` session slots
 (counted in the database across processes and nodes), claims a batch, admits its messages in
@@ -123,7 +123,7 @@ class AccountRun:
         for row in claim.rows:
             self.unfinished[int(row["pk"])] = row
         if env.stopping() and claim.rows:
-            # A stop arrived during the claim: these never started (§18.3). Deferrals and
+            # A stop arrived during the claim: these never started (reference §18.3). Deferrals and
             # rejections the claim already recorded stand; admitted slots are given back.
             done = [a for a in claim.admissions if a.completion is not None]
             await env.recorded([a.completion for a in done if a.completion], [a.held for a in done])
@@ -152,7 +152,7 @@ class AccountRun:
             for _ in range(min(sessions_now, len(waiting))):
                 sends.start_soon(self._session, claim, waiting, run)
         if waiting:
-            # Stopping: the rest never started; hand them back at once, no event (§18.3).
+            # Stopping: the rest never started; hand them back at once, no event (reference §18.3).
             await self._give_back(
                 [int(row["pk"]) for row, _ in waiting],
                 rate_slots=[v.slot_id for _, v in waiting if v and v.slot_id is not None],
@@ -165,7 +165,7 @@ class AccountRun:
         waiting: deque[tuple[Mapping[str, Any], Admission | None]],
         run: int,
     ) -> None:
-        """One SMTP session's share of the batch: admitted runs in claim order (§8.2)."""
+        """One SMTP session's share of the batch: admitted runs in claim order (reference §8.2)."""
         env = self.env
         assert claim.account is not None
         while waiting and not env.stopping():
@@ -227,7 +227,7 @@ class AccountRun:
             (row, slot) for (row, slot), c in zip(admitted, completions, strict=True) if c is None
         ]
         if untried:
-            # The sender began to stop before these were attempted: back, no event (§18.3).
+            # The sender began to stop before these were attempted: back, no event (reference §18.3).
             await self._give_back(
                 [int(row["pk"]) for row, _ in untried], rate_slots=[slot for _, slot in untried]
             )

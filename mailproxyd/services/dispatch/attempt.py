@@ -1,13 +1,13 @@
-"""One SMTP attempt of one admitted message: build, send, classify (§7, §10.3, §10.4).
+"""One SMTP attempt of one admitted message: build, send, classify (reference §7, §10.3, §10.4).
 
 The message already holds a rate-limit slot. The attempt builds the wire message (attachments
 first), sends it over the account's pooled connections and turns the classified result into
 the ``Completion`` to record (the retry ladder decides between ``deferred`` and ``error``).
 The slot is given back when the attempt failed before the message data was transmitted; it
-stays counted when the message was sent or the outcome is uncertain (§9).
+stays counted when the message was sent or the outcome is uncertain (reference §9).
 
 At shutdown an attempt still running at the hard deadline is cut off and recorded as an
-uncertain outcome (§18.3; see ``_abandoned`` for why it is never silently released).
+uncertain outcome (reference §18.3; see ``_abandoned`` for why it is never silently released).
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mailproxyd.core import retry, smtp_outcome
 from mailproxyd.core.mime import Built, MessageBuildFailed, Part, build_message
 from mailproxyd.core.smtp_outcome import Kind, Outcome
+from mailproxyd.services.attachments.errors import AttachmentFailed
 from mailproxyd.services.dispatch.record import Completion
 from mailproxyd.services.dispatch.smtp import Delivery, deliver, deliver_many
 
@@ -28,17 +29,8 @@ if TYPE_CHECKING:
     from mailproxyd.services.dispatch.env import DispatchEnv
 
 
-class AttachmentFailed(Exception):
-    """An attachment could not be obtained; ``permanent`` decides retry or error (§11.5)."""
-
-    def __init__(self, text: str, *, permanent: bool) -> None:
-        super().__init__(text)
-        self.text = text
-        self.permanent = permanent
-
-
 def _inline_parts(attachments: Sequence[Mapping[str, Any]]) -> list[Part]:
-    """Decode ``base64`` attachments (§11.1); other modes need the attachment service."""
+    """Decode ``base64`` attachments (reference §11.1); other modes need the attachment service."""
     parts: list[Part] = []
     for item in attachments:
         name = str(item.get("filename") or "attachment")
@@ -62,14 +54,24 @@ def _inline_parts(attachments: Sequence[Mapping[str, Any]]) -> list[Part]:
     return parts
 
 
-async def _attachments(env: DispatchEnv, row: Mapping[str, Any]) -> list[Part]:
-    items = row["payload"].get("attachments") or []
+def _nothing() -> None:
+    pass
+
+
+async def _attachments(
+    env: DispatchEnv, row: Mapping[str, Any], payload: Mapping[str, Any]
+) -> tuple[list[Part], Mapping[str, Any], Callable[[], None]]:
+    """The parts to attach, the payload to build (large-file links may change its body) and
+    what to call once the attempt is over (large parts are temporary files)."""
+    items = payload.get("attachments") or []
     if not items:
-        return []
+        return [], payload, _nothing
     fetch = env.fetch_attachments
     if fetch is not None:
-        return list(await fetch(row, items))
-    return _inline_parts(items)
+        prepared = await fetch(row, items)
+        body = {**payload, "body": prepared.payload.get("body")}
+        return list(prepared.parts), body, prepared.close
+    return _inline_parts(items), payload, _nothing
 
 
 def completion_for(
@@ -82,7 +84,7 @@ def completion_for(
     duration_ms: int | None,
     rcpts: int,
 ) -> Completion:
-    """The completion of a classified attempt: §10.3 class → §10.4 ladder → event."""
+    """The completion of a classified attempt: reference §10.3 class → reference §10.4 ladder → event."""
     settings = env.settings()
     retries = int(row.get("retry_count") or 0)
     refused = outcome.refused_recipients or None
@@ -95,7 +97,7 @@ def completion_for(
         "smtp_code": outcome.smtp_code,
     }
     if outcome.kind is Kind.SENT:
-        common["smtp_code"] = None  # §13.1: a sent item carries no smtp_code
+        common["smtp_code"] = None  # reference §13.1: a sent item carries no smtp_code
         return Completion(row, "sent", now, refused_recipients=refused, **common)
     text = outcome.error_text or "unknown failure"
     if not outcome.retryable:
@@ -126,7 +128,7 @@ def completion_for(
         text=decision.error_text,
         refused_recipients=refused,
         # The failure that ends the ladder is not a retry: retry_count stays at the
-        # number of retries granted (§10.4).
+        # number of retries granted (reference §10.4).
         **common,
     )
 
@@ -147,22 +149,26 @@ async def run_attempt(
     outcome: Outcome
     built: Built | None = None
     rcpts = 0
+    release = _nothing
     try:
-        parts = await _attachments(env, row)
-        built = build_message(payload, now=env.now(), attachments=parts)
-    except AttachmentFailed as exc:
-        kind = Kind.PERMANENT if exc.permanent else Kind.TEMPORARY
-        outcome = Outcome(kind, exc.text, release_slot=True)
-    except MessageBuildFailed as exc:
-        outcome = smtp_outcome.build_failed(str(exc))
-    if built is not None:
-        with env.send_scope() as scope:
-            delivery = await deliver(env.pool, account, built)
-        if scope.cancelled_caught:
-            return _abandoned(env, row, slot_id)
-        outcome = delivery.outcome
-        rcpts = delivery.accepted_recipients
-    # The duration of the SMTP attempt (§14); none when the message could not be built.
+        try:
+            parts, payload, release = await _attachments(env, row, payload)
+            built = build_message(payload, now=env.now(), attachments=parts)
+        except AttachmentFailed as exc:
+            kind = Kind.PERMANENT if exc.permanent else Kind.TEMPORARY
+            outcome = Outcome(kind, exc.text, release_slot=True)
+        except MessageBuildFailed as exc:
+            outcome = smtp_outcome.build_failed(str(exc))
+        if built is not None:
+            with env.send_scope() as scope:
+                delivery = await deliver(env.pool, account, built)
+            if scope.cancelled_caught:
+                return _abandoned(env, row, slot_id)
+            outcome = delivery.outcome
+            rcpts = delivery.accepted_recipients
+    finally:
+        release()
+    # The duration of the SMTP attempt (reference §14); none when the message could not be built.
     duration_ms = int((time.perf_counter() - started) * 1000) if built is not None else None
     return completion_for(
         env, row, outcome, now=env.now(), slot_id=slot_id, duration_ms=duration_ms, rcpts=rcpts
@@ -180,7 +186,7 @@ async def run_attempts(
 
     The same outcome per message as ``run_attempt``, but one trip to a worker thread and one
     session for all of them. The answer follows ``items``; None marks a message that was never
-    attempted because the sender began to stop (to be handed back, no event, §18.3).
+    attempted because the sender began to stop (to be handed back, no event, reference §18.3).
     """
     out: list[Completion | None] = [None] * len(items)
     sending: list[tuple[int, Built]] = []
@@ -227,7 +233,7 @@ async def run_attempts(
 
 
 def _abandoned(env: DispatchEnv, row: Mapping[str, Any], slot_id: int) -> Completion:
-    """An attempt cut off at the shutdown deadline (§18.3).
+    """An attempt cut off at the shutdown deadline (reference §18.3).
 
     The driver reports whether the data went out only when the attempt ends, and this one did
     not end. Releasing it as "not started" could hide a delivery, so it is recorded as the

@@ -1,4 +1,4 @@
-"""The store functions the dispatch cycle composes: claim, admit, release, renew (§8.3, §9).
+"""The store functions the dispatch cycle composes: claim, admit, release, renew (reference §8.3, §9).
 
 Each runs inside one transaction (through the sender's ``Committer`` or ``AsyncDatabase.run``)
 and is made only of calls into ``mailproxyd.store``; several store operations share one
@@ -103,7 +103,7 @@ def claim_tx(
         new_slots.append(slot)
     instance = meta.get_instance(tx)
     bounce = instance.get("bounce_return_path") if instance.get("bounce_enabled") else None
-    # Every session is free at the start of a batch: admit that many at once (§8.2 order).
+    # Every session is free at the start of a batch: admit that many at once (reference §8.2 order).
     # Without any limit admission can never block, and its slot time only matters to a
     # limit set later: then the whole batch is admitted here, saving a commit per message.
     first = min(len(rows), held_slots + len(new_slots), limit)
@@ -138,7 +138,7 @@ def admit_tx(
     owner: str,
     now: float,
 ) -> list[Admission]:
-    """Store function: reserve rate-limit slots for ``rows`` in order (§8.2, §9).
+    """Store function: reserve rate-limit slots for ``rows`` in order (reference §8.2, §9).
 
     A blocked message is deferred to the whole second at which every blocking window has room
     (``deferred`` event, reason ``rate_limit``, no retry counted) or, when an account window

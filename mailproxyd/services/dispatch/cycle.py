@@ -1,10 +1,10 @@
-"""The dispatch cycle of a sender process (contract §8, §9, §10, §18.3 step 2).
+"""The dispatch cycle of a sender process (reference §8, §9, §10, §18.3 step 2).
 
 Two entry points:
 
 * ``run_dispatch_cycle(ctx, …)`` — one cycle: return expired leases, find the ready accounts
   and drain each of them in parallel (claim after claim until it has nothing ready). Returns
-  how many messages it handled. Test mode runs cycles until one handles nothing (§8.7).
+  how many messages it handled. Test mode runs cycles until one handles nothing (reference §8.7).
 * ``sender_loop(ctx, wake, …)`` — the whole life of a sender: in normal mode every ready account
   gets its own long-lived task, so one slow account never delays another, and the loop sleeps
   until a wake-up, the poll tick or the earliest known ``deferred_ts``; in test mode it runs
@@ -30,7 +30,7 @@ import trio
 from mailproxyd.errors import DatabaseUnavailable
 from mailproxyd.services.dispatch import smtp as dispatch_smtp
 from mailproxyd.services.dispatch.account import AccountRun
-from mailproxyd.services.dispatch.env import DispatchEnv
+from mailproxyd.services.dispatch.env import DispatchEnv, FetchAttachments
 from mailproxyd.store import leases, queue, ratelimit, sessions
 
 __all__ = ["DispatchEnv", "close_dispatch_pool", "run_dispatch_cycle", "sender_loop"]
@@ -89,7 +89,7 @@ class Dispatcher:
             await env.db.run(_expire_tx, now=now, prune=prune)
             if prune:
                 self._last_prune = now
-                # Idle connections past their account's ttl are closed (§10.2).
+                # Idle connections past their account's ttl are closed (reference §10.2).
                 await dispatch_smtp.sweep(env.pool)
 
     async def cycle(self, *, expire: bool) -> int:
@@ -109,7 +109,7 @@ class Dispatcher:
         return sum(totals)
 
     async def normal_loop(self, wake: _Bell) -> None:
-        """Serve every ready account in its own task until the sender stops (§8.4, §8.6)."""
+        """Serve every ready account in its own task until the sender stops (reference §8.4, §8.6)."""
         env = self.env
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._forward, wake)
@@ -157,7 +157,7 @@ class Dispatcher:
                 self._bell.ring()
 
     async def test_mode_loop(self, cycles: _Bell, done: Callable[[], Awaitable[None]]) -> None:
-        """Idle until ``run_cycle``; then claim after claim until nothing is ready (§8.7)."""
+        """Idle until ``run_cycle``; then claim after claim until nothing is ready (reference §8.7)."""
         env = self.env
         while not env.stopping():
             await cycles.wait(math.inf)
@@ -193,7 +193,7 @@ class _Doorbell:
 
 
 def _expire_tx(tx: Any, *, now: float, prune: bool) -> None:
-    """Store function: return expired leases (§8.3), drop lapsed session slots, prune slots."""
+    """Store function: return expired leases (reference §8.3), drop lapsed session slots, prune slots."""
     leases.expire_leases(tx, now)
     sessions.expire(tx, now)
     if prune:
@@ -218,8 +218,9 @@ def _env_for(
     pool: Any,
     now_fn: Callable[[], float] | None,
     stop: trio.Event | None,
+    attachments: FetchAttachments | None = None,
 ) -> DispatchEnv:
-    return DispatchEnv(
+    env = DispatchEnv(
         ctx,
         owner=owner or ctx.owner,
         pool=pool,
@@ -227,6 +228,8 @@ def _env_for(
         stop=stop if stop is not None else getattr(ctx, "stopping", None),
         hard_deadline=lambda: float(getattr(ctx, "stop_deadline", math.inf)),
     )
+    env.fetch_attachments = attachments
+    return env
 
 
 async def run_dispatch_cycle(
@@ -236,19 +239,20 @@ async def run_dispatch_cycle(
     pool: Any = None,
     now_fn: Callable[[], float] | None = None,
     stop: trio.Event | None = None,
+    attachments: FetchAttachments | None = None,
 ) -> int:
     """Run one dispatch cycle for ``ctx``'s sender; return the number of messages handled.
 
     ``owner`` defaults to ``ctx.owner``, ``now_fn`` to ``ctx.now``, ``stop`` to
     ``ctx.stopping``. Without a ``pool`` the process-wide pool of this context is used (created
     on first use; ``sender_loop`` closes the one it creates itself). Lease expiry runs except in
-    test mode (§8.7).
+    test mode (reference §8.7).
     """
     if pool is None:
         pool = _pools.get(ctx)
         if pool is None:
             pool = _pools[ctx] = dispatch_smtp.make_pool(ctx.settings)
-    env = _env_for(ctx, owner, pool, now_fn, stop)
+    env = _env_for(ctx, owner, pool, now_fn, stop, attachments)
     dispatcher = Dispatcher(env)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(env.watch_stop)
@@ -260,7 +264,7 @@ async def run_dispatch_cycle(
 async def close_dispatch_pool(ctx: Any) -> None:
     """Close (``QUIT``) the pool ``run_dispatch_cycle`` made for ``ctx``, if it made one.
 
-    For a caller that drives ``run_dispatch_cycle`` itself: call it once at exit (§18.3 step 4).
+    For a caller that drives ``run_dispatch_cycle`` itself: call it once at exit (reference §18.3 step 4).
     """
     pool = _pools.pop(ctx, None)
     if pool is not None:
@@ -276,6 +280,7 @@ async def sender_loop(
     pool: Any = None,
     now_fn: Callable[[], float] | None = None,
     stop: trio.Event | None = None,
+    attachments: FetchAttachments | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """The sender's life: serve until ``stop`` (default ``ctx.stopping``), then wind down.
@@ -287,7 +292,7 @@ async def sender_loop(
     own_pool = pool is None
     if pool is None:
         pool = dispatch_smtp.make_pool(ctx.settings)
-    env = _env_for(ctx, owner, pool, now_fn, stop)
+    env = _env_for(ctx, owner, pool, now_fn, stop, attachments)
     dispatcher = Dispatcher(env)
     try:
         async with trio.open_nursery() as nursery:

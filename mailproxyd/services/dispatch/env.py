@@ -1,4 +1,4 @@
-"""What every part of one sender's dispatch cycle shares: ``DispatchEnv`` (contract §18.3).
+"""What every part of one sender's dispatch cycle shares: ``DispatchEnv`` (reference §18.3).
 
 Built from a worker context (settings, database, supervisor link, logger, clock), it owns the
 stop logic of the cycle — ``stopping()`` ends admission, ``until_stop`` interrupts waits for a
@@ -12,7 +12,7 @@ import contextlib
 import logging
 import math
 import random
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import trio
@@ -21,13 +21,18 @@ from mailproxyd.services.dispatch import smtp as dispatch_smtp
 from mailproxyd.services.dispatch.record import Committer, Completion, Recorder
 
 # In-flight transactions are cut off this long before the worker's stop deadline, leaving
-# time to record their outcomes and release their messages (§18.3).
+# time to record their outcomes and release their messages (reference §18.3).
 RECORD_MARGIN_SECONDS = 1.0
 # Transactions a sender writes at the same time on PostgreSQL (SQLite: one, see Committer).
 # Two, not more: with four, almost every completion found a free lane and was written alone
 # (groups of 1-2), so a sender paid five statements per message; with two, completions queue
 # behind a write and go set-based into the next one (drain bench: ~360 -> ~570 msg/s).
 PG_WRITE_LANES = 2
+
+
+#: ``fetch(row, attachments)`` → the parts and the payload to build (the attachment service's
+#: ``prepare``); raises ``AttachmentFailed``. Without one only ``base64`` attachments work.
+FetchAttachments = Callable[[Mapping[str, Any], Sequence[Mapping[str, Any]]], Awaitable[Any]]
 
 
 class _Link(Protocol):
@@ -61,7 +66,7 @@ class DispatchEnv:
             "mailproxyd.dispatch"
         )
         self.rng = random.Random()
-        self.fetch_attachments: Callable[..., Awaitable[Sequence[Any]]] | None = None
+        self.fetch_attachments: FetchAttachments | None = None
         self._stop = stop
         self._hard_deadline = hard_deadline or (lambda: math.inf)
         self._stop_scopes: set[trio.CancelScope] = set()

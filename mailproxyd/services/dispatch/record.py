@@ -1,4 +1,4 @@
-"""Recording delivery outcomes: fenced completions in grouped transactions (contract §8.3, §10).
+"""Recording delivery outcomes: fenced completions in grouped transactions (reference §8.3, §10).
 
 Every attempt of the dispatch cycle ends in one ``Completion``: the message was sent, deferred
 (a temporary failure with retries left, or a rate-limit deferral), failed, or handed back
@@ -41,9 +41,9 @@ class Completion:
     """The recorded result of one attempt of one claimed message.
 
     ``release_slot``: the rate-limit slot to give back (the attempt failed before the message
-    data was transmitted, §9). ``attempt``/``duration_ms``/``rcpts`` only feed the delivery log
+    data was transmitted, reference §9). ``attempt``/``duration_ms``/``rcpts`` only feed the delivery log
     and the metrics: ``duration_ms`` is None when no SMTP attempt was made; ``rate_limited``
-    marks the deferral or rejection of the rate limiter (§9).
+    marks the deferral or rejection of the rate limiter (reference §9).
     """
 
     row: Mapping[str, Any]
@@ -318,7 +318,7 @@ class Recorder:
         return held
 
     async def events_recorded(self) -> None:
-        """Wake the reporter (§8.6); events recorded during a wake-up share the next one."""
+        """Wake the reporter (reference §8.6); events recorded during a wake-up share the next one."""
         if self._waking:
             self._wake_again = True
             return
@@ -334,10 +334,10 @@ class Recorder:
             self._waking = False
 
     def after(self, item: Completion, held: bool) -> None:
-        """Count and log a recorded completion (§14, §18.6), or the WARNING of a discarded one.
+        """Count and log a recorded completion (reference §14, §18.6), or the WARNING of a discarded one.
 
         The SMTP attempt's duration counts whatever became of its result; the outcome counts
-        only when it was recorded (a discarded result is another sender's to count, §8.3).
+        only when it was recorded (a discarded result is another sender's to count, reference §8.3).
         """
         row = item.row
         labels = metrics.AccountLabels.of(
@@ -368,7 +368,7 @@ def _quote(text: str) -> str:
 
 
 def delivery_line(item: Completion) -> str:
-    """The §18.6 ``delivery …`` log line of a recorded attempt."""
+    """The reference §18.6 ``delivery …`` log line of a recorded attempt."""
     row = item.row
     head = f"tenant={row['tenant_id']} id={row['id']} account={row.get('account_id')}"
     if item.kind == "sent":

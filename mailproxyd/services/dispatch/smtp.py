@@ -1,4 +1,4 @@
-"""The dispatch cycle's seam to the SMTP driver (contract §10, §18.3).
+"""The dispatch cycle's seam to the SMTP driver (reference §10, §18.3).
 
 The cycle needs of SMTP: a pool per sender process, one classified attempt per message that
 can be cut off at the shutdown deadline, closing idle connections after their ``ttl`` and
@@ -32,18 +32,21 @@ class Delivery:
 
 
 def make_pool(settings: Any) -> SmtpPool:
-    """The SMTP connection pool of one sender process (``GMP_SMTP_TIMEOUT``, §10.2)."""
-    return SmtpPool(timeout=float(settings.smtp_timeout))
+    """The SMTP connection pool of one sender process (``GMP_SMTP_TIMEOUT``, reference §10.2)."""
+    return SmtpPool(
+        timeout=float(settings.smtp_timeout),
+        allow_private=bool(settings.allow_private_networks),
+    )
 
 
 def pool_key(account: Mapping[str, Any]) -> tuple[str, str]:
-    """Connections are pooled per account: ``(tenant_id, id)`` (§1.1: never shared)."""
+    """Connections are pooled per account: ``(tenant_id, id)`` (reference §1.1: never shared)."""
     return (str(account["tenant_id"]), str(account["id"]))
 
 
 async def deliver(pool: SmtpPool, account: Mapping[str, Any], built: Built) -> Delivery:
-    """Send ``built`` through ``account``'s pooled connections; the §10.3 outcome."""
-    smtp_account = SmtpAccount.from_mapping(account)
+    """Send ``built`` through ``account``'s pooled connections; the reference §10.3 outcome."""
+    smtp_account = SmtpAccount.from_mapping(account, allow_private=pool.allow_private)
     result = await trio.to_thread.run_sync(
         pool.send_blocking,
         pool_key(account),
@@ -86,7 +89,7 @@ async def deliver_many(
 
 
 async def sweep(pool: SmtpPool) -> int:
-    """Close idle connections older than their account's ``ttl`` (§10.2)."""
+    """Close idle connections older than their account's ``ttl`` (reference §10.2)."""
     return await pool.sweep()
 
 
@@ -102,5 +105,5 @@ async def close_account(pool: SmtpPool, tenant_id: str, account_id: str) -> None
 
 
 async def close_pool(pool: SmtpPool) -> None:
-    """Close every pooled connection with ``QUIT`` (shutdown, §18.3 step 4)."""
+    """Close every pooled connection with ``QUIT`` (shutdown, reference §18.3 step 4)."""
     await pool.aclose()

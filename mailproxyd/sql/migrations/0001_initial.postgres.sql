@@ -10,7 +10,7 @@ CREATE TABLE meta (
     value TEXT NOT NULL
 );
 
--- Arrival sequence of messages (monotonic per database, §8.2).
+-- Arrival sequence of messages (monotonic per database, reference §8.2).
 CREATE SEQUENCE message_seq;
 
 CREATE TABLE nodes (

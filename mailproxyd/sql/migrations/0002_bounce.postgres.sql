@@ -1,4 +1,4 @@
--- The bounce poller's state (§12): the mailbox cursor, the one-node-at-a-time lease, the
+-- The bounce poller's state (reference §12): the mailbox cursor, the one-node-at-a-time lease, the
 -- shared schedule and back-off, and the last failure shown by GET /instance. One row, id 1.
 CREATE TABLE bounce_state (
     id INTEGER PRIMARY KEY,

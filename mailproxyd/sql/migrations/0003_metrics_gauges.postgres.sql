@@ -1,9 +1,9 @@
--- mail-proxy migration 3 (PostgreSQL): what the metrics gauges read (§14).
+-- mail-proxy migration 3 (PostgreSQL): what the metrics gauges read (reference §14).
 
 -- The queue age gauge reads the oldest pending message here instead of scanning.
 CREATE INDEX messages_pending_age ON messages (created_at) WHERE status = 'pending';
 
--- The number of queued or in-flight messages as a sum of deltas (the pending gauge, §14):
+-- The number of queued or in-flight messages as a sum of deltas (the pending gauge, reference §14):
 -- counting a large queue takes longer than a scrape may. One statement trigger per kind of
 -- change adds one row per statement that changes the count (never one per message, and no
 -- single row every writer would wait for); the scrape folds the rows from time to time.

@@ -1,4 +1,4 @@
-"""General HTTP rules (§4.1–§4.4) and the system routes (§5.1, §5.8, §14)."""
+"""General HTTP rules (reference §4.1–§4.4) and the system routes (reference §5.1, §5.8, §14)."""
 
 from __future__ import annotations
 
@@ -255,3 +255,19 @@ def test_empty_tenant_id_counts_as_absent(world: World) -> None:
     r = world.a.post("/commands/add-messages", json={"tenant_id": "", "messages": [msg("e1")]})
     assert r.status_code == 200 and r.json()["queued"] == 1
     assert world.a.get("/messages", params={"tenant_id": ""}).status_code == 200
+
+
+def test_json_bodies_end_with_a_newline(world: World) -> None:
+    # Success, error, single-resource and public bodies alike, and the OpenAPI document.
+    responses = [
+        world.anon.get("/health"),
+        world.admin.get("/status"),
+        world.admin.get("/tenant/acme"),
+        world.admin.get("/no/such/route"),
+        world.anon.get("/status"),
+        world.anon.get("/openapi.json"),
+        world.a.post("/commands/add-messages", json={"messages": []}),
+    ]
+    for r in responses:
+        assert r.headers["content-type"] == "application/json; charset=utf-8", r.url
+        assert r.content.endswith(b"}\n") and not r.content.endswith(b"\n\n"), r.url

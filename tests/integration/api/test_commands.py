@@ -1,4 +1,4 @@
-"""run-now, suspend and activate (§5.2)."""
+"""run-now, suspend and activate (reference §5.2)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def test_run_now_global_and_tenant(world: World) -> None:
     assert link.calls[-1] == ("run_now", {"tenant_id": "acme"})
     r = world.admin.post("/commands/run-now", json={"tenant_id": "beta"})
     assert r.status_code == 200 and link.calls[-1] == ("run_now", {"tenant_id": "beta"})
-    # The tenant's heartbeat becomes due (§5.2).
+    # The tenant's heartbeat becomes due (reference §5.2).
     row = next(
         t for t in world.a.get("/tenants/sync-status").json()["tenants"] if t["id"] == "acme"
     )

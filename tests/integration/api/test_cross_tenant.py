@@ -1,4 +1,4 @@
-"""Tenant isolation (§4.2, §4.3): tenant B's key never reaches tenant A; tokens are required."""
+"""Tenant isolation (reference §4.2, §4.3): tenant B's key never reaches tenant A; tokens are required."""
 
 from __future__ import annotations
 

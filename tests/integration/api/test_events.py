@@ -1,4 +1,4 @@
-"""The ``/events`` WebSocket (§5.9): auth before the upgrade, live frames from the database."""
+"""The ``/events`` WebSocket (reference §5.9): auth before the upgrade, live frames from the database."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ async def test_live_frames_scoped_per_tenant(world: World) -> None:
         open_websocket_url(admin_url, extra_headers=_headers(world.server.admin_token)) as all_ws,
         open_websocket_url(_ws_url(world), extra_headers=_headers(world.a_key)) as a_ws,
     ):
-        # Recorded rejections (§6.9) are error events, written by this process like any other.
+        # Recorded rejections (reference §6.9) are error events, written by this process like any other.
         await _add(world, "b", [msg("b-1", account_id="nope")])
         await _add(world, "a", [msg("a-1", account_id="nope")])
         frames = await _frames(all_ws, 2)
@@ -93,7 +93,7 @@ def test_plain_get_needs_an_upgrade(world: World) -> None:
 async def test_streams_are_capped_per_node_and_share_one_poller(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """§5.9: above the cap the upgrade gets 503 with Retry-After: 5; the streams of one api
+    """reference §5.9: above the cap the upgrade gets 503 with Retry-After: 5; the streams of one api
     worker share one poller instead of polling each on its own (defect 15.9)."""
     from contextlib import AsyncExitStack
 

@@ -1,4 +1,4 @@
-"""Hostile input found in review: deep nesting and repeated query parameters (§4.1, §4.3, §4.4)."""
+"""Hostile input found in review: deep nesting and repeated query parameters (reference §4.1, §4.3, §4.4)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def _deep(levels: int, leaf: str = "1") -> str:
 
 @pytest.mark.parametrize("levels", [33, 900])
 def test_nesting_beyond_32_levels_is_invalid_json_everywhere(world: World, levels: int) -> None:
-    """One limit at decoding (§4.4), wherever the deep value sits (defect 15.2)."""
+    """One limit at decoding (reference §4.4), wherever the deep value sits (defect 15.2)."""
     deep = _deep(levels - 1)  # one level more once it sits inside the body object
     bodies = {
         "/tenant": '{"id":"t1","unknown":' + deep + "}",
@@ -70,7 +70,7 @@ def test_a_deep_priority_is_refused_and_the_tenant_stays_readable(world: World) 
     r = world.admin.post("/commands/add-messages", content=body.encode())
     assert r.status_code == 400 and r.json()["error"] == "invalid_json", r.text
     assert world.admin.get("/messages?tenant_id=acme").status_code == 200
-    # At the limit the rejection is recorded, and it reads back (§6.9).
+    # At the limit the rejection is recorded, and it reads back (reference §6.9).
     shallow = '{"tenant_id":"acme","messages":[' + item + _deep(28) + "}]}"
     r = world.admin.post("/commands/add-messages", content=shallow.encode())
     assert r.status_code == 400 and r.json()["error"] == "nothing_queued", r.text

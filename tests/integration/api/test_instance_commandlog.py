@@ -1,4 +1,4 @@
-"""Instance settings (§5.6) and the command log (§5.7)."""
+"""Instance settings (reference §5.6) and the command log (reference §5.7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""add-messages (§6), listing and records (§5.3), delete and cleanup."""
+"""add-messages (reference §6), listing and records (reference §5.3), delete and cleanup."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def test_mixed_batch(world: World) -> None:
             {"id": "old-sending", "reason": "in flight"},
         ],
     }
-    # Validation failures with an id are recorded as errors with an error event (§6.9).
+    # Validation failures with an id are recorded as errors with an error event (reference §6.9).
     bad = _record(world, "bad-addr")
     assert bad["status"] == "error" and bad["error"] == "invalid address: bob@"
     assert [h["event_type"] for h in bad["history"]] == ["error"]

@@ -1,4 +1,4 @@
-"""``/metrics`` of the api worker (§14): route templates, account series from the start,
+"""``/metrics`` of the api worker (reference §14): route templates, account series from the start,
 database gauges, and messages failed by an account's deletion counted as errors."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""No secret ever leaves the API (§4.3 rule 4): a walk over every response of the suite.
+"""No secret ever leaves the API (reference §4.3 rule 4): a walk over every response of the suite.
 
 Runs last (marker ``run_last``). Secrets are the values the tests registered with
 ``tests.apiclient.secret`` (SMTP and IMAP passwords, client_auth tokens, signing

@@ -1,4 +1,4 @@
-"""Tenants (§5.5) and accounts (§5.4): every route's success and listed errors."""
+"""Tenants (reference §5.5) and accounts (reference §5.4): every route's success and listed errors."""
 
 from __future__ import annotations
 

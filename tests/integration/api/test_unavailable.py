@@ -1,4 +1,4 @@
-"""An unreachable database: 503 everywhere, ``/health`` with its own body (§4.4, §5.1, §2.6)."""
+"""An unreachable database: 503 everywhere, ``/health`` with its own body (reference §4.4, §5.1, §2.6)."""
 
 from __future__ import annotations
 

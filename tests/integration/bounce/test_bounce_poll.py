@@ -1,4 +1,4 @@
-"""The bounce poll against a real IMAP server, on both database backends (§12, §5.6)."""
+"""The bounce poll against a real IMAP server, on both database backends (reference §12, §5.6)."""
 
 from __future__ import annotations
 

@@ -146,7 +146,7 @@ class Harness:
 
 def _all_events(tx: Any, tenant_id: str) -> list[dict[str, Any]]:
     # ``tail`` rather than ``unreported``: a tenant without a sync URL has its events
-    # acknowledged as they are recorded (§13.6).
+    # acknowledged as they are recorded (reference §13.6).
     return [dict(row) for row in events.tail(tx, 0, tenant_id, limit=100_000)]
 
 

@@ -1,8 +1,8 @@
-"""Every §10.3 outcome end to end through the dispatch cycle (contract §10.3–§10.5, §13.1).
+"""Every reference §10.3 outcome end to end through the dispatch cycle (reference §10.3–§10.5, §13.1).
 
 A real SMTP server answers as each message's addresses script it (``scripted_smtp``); the
 cycle runs in-process against a real database on each backend. For each case the test checks
-what the contract makes observable: the record's status, text, ``smtp_code``, ``retry_count``,
+what the reference makes observable: the record's status, text, ``smtp_code``, ``retry_count``,
 ``refused_recipients`` and ``outcome_uncertain``, and the event with its metadata.
 """
 
@@ -161,7 +161,7 @@ async def test_outcome_row(harness: Harness, smtp: ScriptedController, pool: Any
         assert record["deferred_reason"] == row.text
         assert meta["deferred_reason"] == row.text
         assert meta["retry_count"] == row.retry_count
-        # jitter 0: the first retry comes exactly 60 s after the failure (§10.4)
+        # jitter 0: the first retry comes exactly 60 s after the failure (reference §10.4)
         assert meta["deferred_ts"] == pytest.approx(event["event_ts"] + 60, abs=1e-6)
         assert record["deferred_ts"] == meta["deferred_ts"]
     elif row.event == "error":
@@ -203,7 +203,7 @@ async def test_retries_exhausted(harness: Harness, pool: Any) -> None:
 async def test_uncertain_flag_sticks_to_later_events(
     harness: Harness, smtp: ScriptedController, pool: Any
 ) -> None:
-    """After an uncertain attempt every later event and the record say so (§10.3)."""
+    """After an uncertain attempt every later event and the record say so (reference §10.3)."""
     harness.enqueue("acme", ["m1"], to=["drop@example.org"])
     start = harness.now()
     await run_dispatch_cycle(harness, pool=pool)
@@ -237,7 +237,7 @@ async def test_uncertain_flag_sticks_to_later_events(
 async def test_rate_slot_kept_or_released(
     harness: Harness, pool: Any, fields: dict[str, Any], slot_kept: bool
 ) -> None:
-    """A failed attempt gives its slot back only if the data was not transmitted (§9)."""
+    """A failed attempt gives its slot back only if the data was not transmitted (reference §9)."""
     harness.account("acme", "main", limit_per_minute=1)
     harness.enqueue("acme", ["m1"], **fields)
     await run_dispatch_cycle(harness, pool=pool)
@@ -253,7 +253,7 @@ async def test_rate_slot_kept_or_released(
 async def test_account_deleted_during_the_attempt(
     harness: Harness, smtp: ScriptedController, pool: Any
 ) -> None:
-    """A temporary failure of an attempt that outlived its account fails it (§5.4)."""
+    """A temporary failure of an attempt that outlived its account fails it (reference §5.4)."""
     import trio
 
     harness.enqueue("acme", ["m1"], to=["slow400@example.org", "data451@example.org"])
@@ -276,7 +276,7 @@ async def test_rate_limit_reject_and_tenant_limits_always_defer(
     harness: Harness, pool: Any
 ) -> None:
     """``limit_behavior: reject`` fails with ``rate_limit_exceeded`` (no smtp_code); a tenant
-    limit defers even then (§9)."""
+    limit defers even then (reference §9)."""
     harness.account("acme", "main", limit_per_minute=1, limit_behavior="reject")
     harness.enqueue("acme", ["a1", "a2"])
     await run_dispatch_cycle(harness, pool=pool)
@@ -330,7 +330,7 @@ async def test_base64_attachment_is_delivered(
 async def test_the_final_failure_is_not_counted_as_a_retry(
     harness: Harness, pool: Any, max_retries: int, to: str, text: str
 ) -> None:
-    """retry_count stays at GMP_MAX_RETRIES when the ladder ends (§10.4): record, event, item."""
+    """retry_count stays at GMP_MAX_RETRIES when the ladder ends (reference §10.4): record, event, item."""
     from mailproxyd.core.sync import encode_item
 
     harness.settings = dataclasses.replace(

@@ -1,4 +1,4 @@
-"""Dispatch across several sender OS processes on one database (contract §8.3, §8.4, §9).
+"""Dispatch across several sender OS processes on one database (reference §8.3, §8.4, §9).
 
 Each sender is ``sender_proc`` running the real cycle; the SMTP server is the scripted aiosmtpd
 server of this test process, reached over TCP. These are the multi-process items of the
@@ -118,7 +118,7 @@ async def test_sigkill_mid_batch_loses_nothing(
     harness: Harness, smtp: ScriptedController, senders: Senders, capsys: Any
 ) -> None:
     """Kill one of two senders mid-batch: everything is sent, duplicates only among the
-    messages the dead sender had in flight (§8.3: at least once)."""
+    messages the dead sender had in flight (reference §8.3: at least once)."""
     # Claims of 3 with 6 sessions: each sender gets three sessions, so both are busy.
     harness.account("acme", "main", max_concurrent=6, batch_size=3)
     ids = [f"m{i:03d}" for i in range(120)]

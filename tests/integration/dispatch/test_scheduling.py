@@ -1,5 +1,5 @@
-"""Ordering, wake-ups, test mode, shutdown and the delivery log (contract §8.2, §8.6, §8.7,
-§18.3 step 2, §18.6), through ``sender_loop`` and ``run_dispatch_cycle`` in-process."""
+"""Ordering, wake-ups, test mode, shutdown and the delivery log (reference §8.2, §8.6, §8.7,
+§18.3 step 2, reference §18.6), through ``sender_loop`` and ``run_dispatch_cycle`` in-process."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ async def _until(check: Callable[[], bool], timeout: float = 10.0) -> None:
 
 
 def _statuses(harness: Harness, tenant_id: str, ids: list[str]) -> dict[str, str]:
-    """Read statuses (the ``pending``/``deferred`` reading of §1.2) through the store."""
+    """Read statuses (the ``pending``/``deferred`` reading of reference §1.2) through the store."""
     return {i: harness.record(tenant_id, i)["status"] for i in ids}
 
 
@@ -58,7 +58,7 @@ async def test_immediate_overtakes_a_backlog_of_low_messages(
 async def test_limit_one_per_minute_sends_the_immediate_first(
     harness: Harness, smtp: ScriptedController, pool: Any
 ) -> None:
-    """§8.2's consequence: three low, then one immediate, queued while dispatch is held."""
+    """reference §8.2's consequence: three low, then one immediate, queued while dispatch is held."""
     harness.account("acme", "main", limit_per_minute=1)
     with harness.database.transaction() as tx:
         meta.set_scheduler_active(tx, False)
@@ -95,7 +95,7 @@ async def test_wake_up_starts_delivery_at_once(
         harness.request_stop(5)
     assert latency < 1.0
     m2 = harness.record("acme", "m2")
-    # The idle sleep ends at the earliest deferred_ts, not at the 30 s tick (§8.6).
+    # The idle sleep ends at the earliest deferred_ts, not at the 30 s tick (reference §8.6).
     assert m2["sent_ts"] - m2["created_at"] < 2.5
 
 

@@ -122,11 +122,11 @@ async def test_unresolvable_host_and_bad_scheme_are_network_errors() -> None:
         assert answer.outcome == "network_error"
 
 
-async def test_the_address_check_cache_is_bounded() -> None:
-    """The reporter's memory of resolved addresses does not grow without end (defect 15.9)."""
-    from mailproxyd.drivers.http import RESOLVED_MAX
-
+async def test_the_address_check_keeps_no_memory_per_host(closed_port_url: str) -> None:
+    """Nothing grows with the number of tenants (defect 15.9): addresses are checked per
+    connection by the connector, and the client holds one httpx client per trust level."""
     async with SyncClient() as client:
-        for port in range(1, RESOLVED_MAX + 500):
-            await client._check_target(f"http://127.0.0.1:{port}/mail-proxy/sync")
-        assert 0 < len(client._resolved) <= RESOLVED_MAX
+        for n in range(20):
+            await client.post_report(f"{closed_port_url}/s{n}", BODY, {}, timeout=3)
+            await client.post_report(f"{closed_port_url}/s{n}", BODY, {}, timeout=3, trusted=False)
+        assert len(client._clients) == 2

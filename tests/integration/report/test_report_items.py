@@ -101,7 +101,7 @@ async def test_tenant_without_url_is_not_called(report_env, tenant_server, sync_
     report_env.record_sent("nourl", ["a"])
     stats = await run_report_cycle(report_env.ctx(sync_client), test_mode=True)
     assert stats.calls == 1 and len(srv.calls) == 1  # only the heartbeat of "url"
-    assert report_env.unreported("nourl") == 0  # acknowledged when recorded (§13.6)
+    assert report_env.unreported("nourl") == 0  # acknowledged when recorded (reference §13.6)
 
 
 async def test_one_log_line_per_call_and_warnings(
@@ -151,7 +151,7 @@ async def test_metrics_hook_sees_each_outcome(
 async def test_a_tenant_answer_cannot_forge_a_log_line(
     report_env, tenant_server, sync_client, caplog
 ) -> None:
-    """§18.6: outside text is logged with control characters escaped (defect 15.8)."""
+    """reference §18.6: outside text is logged with control characters escaped (defect 15.8)."""
     forged = "x\n2026-01-01T00:00:00.000Z ERROR supervisor[1] forged\x1b[2J"
     srv = tenant_server(ok(queued=0, not_found=[forged], error=forged))
     report_env.add_tenant("acme", srv.base_url)

@@ -1,4 +1,4 @@
-"""The sweep at the end of a report cycle (§13.7) and the shutdown flush (§18.3 step 3)."""
+"""The sweep at the end of a report cycle (reference §13.7) and the shutdown flush (reference §18.3 step 3)."""
 
 from __future__ import annotations
 

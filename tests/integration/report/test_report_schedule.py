@@ -1,4 +1,4 @@
-"""§13.4–§13.5 against a real database and real tenant servers, with explicit times.
+"""reference §13.4–§13.5 against a real database and real tenant servers, with explicit times.
 
 The clock handed to the report cycle is a plain variable, so back-off, heartbeat and DND rules
 are checked on the stored state (``backoff_until``, ``dnd_until``) without waiting for them.

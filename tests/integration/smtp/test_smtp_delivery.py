@@ -1,4 +1,4 @@
-"""The SMTP driver against real aiosmtpd servers: what arrives, TLS, AUTH, pooling (§7, §10)."""
+"""The SMTP driver against real aiosmtpd servers: what arrives, TLS, AUTH, pooling (reference §7, §10)."""
 
 from __future__ import annotations
 

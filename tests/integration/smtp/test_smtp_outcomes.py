@@ -1,5 +1,5 @@
-"""Every row of the §10.3 table through the real driver and a scripted aiosmtpd server,
-with the §10.5 texts, ``smtp_code`` and ``refused_recipients`` of §13.1."""
+"""Every row of the reference §10.3 table through the real driver and a scripted aiosmtpd server,
+with the reference §10.5 texts, ``smtp_code`` and ``refused_recipients`` of reference §13.1."""
 
 from __future__ import annotations
 
@@ -259,7 +259,7 @@ async def test_reset_at_connect_or_greeting(resetting_server: int, pool: SmtpPoo
     result = await pool.send("k", account, message())
     assert result.outcome.kind is T
     # The RST can overtake the end of connect() or arrive as end of stream; all three are the
-    # same row of §10.3 (connect/greeting, reset → temporary).
+    # same row of reference §10.3 (connect/greeting, reset → temporary).
     assert result.outcome.error_text in (
         f"connect: connection reset (127.0.0.1:{resetting_server})",
         "greeting: connection reset",
@@ -344,7 +344,7 @@ async def test_uncertain_connection_is_not_reused(
     server = smtp_server(script=Script(drop_after_data=True))
     result = await pool.send("k", server.account(), message())
     assert result.outcome.kind is U and result.outcome.uncertain
-    assert not result.outcome.release_slot  # §9: the slot stays counted
+    assert not result.outcome.release_slot  # reference §9: the slot stays counted
     assert pool.idle_count() == 0
     server.script.drop_after_data = False
     result = await pool.send("k", server.account(), message())

@@ -1,4 +1,4 @@
-"""The driver's translation of smtplib/socket/ssl exceptions into attempt facts (§10.3).
+"""The driver's translation of smtplib/socket/ssl exceptions into attempt facts (reference §10.3).
 
 These exceptions are built by hand because several of them (a reset in the middle of a TLS
 handshake, smtplib's "line too long") are hard to provoke on demand from a real server.

@@ -1,4 +1,4 @@
-"""Instance state, nodes (§8.3, §18.5), command log (§5.7) and the retention sweep (§13.7)."""
+"""Instance state, nodes (reference §8.3, §18.5), command log (reference §5.7) and the retention sweep (reference §13.7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The bounce poller's state: lease, schedule, cursor, outcome; matching and dedup (§12, §5.6)."""
+"""The bounce poller's state: lease, schedule, cursor, outcome; matching and dedup (reference §12, §5.6)."""
 
 from __future__ import annotations
 

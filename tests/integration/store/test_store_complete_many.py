@@ -1,4 +1,4 @@
-"""Set-based completion of many sends (``leases.complete_sent_many``), fenced per row (§8.3)."""
+"""Set-based completion of many sends (``leases.complete_sent_many``), fenced per row (reference §8.3)."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def test_batch_records_held_rows_and_refuses_the_lost_lease(acme: Database) -> N
 
 
 def test_batch_matches_single_completion_and_auto_acks(acme: Database) -> None:
-    # No client_base_url: events are acknowledged as recorded (§13.6), as complete_sent does.
+    # No client_base_url: events are acknowledged as recorded (reference §13.6), as complete_sent does.
     _enqueue(acme, ["one", "many", "dup"])
     rows = {row["id"]: row for row in _claim(acme, OWNER, NOW)}
     with acme.transaction() as tx:

@@ -1,4 +1,4 @@
-"""Claiming, ordering, eligibility, leases and fenced completion (§8.1–§8.5, §10.3)."""
+"""Claiming, ordering, eligibility, leases and fenced completion (reference §8.1–§8.5, §10.3)."""
 
 from __future__ import annotations
 
@@ -106,7 +106,9 @@ def test_deferred_become_ready_at_their_time(acme: Database) -> None:
     with acme.transaction(write=False) as tx:
         assert queue.ready_accounts(tx, NOW + 29) == []
         assert len(queue.ready_accounts(tx, NOW + 30)) == 1
-    assert _record(acme, "later", now=NOW + 31)["status"] == "pending"  # reads pending (§1.2)
+    assert (
+        _record(acme, "later", now=NOW + 31)["status"] == "pending"
+    )  # reads pending (reference §1.2)
     assert [row["id"] for row in _claim(acme, now=NOW + 30)] == ["later"]
 
 
@@ -316,7 +318,7 @@ def _run_owner(node_id: str = "node-1") -> str:
 
 
 def test_a_late_result_of_an_earlier_run_of_the_same_slot_is_refused(acme: Database) -> None:
-    """Owners are unique per worker run (§8.3): run A's lease expired and run B of the same
+    """Owners are unique per worker run (reference §8.3): run A's lease expired and run B of the same
     slot claimed the message; A's late outcome is refused and B's is recorded (defect 15.4)."""
     run_a, run_b = _run_owner(), _run_owner()
     assert run_a != run_b and run_a.startswith("node-1/sender-0/")

@@ -1,4 +1,4 @@
-"""Enqueue: identity, replacement, resubmission (§6.7) and recorded rejections (§6.9)."""
+"""Enqueue: identity, replacement, resubmission (reference §6.7) and recorded rejections (reference §6.9)."""
 
 from __future__ import annotations
 
@@ -165,7 +165,7 @@ def test_recorded_rejections(acme: Database) -> None:
     ]
     with acme.transaction(write=False) as tx:
         pending = events.unreported(tx, "acme", 10)
-    # acme has no client_base_url: its events are acknowledged when recorded (§13.6).
+    # acme has no client_base_url: its events are acknowledged when recorded (reference §13.6).
     assert pending == []
     assert bad["reported_ts"] == later
 

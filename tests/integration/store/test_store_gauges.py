@@ -1,4 +1,4 @@
-"""The database side of the §14 gauges: pending count, queue age, unreported events, the
+"""The database side of the reference §14 gauges: pending count, queue age, unreported events, the
 accounts whose series exist — on both backends (PostgreSQL keeps the count in triggers)."""
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def test_pending_counts_queued_and_in_flight_and_follows_every_change(acme: Data
         )
     found = _gauges(acme, NOW + 20)
     assert found["pending"] == 4
-    # acme has no sync URL: its events need no acknowledgement (§13.6).
+    # acme has no sync URL: its events need no acknowledgement (reference §13.6).
     assert found["unreported"] == {"acme": 0}
     with acme.transaction() as tx:
         store_messages.delete_messages(tx, "acme", ["m3", "later"])

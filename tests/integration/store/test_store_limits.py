@@ -1,4 +1,4 @@
-"""Rate-limit slots (§9) and session slots (§8.4); the window arithmetic itself is tested in
+"""Rate-limit slots (reference §9) and session slots (reference §8.4); the window arithmetic itself is tested in
 ``tests/unit/test_ratelimit.py``."""
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def test_unlimited_slots_in_one_statement_still_count_for_a_later_limit(acme: Da
     with acme.transaction() as tx:
         slots = ratelimit.reserve_unlimited(tx, "acme", "main", [30, 10, 20], NOW)
         assert len(set(slots)) == 3
-        # A limit set afterwards sees these three sends (§9: every admission is counted).
+        # A limit set afterwards sees these three sends (reference §9: every admission is counted).
         blocked = ratelimit.reserve(tx, "acme", "main", 40, NOW + 1, per_minute=3)
         assert not blocked.granted and blocked.free_at == NOW + 60
         # The ids follow the order of the pks: releasing the one of pk 10 frees one place.

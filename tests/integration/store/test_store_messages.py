@@ -1,4 +1,4 @@
-"""Listing, reading, deleting and cleaning up message records; stats (§5.1, §5.3)."""
+"""Listing, reading, deleting and cleaning up message records; stats (reference §5.1, §5.3)."""
 
 from __future__ import annotations
 
@@ -223,7 +223,7 @@ def _base64_attachment(size: int) -> dict[str, Any]:
 
 
 def test_records_show_no_attachment_data_and_a_page_holds_none_of_it(acme: Database) -> None:
-    """§5.3: base64 attachments without ``storage_path`` but with ``size``; listing 200
+    """reference §5.3: base64 attachments without ``storage_path`` but with ``size``; listing 200
     records of 100 kB attachments stays far below their 27 MB of data (defect 15.7)."""
     import tracemalloc
 

@@ -1,4 +1,4 @@
-"""Events for the reporter and the live stream, sync state and the reporter lock (§13, §5.5)."""
+"""Events for the reporter and the live stream, sync state and the reporter lock (reference §13, §5.5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Secrets at rest (§2.5): nothing readable in the SQLite file or the PostgreSQL tables."""
+"""Secrets at rest (reference §2.5): nothing readable in the SQLite file or the PostgreSQL tables."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tenants, API keys, suspensions and accounts (§5.2, §5.4, §5.5)."""
+"""Tenants, API keys, suspensions and accounts (reference §5.2, §5.4, §5.5)."""
 
 from __future__ import annotations
 
