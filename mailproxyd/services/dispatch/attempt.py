@@ -190,29 +190,40 @@ async def run_attempts(
     """
     out: list[Completion | None] = [None] * len(items)
     sending: list[tuple[int, Built]] = []
-    for index, (row, slot_id) in enumerate(items):
-        payload = row["payload"]
-        if bounce_return_path and not payload.get("return_path"):
-            payload = {**payload, "bounce_return_path": bounce_return_path}
-        try:
-            parts = await _attachments(env, row)
-            sending.append((index, build_message(payload, now=env.now(), attachments=parts)))
-            continue
-        except AttachmentFailed as exc:
-            kind = Kind.PERMANENT if exc.permanent else Kind.TEMPORARY
-            outcome = Outcome(kind, exc.text, release_slot=True)
-        except MessageBuildFailed as exc:
-            outcome = smtp_outcome.build_failed(str(exc))
-        out[index] = completion_for(
-            env, row, outcome, now=env.now(), slot_id=slot_id, duration_ms=None, rcpts=0
-        )
-    if not sending:
-        return out
+    # Temporary files of large attachments, removed once the run is over.
+    releases: list[Callable[[], None]] = []
     results: list[Delivery] = []
-    with env.send_scope() as scope:
-        await deliver_many(
-            env.pool, account, [built for _, built in sending], results, lambda: not env.stopping()
-        )
+    try:
+        for index, (row, slot_id) in enumerate(items):
+            payload = row["payload"]
+            if bounce_return_path and not payload.get("return_path"):
+                payload = {**payload, "bounce_return_path": bounce_return_path}
+            try:
+                parts, payload, release = await _attachments(env, row, payload)
+                releases.append(release)
+                sending.append((index, build_message(payload, now=env.now(), attachments=parts)))
+                continue
+            except AttachmentFailed as exc:
+                kind = Kind.PERMANENT if exc.permanent else Kind.TEMPORARY
+                outcome = Outcome(kind, exc.text, release_slot=True)
+            except MessageBuildFailed as exc:
+                outcome = smtp_outcome.build_failed(str(exc))
+            out[index] = completion_for(
+                env, row, outcome, now=env.now(), slot_id=slot_id, duration_ms=None, rcpts=0
+            )
+        if not sending:
+            return out
+        with env.send_scope() as scope:
+            await deliver_many(
+                env.pool,
+                account,
+                [built for _, built in sending],
+                results,
+                lambda: not env.stopping(),
+            )
+    finally:
+        for release in releases:
+            release()
     ended = len(results)
     for position, (index, _) in enumerate(sending):
         row, slot_id = items[index]
