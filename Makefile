@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: install run test lint typecheck bench man docs dist image clean
+.PHONY: install run test test-lowest lint typecheck bench man docs dist image clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,18 @@ run: $(RUN_STAMP)
 ## test: the whole suite (unit, integration on SQLite and PostgreSQL, system)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## test-lowest: the CLI tests with the lowest declared version of every runtime dependency
+## (.ci/lowest-requirements.txt), in a virtual environment of their own (.venv-lowest)
+LOWEST := .venv-lowest
+test-lowest:
+	test -x $(LOWEST)/bin/python || $(PYTHON) -m venv $(LOWEST)
+	$(LOWEST)/bin/python -m pip install --quiet --upgrade pip
+	$(LOWEST)/bin/python -m pip install --quiet -e '.[postgresql]' pytest pytest-trio aiosmtpd trustme
+	$(LOWEST)/bin/python -m pip install --quiet -r .ci/lowest-requirements.txt
+	$(LOWEST)/bin/python -m pip check
+	$(LOWEST)/bin/python -m pytest tests/unit/test_cli_pure.py tests/system/test_cli_commands.py \
+		tests/system/test_cli_interactive.py tests/system/test_new_user.py
 
 ## lint: ruff (rules, banned imports, formatting) and mypy on the package
 lint: $(STAMP)
@@ -74,5 +86,5 @@ image:
 	docker build -t mail-proxy .
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOWEST) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
 	$(MAKE) -C man clean

@@ -15,7 +15,7 @@ def test_start_status_list_stop_delete(daemon: Daemon) -> None:
     started = daemon.cli("start", "demo")
     assert started.returncode == 0, started.stderr
     out = started.stdout
-    token = re.search(r"^Admin token \(shown once\): (\S+)$", out, re.M)
+    token = re.search(r"^Admin token: (\S+)$", out, re.M)
     url = re.search(r"running \(pid (\d+)\) at (http://127\.0\.0\.1:\d+)$", out, re.M)
     assert token and len(token.group(1)) == 43, out
     assert url, out

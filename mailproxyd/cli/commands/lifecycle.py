@@ -15,6 +15,7 @@ from mailproxyd import instance
 from mailproxyd.cli import daemon
 from mailproxyd.cli.apps import top
 from mailproxyd.cli.errors import EXIT_NOT_RUNNING, CliExit, UsageError, print_error
+from mailproxyd.cli.output import progress
 from mailproxyd.control import client as control
 from mailproxyd.errors import MailProxyError
 from mailproxyd.settings import Settings, load_settings
@@ -93,8 +94,20 @@ def start(
             test_mode=test_mode or None,
             now=time.time(),
         )
-        print(f"Instance '{name}' created in {created.path}")
-        print(f"Admin token (shown once): {created.token}", flush=True)
+        if foreground:
+            # stdout is the journal here: the token stays in the api_token file.
+            print(
+                f"Instance '{name}' created in {created.path}; "
+                f"its admin token is in {created.path / 'api_token'} "
+                f"(mail-proxy {name} token prints it)",
+                file=sys.stderr,
+                flush=True,
+            )
+        else:
+            print(f"Instance '{name}' created in {created.path}")
+            print(f"Admin token: {created.token}")
+            print(f"(stored in {created.path / 'api_token'}; mail-proxy {name} token prints it)")
+            sys.stdout.flush()
     settings = load_settings("instance", name=name, flags=flags)
     if foreground:
         return _run_foreground(settings)
@@ -122,7 +135,8 @@ def _run_foreground(settings: Settings) -> int:
 def _start_background(name: str, settings: Settings, args: list[str]) -> int:
     directory = instance.instance_dir(name)
     try:
-        pid = daemon.start_background(name, args)
+        with progress(f"starting '{name}'"):
+            pid = daemon.start_background(name, args)
     except daemon.StartFailed as exc:
         print_error(f"instance '{name}' did not start: {exc.message}")
         for line in daemon.last_log_lines(directory):
@@ -130,6 +144,7 @@ def _start_background(name: str, settings: Settings, args: list[str]) -> int:
         raise CliExit(exc.exit_code) from None
     url = instance.url_for(settings.host, settings.port)
     print(f"mail-proxy '{name}' running (pid {pid}) at {url}")
+    print(f"Log: {daemon.log_file(directory)} (mail-proxy {name} logs)")
     return 0
 
 
@@ -163,7 +178,9 @@ def stop(
     if timeout is None:
         timeout = float(load_settings("instance", name=name).shutdown_grace_seconds) + 30
     daemon.request_stop(directory, pid)
-    if not daemon.wait_gone(pid, timeout):
+    with progress(f"stopping '{name}'"):
+        gone = daemon.wait_gone(pid, timeout)
+    if not gone:
         raise MailProxyError(f"'{name}' (pid {pid}) did not stop within {timeout:g} s")
     print(f"'{name}' stopped")
     return 0

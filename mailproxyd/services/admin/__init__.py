@@ -30,7 +30,11 @@ from mailproxyd.services.admin.accounts import (
     present_account,
     update_account,
 )
-from mailproxyd.services.admin.commandlog import command_log, command_log_export
+from mailproxyd.services.admin.commandlog import (
+    command_log,
+    command_log_export,
+    purge_command_log,
+)
 from mailproxyd.services.admin.commands import (
     SupervisorUnavailable,
     activate,
@@ -94,6 +98,7 @@ __all__ = [
     "present_account",
     "present_record",
     "present_tenant",
+    "purge_command_log",
     "reload_bounce",
     "revoke_api_key",
     "run_now",

@@ -54,3 +54,12 @@ async def command_log_export(
         ctx, store_commandlog.export, tenant_id=tenant_id, since_ts=since_ts, until_ts=until_ts
     )
     return [_present_command(row, _EXPORT_KEYS) for row in rows]
+
+
+def _purge(tx: Any, before: float) -> int:
+    return int(store_commandlog.purge(tx, before))
+
+
+async def purge_command_log(ctx: AdminContext, before_ts: int) -> int:
+    """Delete the entries older than ``before_ts``; returns how many (``command-log purge``)."""
+    return int(await ctx.db.run(_purge, float(before_ts)))
