@@ -71,6 +71,7 @@ class Script:
     stall_after_data: float = 0.0
     rset: str | None = None
     drop_on_rset: bool = False
+    pipelining: bool = False  # offer PIPELINING (RFC 2920) in the EHLO reply
 
 
 @dataclass
@@ -91,6 +92,19 @@ class _Handler:
     def __init__(self, script: Script, log: ServerLog) -> None:
         self.script = script
         self.log = log
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname  # what aiosmtpd does itself without this hook
+        if self.script.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]

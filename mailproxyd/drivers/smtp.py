@@ -18,7 +18,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -207,28 +207,60 @@ class SmtpPool:
 
     def send_blocking(self, key: Hashable, account: SmtpAccount, built: Built) -> AttemptResult:
         """The blocking attempt behind :meth:`send` (runs in a worker thread)."""
-        start = time.perf_counter()
+        results: list[AttemptResult] = []
+        self.send_many_blocking(key, account, [built], results)
+        return results[0]
+
+    def send_many_blocking(
+        self,
+        key: Hashable,
+        account: SmtpAccount,
+        builts: Sequence[Built],
+        results: list[AttemptResult],
+        go_on: Callable[[], bool] = lambda: True,
+    ) -> None:
+        """One attempt per message of ``builts``, in order, over one session when possible.
+
+        Each result is appended to ``results`` as soon as its attempt is over, so a caller that
+        stops waiting knows which attempts ended. Before each attempt ``go_on()`` is asked;
+        when it answers False the rest are not attempted. Between two messages the session
+        needs no ``RSET`` after an accepted one (RFC 5321 reference §4.1.1.4), only after a refused one;
+        a connection that cannot go on is closed and the next message opens another.
+        """
         conn: _Conn | None = None
-        reused = False
         try:
-            conn = self._reusable(key, account)
-            reused = conn is not None
-            if conn is None:
-                conn = self._open(account)
-            attempt = self._transaction(conn, built)
-            keep = True
-        except _Stop as stop:
-            attempt = stop.attempt
-            keep = _keepable(attempt)
-        if conn is not None:
-            if keep and not self._closed:
-                conn.last_used = self._clock()
-                with self._lock:
-                    self._idle.setdefault(key, []).append(conn)
-            else:
-                _close(conn.smtp, quit_first=_healthy(attempt))
-        duration = int((time.perf_counter() - start) * 1000)
-        return AttemptResult(classify(attempt), attempt, duration, reused)
+            for built in builts:
+                if not go_on():
+                    return
+                start = time.perf_counter()
+                reused = conn is not None
+                try:
+                    if conn is None:
+                        conn = self._reusable(key, account)
+                        reused = conn is not None
+                        if conn is None:
+                            conn = self._open(account)
+                    attempt = self._transaction(conn, built)
+                    clean = True
+                except _Stop as stop:
+                    attempt = stop.attempt
+                    clean = False
+                if conn is not None and not clean:
+                    if not _keepable(attempt):
+                        _close(conn.smtp, quit_first=_healthy(attempt))
+                        conn = None
+                    elif built is not builts[-1] and not _reset(conn):
+                        conn = None
+                duration = int((time.perf_counter() - start) * 1000)
+                results.append(AttemptResult(classify(attempt), attempt, duration, reused))
+        finally:
+            if conn is not None:
+                if not self._closed:
+                    conn.last_used = self._clock()
+                    with self._lock:
+                        self._idle.setdefault(key, []).append(conn)
+                else:
+                    _close(conn.smtp, quit_first=True)
 
     def sweep_blocking(self) -> int:
         now = self._clock()
@@ -290,15 +322,8 @@ class SmtpPool:
             if conn.key != wanted or self._clock() - conn.last_used >= account.ttl:
                 _close(conn.smtp, quit_first=True)
                 continue
-            try:
-                code, _ = conn.smtp.rset()
-            except (smtplib.SMTPException, OSError):
-                code = -1
-            if code == 250:
-                conn.smtp.command_encoding = "ascii"
+            if _reset(conn):
                 return conn
-            # A failed reset only costs a new connection, never a failed attempt (reference §10.2).
-            _close(conn.smtp, quit_first=False)
 
     def _open(self, account: SmtpAccount) -> _Conn:
         """Connect, read the greeting, EHLO, TLS and AUTH; raises :class:`_Stop` on failure."""
@@ -416,21 +441,35 @@ class SmtpPool:
                 options.append("BODY=8BITMIME")
             if smtp.has_extn("size"):
                 options.append(f"SIZE={built.size}")
-            code, text = smtp.mail(built.mail_from, options)
+            pipelined = smtp.has_extn("pipelining") and bool(built.rcpt_to)
+            if pipelined:
+                # RFC 2920: MAIL, every RCPT and DATA in one write, then their replies in order.
+                smtp.send_envelope(built.mail_from, options, built.rcpt_to)
+            else:
+                smtp.putcmd_mail(built.mail_from, options)
+            code, text = smtp.getreply()
             if code != 250:
+                if pipelined and code != 421:
+                    smtp.drain_envelope(len(built.rcpt_to))
                 raise _Stop(_reply(stage, code, text))
 
             stage = Stage.RCPT
             for addr in built.rcpt_to:
-                code, text = smtp.rcpt(addr)
+                if not pipelined:
+                    smtp.putcmd_rcpt(addr)
+                code, text = smtp.getreply()
                 rcpts.append(RcptReply(addr, code, _text(text)))
                 if code == 421:  # the server is closing the session
                     raise _Stop(_reply(stage, code, text, rcpts))
             if not any(200 <= r.code < 300 for r in rcpts):
+                if pipelined:
+                    smtp.drain_envelope(0)
                 raise _Stop(_reply(stage, rcpts[-1].code if rcpts else None, "", rcpts))
 
             stage = Stage.DATA
-            code, text = smtp.docmd("DATA")
+            if not pipelined:
+                smtp.putcmd("DATA")
+            code, text = smtp.getreply()
             if code != 354:
                 raise _Stop(_reply(stage, code, text, rcpts))
 
@@ -464,6 +503,20 @@ class SmtpPool:
         return attempt
 
 
+def _reset(conn: _Conn) -> bool:
+    """``RSET`` before the next transaction; a failed reset closes the connection (and only
+    costs a new one, never a failed attempt, reference §10.2)."""
+    try:
+        code, _ = conn.smtp.rset()
+    except (smtplib.SMTPException, OSError):
+        code = -1
+    if code == 250:
+        conn.smtp.command_encoding = "ascii"
+        return True
+    _close(conn.smtp, quit_first=False)
+    return False
+
+
 class _Session(smtplib.SMTP):
     """smtplib's command layer on a socket connected by the pool (stage by stage)."""
 
@@ -484,6 +537,40 @@ class _Session(smtplib.SMTP):
         self.ehlo_resp = None
         self.esmtp_features = {}
         self.does_esmtp = False
+
+    def _options(self, options: Sequence[str]) -> str:
+        if "SMTPUTF8" in options:
+            self.command_encoding = "utf-8"
+        return (" " + " ".join(options)) if options else ""
+
+    def putcmd_mail(self, sender: str, options: Sequence[str]) -> None:
+        """``MAIL FROM`` as smtplib's ``mail`` sends it, without waiting for the reply."""
+        self.putcmd("mail", f"FROM:{smtplib.quoteaddr(sender)}{self._options(options)}")
+
+    def putcmd_rcpt(self, addr: str) -> None:
+        self.putcmd("rcpt", f"TO:{smtplib.quoteaddr(addr)}")
+
+    def send_envelope(self, sender: str, options: Sequence[str], rcpts: Sequence[str]) -> None:
+        """MAIL, RCPT×n and DATA in one write (PIPELINING); the replies are read after."""
+        lines = [f"mail FROM:{smtplib.quoteaddr(sender)}{self._options(options)}"]
+        lines += [f"rcpt TO:{smtplib.quoteaddr(addr)}" for addr in rcpts]
+        lines.append("data")
+        if any("\r" in line or "\n" in line for line in lines):
+            raise ValueError("command and arguments contain prohibited newline characters")
+        assert self.sock is not None
+        self.sock.sendall(("\r\n".join(lines) + "\r\n").encode(self.command_encoding))
+
+    def drain_envelope(self, rcpt_replies: int) -> None:
+        """After a refused pipelined envelope: read the replies still due (``rcpt_replies``
+        RCPT replies, then DATA's). Should DATA have been accepted anyway, an empty message is
+        ended at once and its reply read, so the session stays in step for a reset."""
+        for _ in range(rcpt_replies):
+            self.getreply()
+        code, _ = self.getreply()
+        if code == 354:
+            assert self.sock is not None
+            self.sock.sendall(b".\r\n")
+            self.getreply()
 
     def set_timeout(self, seconds: float) -> None:
         if self.sock is not None:

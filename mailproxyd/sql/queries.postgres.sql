@@ -9,6 +9,12 @@ SELECT pg_advisory_xact_lock(:key);
 -- name: lock_account
 SELECT 1 FROM accounts WHERE tenant_id = :tenant_id AND id = :account_id FOR UPDATE;
 
+-- name: rate_insert_many
+INSERT INTO rate_slots (tenant_id, account_id, message_pk, slot_ts)
+SELECT :tenant_id, :account_id, CAST(r.value AS bigint), :now
+FROM json_array_elements_text(CAST(:rows AS json)) AS r(value)
+RETURNING slot_id, message_pk;
+
 -- name: lock_tenant
 SELECT 1 FROM tenants WHERE id = :tenant_id FOR UPDATE;
 

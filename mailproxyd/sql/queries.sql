@@ -507,6 +507,13 @@ INSERT INTO rate_slots (tenant_id, account_id, message_pk, slot_ts)
 VALUES (:tenant_id, :account_id, :message_pk, :now)
 RETURNING slot_id;
 
+-- One slot per message of a batch (an account and tenant without limits: nothing to count).
+-- :rows is a JSON array of message pks.
+-- name: rate_insert_many
+INSERT INTO rate_slots (tenant_id, account_id, message_pk, slot_ts)
+SELECT :tenant_id, :account_id, CAST(value AS INTEGER), :now FROM json_each(:rows)
+RETURNING slot_id, message_pk;
+
 -- name: rate_release
 DELETE FROM rate_slots WHERE slot_id = :slot_id;
 

@@ -9,6 +9,7 @@ the counts mean (room, which slot must leave, when) is :mod:`mailproxyd.core.rat
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from mailproxyd.core.ratelimit import (
@@ -20,6 +21,7 @@ from mailproxyd.core.ratelimit import (
     window_start,
 )
 
+from ._codec import dumps
 from .database import Tx
 
 # (scope name, level, window seconds) in the order ``Reservation.blocking`` lists them; the
@@ -86,6 +88,26 @@ def reserve(
         return Reservation(granted=False, blocking=blocking, free_at=latest(free_times))
     slot_id = tx.value("rate_insert", {**ids, "message_pk": message_pk, "now": now})
     return Reservation(granted=True, slot_id=int(slot_id))
+
+
+def reserve_unlimited(
+    tx: Tx, tenant_id: str, account_id: str, message_pks: Sequence[int], now: float
+) -> list[int]:
+    """Slots for many sends of an account without any limit (account or tenant): one statement.
+
+    Nothing is counted, so nothing needs locking; the slots are still stamped (reference §9: every
+    admission is a counted send, and a limit set later counts them). The slot ids follow
+    ``message_pks``' order; a pk must not be listed twice.
+    """
+    pks = [int(pk) for pk in message_pks]
+    if not pks:
+        return []
+    rows = tx.all(
+        "rate_insert_many",
+        {"tenant_id": tenant_id, "account_id": account_id, "rows": dumps(pks), "now": now},
+    )
+    by_pk = {int(row["message_pk"]): int(row["slot_id"]) for row in rows}
+    return [by_pk[pk] for pk in pks]
 
 
 def release(tx: Tx, slot_id: int) -> None:

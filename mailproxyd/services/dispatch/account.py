@@ -2,8 +2,10 @@
 
 ``AccountRun.serve`` drains one account: it holds up to ``max_concurrent`` session slots
 (counted in the database across processes and nodes), claims a batch, admits its messages in
-claim order through the rate limiter, starts each admitted message on one of its SMTP
-sessions, and claims again at once while anything is ready. A slow server, a full rate limit
+claim order through the rate limiter, and shares the batch out over its SMTP sessions: each
+session sends a run of admitted messages in one trip to a worker thread (``run_attempts``)
+and writes their outcomes together while it goes on with the next run. It claims again at
+once while anything is ready. A slow server, a full rate limit
 or a stall on this account only ever occupies this account's task.
 
 When the drain ends it closes the account's idle pooled connections before it gives its slots
@@ -11,17 +13,19 @@ back, so another process cannot open sessions while ours are still open. (The SM
 a per-account close for that; without one, idle connections live until their ``ttl`` — see
 ``dispatch_smtp.close_account``.)
 
-What happens to one admitted message (build, send, classify) is ``attempt``.
+What happens to admitted messages (build, send, classify) is ``attempt``.
 """
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from mailproxyd.services.dispatch.attempt import run_attempt
+from mailproxyd.services.dispatch.attempt import run_attempts
 from mailproxyd.services.dispatch.claims import (
     Admission,
     Claim,
@@ -34,7 +38,11 @@ from mailproxyd.services.dispatch.claims import (
 
 if TYPE_CHECKING:
     from mailproxyd.services.dispatch.env import DispatchEnv
+    from mailproxyd.services.dispatch.record import Completion
 
+# Messages one session sends per trip to its worker thread (and records together) at most:
+# larger runs save hops, smaller ones record sooner and spread a batch over the sessions.
+MAX_SESSION_RUN = 25
 # QUIT on idle connections is a courtesy; never let a dead server hold up giving slots back.
 CLOSE_TIMEOUT_SECONDS = 5.0
 
@@ -55,17 +63,22 @@ class AccountRun:
         # ``env.kick_counts`` of this account when it last claimed: a later kick means work
         # may have arrived that this drain did not see.
         self.kicks_seen = 0
+        self._recorders: trio.Nursery | None = None
 
     async def serve(self, *, linger: float = 0.0) -> int:
         """Claim and send until nothing of this account is ready (or the sender stops)."""
         env = self.env
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._renew_leases)
-                try:
-                    await self._drain(linger)
-                finally:
-                    nursery.cancel_scope.cancel()
+            # Outcomes are written while the next batch is claimed and sent; every write has
+            # ended before the unfinished messages and the slots are given back below.
+            async with trio.open_nursery() as recorders:
+                self._recorders = recorders
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._renew_leases)
+                    try:
+                        await self._drain(linger)
+                    finally:
+                        nursery.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True):
                 # Connections first, slots after: another process may open a session as soon
@@ -121,89 +134,112 @@ class AccountRun:
         return claim
 
     async def _run_batch(self, claim: Claim) -> None:
-        env = self.env
         assert claim.account is not None
-        account = claim.account
-        sessions_now = max(1, min(len(self.slots), max_concurrent_of(account)))
-        tokens = trio.Semaphore(sessions_now)
+        sessions_now = max(1, min(len(self.slots), max_concurrent_of(claim.account)))
         # Claim order; the verdict is known for those admitted within the claim.
-        waiting: list[tuple[Mapping[str, Any], Admission | None]] = [
+        waiting: deque[tuple[Mapping[str, Any], Admission | None]] = deque(
             (row, claim.admissions[i] if i < len(claim.admissions) else None)
             for i, row in enumerate(claim.rows)
-        ]
+        )
+        # Each session takes its share of the batch a run at a time: one trip to a thread and
+        # one SMTP session carry the whole run, and their outcomes are written together.
+        run = max(1, min(MAX_SESSION_RUN, math.ceil(len(waiting) / sessions_now)))
+        if len(claim.admissions) < len(claim.rows):
+            # Limits apply: admission goes message by message as sessions free up, so one
+            # message per session at a time, as admitted.
+            run = 1
         async with trio.open_nursery() as sends:
-            while waiting and not env.stopping():
-                if not await env.until_stop(tokens.acquire):
-                    break
-                group = [waiting.pop(0)]
-                # As many as there are free sessions, admitted in one transaction; the order of
-                # admission stays the claim order (reference §8.2).
-                while waiting:
-                    try:
-                        tokens.acquire_nowait()
-                    except trio.WouldBlock:
-                        break
-                    group.append(waiting.pop(0))
-                unknown = [row for row, verdict in group if verdict is None]
-                if unknown:
-                    with trio.CancelScope(shield=True):
-                        fresh: list[Admission] = await env.committer.call(
-                            admit_tx,
-                            locking=True,
-                            rows=unknown,
-                            account=account,
-                            tenant_limits=self.tenant_limits,
-                            owner=env.owner,
-                            now=env.now(),
-                        )
-                    known = iter(fresh)
-                    group = [(row, v if v is not None else next(known)) for row, v in group]
-                await self._start(claim, group, sends, tokens)
-            if waiting:
-                # Stopping: the rest never started; hand them back at once, no event (reference §18.3).
-                await self._give_back(
-                    [int(row["pk"]) for row, _ in waiting],
-                    rate_slots=[v.slot_id for _, v in waiting if v and v.slot_id is not None],
-                )
+            for _ in range(min(sessions_now, len(waiting))):
+                sends.start_soon(self._session, claim, waiting, run)
+        if waiting:
+            # Stopping: the rest never started; hand them back at once, no event (reference §18.3).
+            await self._give_back(
+                [int(row["pk"]) for row, _ in waiting],
+                rate_slots=[v.slot_id for _, v in waiting if v and v.slot_id is not None],
+            )
+            waiting.clear()
 
-    async def _start(
+    async def _session(
         self,
         claim: Claim,
-        group: Sequence[tuple[Mapping[str, Any], Admission | None]],
-        sends: trio.Nursery,
-        tokens: trio.Semaphore,
+        waiting: deque[tuple[Mapping[str, Any], Admission | None]],
+        run: int,
     ) -> None:
-        """Start the admitted messages of ``group``; finish the deferred or rejected ones."""
-        for row, verdict in group:
-            assert verdict is not None
-            if verdict.slot_id is None:
-                tokens.release()
+        """One SMTP session's share of the batch: admitted runs in claim order (reference §8.2)."""
+        env = self.env
+        assert claim.account is not None
+        while waiting and not env.stopping():
+            group: list[tuple[Mapping[str, Any], Admission]] = []
+            while waiting and len(group) < run:
+                row, verdict = waiting[0]
+                if verdict is None:
+                    break
+                waiting.popleft()
+                group.append((row, verdict))
+            if not group:
+                # Not admitted yet (the account or tenant has limits): the next message alone,
+                # admitted now, so the limiter sees sends in claim order as sessions free up.
+                row, _ = waiting.popleft()
+                with trio.CancelScope(shield=True):
+                    fresh: list[Admission] = await env.committer.call(
+                        admit_tx,
+                        locking=True,
+                        rows=[row],
+                        account=claim.account,
+                        tenant_limits=self.tenant_limits,
+                        owner=env.owner,
+                        now=env.now(),
+                    )
+                group = [(row, fresh[0])]
+            admitted: list[tuple[Mapping[str, Any], int]] = []
+            for row, verdict in group:
+                if verdict.slot_id is not None:
+                    admitted.append((row, verdict.slot_id))
+                    continue
                 self._finished(row)
                 if verdict.completion is not None:
-                    await self.env.recorded([verdict.completion], [verdict.held])
-                continue
-            sends.start_soon(self._attempt, claim, row, verdict.slot_id, tokens)
+                    await env.recorded([verdict.completion], [verdict.held])
+            if admitted:
+                await self._attempts(claim, admitted)
 
-    async def _attempt(
-        self, claim: Claim, row: Mapping[str, Any], slot_id: int, tokens: trio.Semaphore
+    async def _attempts(
+        self,
+        claim: Claim,
+        admitted: Sequence[tuple[Mapping[str, Any], int]],
     ) -> None:
+        """Send a run over one session; its outcomes are written while the session goes on."""
         assert claim.account is not None
         try:
-            try:
-                completion = await run_attempt(
-                    self.env,
-                    claim.account,
-                    row,
-                    slot_id,
-                    bounce_return_path=claim.bounce_return_path,
-                )
-            finally:
-                # The SMTP session is free as soon as the attempt is over: the next message
-                # may be admitted while this outcome is being written.
-                tokens.release()
-            await self.env.record(completion)
+            completions = await run_attempts(
+                self.env, claim.account, admitted, bounce_return_path=claim.bounce_return_path
+            )
+        except BaseException:
+            for row, _ in admitted:
+                self._finished(row)
+            raise
+        done = [
+            (row, c) for (row, _), c in zip(admitted, completions, strict=True) if c is not None
+        ]
+        if done:
+            assert self._recorders is not None
+            self._recorders.start_soon(self._record, done)
+        untried = [
+            (row, slot) for (row, slot), c in zip(admitted, completions, strict=True) if c is None
+        ]
+        if untried:
+            # The sender began to stop before these were attempted: back, no event (reference §18.3).
+            await self._give_back(
+                [int(row["pk"]) for row, _ in untried], rate_slots=[slot for _, slot in untried]
+            )
+
+    async def _record(self, done: Sequence[tuple[Mapping[str, Any], Completion]]) -> None:
+        try:
+            # Shielded: these messages went out; their outcomes must be written.
+            with trio.CancelScope(shield=True):
+                await self.env.record_many([completion for _, completion in done])
         finally:
-            self._finished(row)
+            for row, _ in done:
+                self._finished(row)
 
     def _finished(self, row: Mapping[str, Any]) -> None:
         self.unfinished.pop(int(row["pk"]), None)

@@ -23,7 +23,7 @@ from mailproxyd.core.mime import Built, MessageBuildFailed, Part, build_message
 from mailproxyd.core.smtp_outcome import Kind, Outcome
 from mailproxyd.services.attachments.errors import AttachmentFailed
 from mailproxyd.services.dispatch.record import Completion
-from mailproxyd.services.dispatch.smtp import deliver
+from mailproxyd.services.dispatch.smtp import Delivery, deliver, deliver_many
 
 if TYPE_CHECKING:
     from mailproxyd.services.dispatch.env import DispatchEnv
@@ -175,6 +175,74 @@ async def run_attempt(
     )
 
 
+async def run_attempts(
+    env: DispatchEnv,
+    account: Mapping[str, Any],
+    items: Sequence[tuple[Mapping[str, Any], int]],
+    *,
+    bounce_return_path: str | None,
+) -> list[Completion | None]:
+    """Deliver admitted messages ``(row, slot_id)`` in order over one SMTP session.
+
+    The same outcome per message as ``run_attempt``, but one trip to a worker thread and one
+    session for all of them. The answer follows ``items``; None marks a message that was never
+    attempted because the sender began to stop (to be handed back, no event, reference §18.3).
+    """
+    out: list[Completion | None] = [None] * len(items)
+    sending: list[tuple[int, Built]] = []
+    # Temporary files of large attachments, removed once the run is over.
+    releases: list[Callable[[], None]] = []
+    results: list[Delivery] = []
+    try:
+        for index, (row, slot_id) in enumerate(items):
+            payload = row["payload"]
+            if bounce_return_path and not payload.get("return_path"):
+                payload = {**payload, "bounce_return_path": bounce_return_path}
+            try:
+                parts, payload, release = await _attachments(env, row, payload)
+                releases.append(release)
+                sending.append((index, build_message(payload, now=env.now(), attachments=parts)))
+                continue
+            except AttachmentFailed as exc:
+                kind = Kind.PERMANENT if exc.permanent else Kind.TEMPORARY
+                outcome = Outcome(kind, exc.text, release_slot=True)
+            except MessageBuildFailed as exc:
+                outcome = smtp_outcome.build_failed(str(exc))
+            out[index] = completion_for(
+                env, row, outcome, now=env.now(), slot_id=slot_id, duration_ms=None, rcpts=0
+            )
+        if not sending:
+            return out
+        with env.send_scope() as scope:
+            await deliver_many(
+                env.pool,
+                account,
+                [built for _, built in sending],
+                results,
+                lambda: not env.stopping(),
+            )
+    finally:
+        for release in releases:
+            release()
+    ended = len(results)
+    for position, (index, _) in enumerate(sending):
+        row, slot_id = items[index]
+        if position < ended:
+            delivery = results[position]
+            out[index] = completion_for(
+                env,
+                row,
+                delivery.outcome,
+                now=env.now(),
+                slot_id=slot_id,
+                duration_ms=delivery.duration_ms,
+                rcpts=delivery.accepted_recipients,
+            )
+        elif position == ended and scope.cancelled_caught:
+            out[index] = _abandoned(env, row, slot_id)
+    return out
+
+
 def _abandoned(env: DispatchEnv, row: Mapping[str, Any], slot_id: int) -> Completion:
     """An attempt cut off at the shutdown deadline (reference §18.3).
 
@@ -189,4 +257,4 @@ def _abandoned(env: DispatchEnv, row: Mapping[str, Any], slot_id: int) -> Comple
     )
 
 
-__all__ = ["AttachmentFailed", "completion_for", "run_attempt"]
+__all__ = ["AttachmentFailed", "completion_for", "run_attempt", "run_attempts"]

@@ -171,6 +171,9 @@ class DispatchEnv:
     async def record(self, completion: Completion) -> bool:
         return await self.recorder.record(completion)
 
+    async def record_many(self, completions: Sequence[Completion]) -> list[bool]:
+        return await self.recorder.record_many(completions)
+
     async def recorded(self, items: Sequence[Completion], held: Sequence[bool]) -> None:
         """Completions written by someone else's transaction: log them, wake the reporter."""
         for item, ok in zip(items, held, strict=True):

@@ -212,6 +212,20 @@ class Committer:
             raise op.error
         return op.result
 
+    async def call_many(
+        self, fn: Callable[..., Any], calls: Sequence[dict[str, Any]]
+    ) -> list[tuple[Any, BaseException | None]]:
+        """``fn(tx, **kwargs)`` for each of ``calls`` (non-locking), queued together so they
+        share the next group transaction; per call its result and its exception (or None)."""
+        ops = [_Op(fn, kwargs) for kwargs in calls]
+        self._queue.extend(ops)
+        if self._writers < self._lanes:
+            await self._drain()
+        for op in ops:
+            if not op.done.is_set():
+                await op.done.wait()
+        return [(op.result, op.error) for op in ops]
+
     async def _drain(self) -> None:
         # Trio switches tasks only at checkpoints, so between a writer's last emptiness check
         # and leaving nobody can enqueue: no caller is ever stranded.
@@ -313,6 +327,33 @@ class Recorder:
                     )
                     warned = True
             await trio.sleep(RECORD_RETRY_SECONDS)
+
+    async def record_many(self, items: Sequence[Completion]) -> list[bool]:
+        """``record`` for several completions in one group transaction; the first failure
+        is raised once every completion has been written or failed. A completion that met a
+        database outage is written again on its own, as ``record`` does."""
+        answers = await self._committer.call_many(
+            write_completion, [{"item": item, "owner": self._owner} for item in items]
+        )
+        held: list[bool] = []
+        first_error: BaseException | None = None
+        for item, (result, error) in zip(items, answers, strict=True):
+            if isinstance(error, DatabaseUnavailable):
+                try:
+                    result, error = await self._write(item), None
+                except DatabaseUnavailable as exc:
+                    error = exc
+            ok = error is None and bool(result)
+            if error is None:
+                self.after(item, ok)
+            elif first_error is None:
+                first_error = error
+            held.append(ok)
+        if any(ok and item.kind != "release" for item, ok in zip(items, held, strict=True)):
+            await self.events_recorded()
+        if first_error is not None:
+            raise first_error
+        return held
 
     async def events_recorded(self) -> None:
         """Wake the reporter (reference §8.6); events recorded during a wake-up share the next one."""

@@ -12,14 +12,14 @@ pool was closed meanwhile.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import trio
 
 from mailproxyd.core.mime import Built
 from mailproxyd.core.smtp_outcome import Outcome
-from mailproxyd.drivers.smtp import SmtpAccount, SmtpPool
+from mailproxyd.drivers.smtp import AttemptResult, SmtpAccount, SmtpPool
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -56,6 +56,36 @@ async def deliver(pool: SmtpPool, account: Mapping[str, Any], built: Built) -> D
         abandon_on_cancel=True,
     )
     return Delivery(result.outcome, result.duration_ms, result.accepted_recipients)
+
+
+async def deliver_many(
+    pool: SmtpPool,
+    account: Mapping[str, Any],
+    builts: Sequence[Built],
+    results: list[Delivery],
+    go_on: Callable[[], bool],
+) -> None:
+    """Send ``builts`` in order over one of ``account``'s sessions, in one trip to a thread.
+
+    ``results`` receives one ``Delivery`` per attempt that ended; ``go_on()`` is asked before
+    each message (False: the rest are not attempted). When the caller is cancelled the
+    thread is left behind; ``results`` then holds the attempts that had ended by then, and
+    ``go_on`` must answer False from then on, so the thread starts no further message.
+    """
+    raw: list[AttemptResult] = []
+    try:
+        await trio.to_thread.run_sync(
+            pool.send_many_blocking,
+            pool_key(account),
+            SmtpAccount.from_mapping(account),
+            builts,
+            raw,
+            go_on,
+            limiter=pool.limiter,
+            abandon_on_cancel=True,
+        )
+    finally:
+        results.extend(Delivery(r.outcome, r.duration_ms, r.accepted_recipients) for r in list(raw))
 
 
 async def sweep(pool: SmtpPool) -> int:

@@ -227,6 +227,33 @@ async def test_cycle_without_a_pool_keeps_one_per_context(
     await _until(lambda: smtp.scripted.sessions == 0, timeout=5)
 
 
+async def test_one_session_carries_a_batch_with_mixed_outcomes(
+    harness: Harness, smtp: ScriptedController, pool: Any
+) -> None:
+    # One session, one batch: sent, refused and temporarily failed messages share it, each
+    # gets its own outcome, in claim order, and the connection is opened once.
+    harness.account("acme", "main", max_concurrent=1, batch_size=20)
+    harness.enqueue("acme", ["a0", "a1"])
+    harness.enqueue("acme", ["b550"], to=["rcpt550@example.org"])
+    harness.enqueue("acme", ["c451"], to=["data451@example.org"])
+    harness.enqueue("acme", ["d0", "d1"])
+    before = smtp.scripted.connections  # the controller's own start-up probe counts too
+    handled = await run_dispatch_cycle(harness, pool=pool)
+    assert handled == 6
+    assert smtp.scripted.ids() == ["a0", "a1", "d0", "d1"]
+    assert smtp.scripted.connections - before == 1
+    statuses = _statuses(harness, "acme", ["a0", "a1", "b550", "c451", "d0", "d1"])
+    assert statuses == {
+        "a0": "sent",
+        "a1": "sent",
+        "b550": "error",
+        "c451": "deferred",
+        "d0": "sent",
+        "d1": "sent",
+    }
+    assert {e["id"]: e["event_type"] for e in harness.events()} == statuses
+
+
 async def test_kick_counts_are_kept_only_while_a_drain_runs(harness: Harness, pool: Any) -> None:
     """The per-account kick counts do not outlive the drains (defect 15.9)."""
     import trio

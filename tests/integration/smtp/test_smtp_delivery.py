@@ -9,6 +9,7 @@ from email.policy import default as default_policy
 from typing import Any
 
 import pytest
+import trio
 
 from mailproxyd.core.mime import Built, Part, build_message
 from mailproxyd.core.smtp_outcome import Kind
@@ -373,3 +374,58 @@ def test_account_from_mapping_and_legacy_tls() -> None:
     assert resolve_tls_mode(None, False, 465) == "none"
     assert resolve_tls_mode(None, None, 587) == "opportunistic"
     assert resolve_tls_mode("none", None, 465) == "none"
+
+
+@pytest.mark.parametrize("pipelining", [False, True])
+async def test_several_messages_over_one_session(
+    pipelining: bool, smtp_plain: SmtpServer, pool: SmtpPool
+) -> None:
+    smtp_plain.script.pipelining = pipelining
+    smtp_plain.script.rcpt = {"refused@example.org": "550 5.1.1 User unknown"}
+    builts = [
+        simple("m0"),
+        simple("m1", to=["refused@example.org", "a@example.org"]),
+        simple("m2", to=["refused@example.org"]),
+        simple("m3"),
+    ]
+    results: list[Any] = []
+    account = SmtpAccount.from_mapping(smtp_plain.account())
+    await trio.to_thread.run_sync(pool.send_many_blocking, "k", account, builts, results)
+    kinds = [r.outcome.kind for r in results]
+    assert kinds == [Kind.SENT, Kind.SENT, Kind.PERMANENT, Kind.SENT]
+    assert results[1].accepted_recipients == 1
+    assert [r.reused for r in results] == [False, True, True, True]
+    assert pool.connections_opened == 1 and smtp_plain.log.sessions == 1
+    # No reset after an accepted message; one after the refused one, before the next.
+    assert smtp_plain.log.count("RSET") == 1
+    ids = [parse(m.data)["Message-ID"] for m in smtp_plain.log.messages]
+    assert ids == ["<m0@acme.example>", "<m1@acme.example>", "<m3@acme.example>"]
+    assert smtp_plain.log.messages[1].rcpt_tos == ["a@example.org"]
+    assert pool.idle_count("k") == 1
+
+
+async def test_pipelined_refused_sender_keeps_the_session_in_step(
+    smtp_plain: SmtpServer, pool: SmtpPool
+) -> None:
+    smtp_plain.script.pipelining = True
+    smtp_plain.script.mail = "451 4.3.0 Try again later"
+    results: list[Any] = []
+    account = SmtpAccount.from_mapping(smtp_plain.account())
+    await trio.to_thread.run_sync(pool.send_many_blocking, "k", account, [simple("m0")], results)
+    assert results[0].outcome.kind is Kind.TEMPORARY
+    assert "451" in (results[0].outcome.error_text or "")
+    smtp_plain.script.mail = None
+    result = await pool.send("k", smtp_plain.account(), simple("m1"))
+    assert result.outcome.kind is Kind.SENT and result.reused
+    assert [parse(m.data)["Message-ID"] for m in smtp_plain.log.messages] == ["<m1@acme.example>"]
+
+
+async def test_a_session_stops_when_told(smtp_plain: SmtpServer, pool: SmtpPool) -> None:
+    results: list[Any] = []
+    account = SmtpAccount.from_mapping(smtp_plain.account())
+    builts = [simple(f"m{i}") for i in range(3)]
+    await trio.to_thread.run_sync(
+        pool.send_many_blocking, "k", account, builts, results, lambda: len(results) < 2
+    )
+    assert [r.outcome.kind for r in results] == [Kind.SENT, Kind.SENT]
+    assert len(smtp_plain.log.messages) == 2 and pool.idle_count("k") == 1

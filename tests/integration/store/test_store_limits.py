@@ -57,6 +57,24 @@ def test_several_windows_and_tenant_limits(database: Database) -> None:
         assert ratelimit.reserve(tx, "acme", "a", None, NOW + 40, per_minute=0).granted
 
 
+def test_unlimited_slots_in_one_statement_still_count_for_a_later_limit(acme: Database) -> None:
+    with acme.transaction() as tx:
+        slots = ratelimit.reserve_unlimited(tx, "acme", "main", [30, 10, 20], NOW)
+        assert len(set(slots)) == 3
+        # A limit set afterwards sees these three sends (reference §9: every admission is counted).
+        blocked = ratelimit.reserve(tx, "acme", "main", 40, NOW + 1, per_minute=3)
+        assert not blocked.granted and blocked.free_at == NOW + 60
+        # The ids follow the order of the pks: releasing the one of pk 10 frees one place.
+        ratelimit.release(tx, slots[1])
+        assert ratelimit.reserve(tx, "acme", "main", 40, NOW + 1, per_minute=3).granted
+        pks = {
+            row["slot_id"]: row["message_pk"]
+            for row in tx.raw("SELECT slot_id, message_pk FROM rate_slots")
+        }
+        assert pks[slots[0]] == 30 and pks[slots[2]] == 20 and slots[1] not in pks
+        assert ratelimit.reserve_unlimited(tx, "acme", "main", [], NOW) == []
+
+
 def test_release_and_prune(acme: Database) -> None:
     with acme.transaction() as tx:
         slot = ratelimit.reserve(tx, "acme", "main", 1, NOW, per_minute=1)

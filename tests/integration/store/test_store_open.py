@@ -49,6 +49,8 @@ def test_sqlite_files_are_private_and_configured(
                 assert tx.raw("PRAGMA journal_mode") == [{"journal_mode": "wal"}]
                 assert tx.raw("PRAGMA foreign_keys") == [{"foreign_keys": 1}]
                 assert tx.raw("PRAGMA busy_timeout")[0]["timeout"] >= 5000
+                # FULL (2): every commit is on disk before it returns, even in WAL mode.
+                assert tx.raw("PRAGMA synchronous") == [{"synchronous": 2}]
         finally:
             db.close()
     finally:
