@@ -13,8 +13,6 @@ import shutil
 from collections.abc import Iterator
 from typing import Any
 
-import fsspec
-
 _CHUNK = 1 << 20
 
 
@@ -28,6 +26,14 @@ def object_url(storage_url: str, file_id: str, filename: str) -> str:
 
 
 def _fs(url: str) -> tuple[Any, str]:
+    # Imported here: fsspec comes with the large-files extra, and a node without it must
+    # still start (only large-file storage then fails, with this reason).
+    try:
+        import fsspec
+    except ImportError as exc:
+        raise StorageError(
+            "fsspec is not installed (pip install 'mail-proxy[large-files]')"
+        ) from exc
     try:
         fs, path = fsspec.core.url_to_fs(url)
     except (ImportError, ValueError) as exc:
