@@ -41,7 +41,7 @@ def main(argv: list[str]) -> None:
     if mode == "claim":
         claimed: list[int] = []
         while True:
-            rows = db.run(queue.claim_batch, "acme", "main", owner, 50, time.time(), 300)
+            rows = db.run(queue.claim_batch, "acme", "main", owner, 10, time.time(), 300)
             if not rows:
                 break
             claimed.extend(row["pk"] for row in rows)
