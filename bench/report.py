@@ -30,9 +30,9 @@ import psycopg
 import trio
 
 from bench.harness import PG_ADMIN_URL, Check, Record, Run
-from mailproxyd.core import sync
+from mailproxyd.core import report as core_report
 from mailproxyd.core.crypto import SecretBox
-from mailproxyd.drivers.http import SyncClient
+from mailproxyd.drivers.http import ReportClient
 from mailproxyd.services.report import Doorbell, ReportContext, reporter_loop, run_report_cycle
 from mailproxyd.settings import Settings, load_settings
 from mailproxyd.store import AsyncDatabase, Database, events, open_database, tenants
@@ -107,7 +107,7 @@ async def _backlog(db: Database, server: TenantServer, n: int) -> dict[str, floa
     )
     db.run(_load_sent, 1, n, time.time())
     settings = _settings()
-    async with SyncClient() as client:
+    async with ReportClient() as client:
         ctx = ReportContext(AsyncDatabase(db), settings, client, owner="bench/reporter")
         started = time.perf_counter()
         stats = await run_report_cycle(ctx, retention=False)
@@ -115,7 +115,7 @@ async def _backlog(db: Database, server: TenantServer, n: int) -> dict[str, floa
         assert stats.items_acknowledged == n, stats
         # Baseline: the same bodies, straight to the server.
         bodies = [call.body for call in server.calls if call.items]
-        headers = sync.request_headers(None, b"", now=time.time())
+        headers = core_report.request_headers(None, b"", now=time.time())
         started = time.perf_counter()
         for body in bodies:
             answer = await client.post_report(server.sync_url, body, headers, 10)
@@ -136,7 +136,7 @@ async def _lag(db: Database, server: TenantServer, rate: int, seconds: float) ->
     recorded_at: dict[str, float] = {}
     adb = AsyncDatabase(db)
     wake = Doorbell()
-    async with SyncClient() as client, trio.open_nursery() as nursery:
+    async with ReportClient() as client, trio.open_nursery() as nursery:
         ctx = ReportContext(adb, settings, client, owner="bench/reporter")
         await nursery.start(reporter_loop, ctx, wake)
         started = time.perf_counter()

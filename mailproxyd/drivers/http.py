@@ -1,10 +1,10 @@
 """The HTTP client of the sync exchange (reference §13.2–§13.4, §11.3).
 
-The only place that sends sync requests. One :class:`SyncClient` per reporter process owns one
+The only place that sends sync requests. One :class:`ReportClient` per reporter process owns one
 ``httpx.AsyncClient`` (running on trio), whose keep-alive pool is keyed by origin, so every
 tenant reuses its own connections from call to call.
 
-:meth:`SyncClient.post_report` never raises for network trouble: a refused connection, a DNS
+:meth:`ReportClient.post_report` never raises for network trouble: a refused connection, a DNS
 failure, a TLS error, a link-local target or the whole-exchange timeout all come back as an
 :class:`Answer` with outcome ``network_error``, because for the reporter they are one thing — the
 items stay unacknowledged and the tenant goes into back-off.
@@ -26,7 +26,7 @@ from typing import Any, Final
 import httpx
 import trio
 
-from mailproxyd.core import sync
+from mailproxyd.core import report as core_report
 from mailproxyd.core.netpolicy import Policy
 from mailproxyd.drivers.connect import AddressRefused, Resolver, checked_transport
 
@@ -42,11 +42,11 @@ class Answer:
 
     status: int | None  # None: no HTTP answer arrived
     json: Any  # the decoded body, None when absent or not JSON
-    reply: sync.Reply
+    reply: core_report.Reply
     duration: float  # seconds, the whole exchange
 
     @property
-    def outcome(self) -> sync.Outcome:
+    def outcome(self) -> core_report.Outcome:
         return self.reply.outcome
 
 
@@ -56,8 +56,8 @@ def refused_address(address: str) -> bool:
     return TRUSTED.refusal(address) is not None
 
 
-class SyncClient:
-    """Sends sync POSTs; use as ``async with SyncClient(...) as client``."""
+class ReportClient:
+    """Sends sync POSTs; use as ``async with ReportClient(...) as client``."""
 
     def __init__(
         self,
@@ -85,7 +85,7 @@ class SyncClient:
             self._clients[policy] = found
         return found
 
-    async def __aenter__(self) -> SyncClient:
+    async def __aenter__(self) -> ReportClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -140,8 +140,8 @@ class SyncClient:
         if scope.cancelled_caught:
             status, raw, error = None, None, f"timeout after {_seconds(timeout)} s"
         duration = time.monotonic() - started
-        decoded = sync.decode_answer(raw) if raw else None
-        reply = sync.interpret(status, decoded, network_error=error)
+        decoded = core_report.decode_answer(raw) if raw else None
+        reply = core_report.interpret(status, decoded, network_error=error)
         return Answer(status=status, json=decoded, reply=reply, duration=duration)
 
 

@@ -13,7 +13,7 @@ Serving a tenant means: take its reporter lock in the database (so two reporter 
 one node or several, never push one tenant at the same time), then call it while reference §13.5 says so
 — follow-ups at once while events remain after an acknowledgement or ``queued > 0`` asks for
 more — and persist the sync state after every call. The decisions themselves are the pure
-functions of :mod:`mailproxyd.core.sync`.
+functions of :mod:`mailproxyd.core.report`.
 """
 
 from __future__ import annotations
@@ -28,16 +28,16 @@ from typing import Any
 
 import trio
 
-from mailproxyd.core import sync
+from mailproxyd.core import report as core_report
 from mailproxyd.core.redact import escape_control
-from mailproxyd.core.sync import SyncState
-from mailproxyd.drivers.http import Answer, SyncClient
+from mailproxyd.core.report import ReportState
+from mailproxyd.drivers.http import Answer, ReportClient
 from mailproxyd.errors import DatabaseUnavailable
 from mailproxyd.settings import Settings
 from mailproxyd.store import AsyncDatabase, Tx
 from mailproxyd.store import events as store_events
+from mailproxyd.store import report as store_report
 from mailproxyd.store import retention as store_retention
-from mailproxyd.store import sync as store_sync
 from mailproxyd.store import tenants as store_tenants
 
 log = logging.getLogger("mailproxyd.report")
@@ -53,7 +53,7 @@ LOCKED_RETRY = 0.5
 # per item) while every event is still reported well within the second of reference §13.5.
 MIN_POLL_GAP = 0.2
 
-Observer = Callable[[str, sync.Outcome, float], None]
+Observer = Callable[[str, core_report.Outcome, float], None]
 
 
 @dataclass
@@ -62,7 +62,7 @@ class ReportContext:
 
     db: AsyncDatabase
     settings: Settings
-    client: SyncClient
+    client: ReportClient
     owner: str  # reporter identity for the per-tenant lock, unique across processes and nodes
     observe: Observer | None = None  # metrics hook: (tenant_id, outcome, duration seconds)
     # Further sweeps run right after retention (the expired large-file sweep, reference §8.7 step 2):
@@ -103,13 +103,13 @@ class TenantServing:
 # --- store adapters: the only place that knows the store's function names ---------------------
 
 
-def _state_from_row(row: Mapping[str, Any]) -> SyncState:
-    """The pure state from a store row (``store.sync.get_state`` or ``tenants_to_consider``).
+def _state_from_row(row: Mapping[str, Any]) -> ReportState:
+    """The pure state from a store row (``store.report.get_state`` or ``tenants_to_consider``).
 
     ``queued_wanted`` comes from the database like the rest, so a ``queued > 0`` answer held
     back by DND, or followed by a reporter restart, still leads to its follow-up call.
     """
-    return SyncState(
+    return ReportState(
         last_sync_ts=row.get("last_sync_ts"),
         dnd_until=row.get("dnd_until"),
         consecutive_failures=int(row.get("consecutive_failures") or 0),
@@ -121,7 +121,7 @@ def _state_from_row(row: Mapping[str, Any]) -> SyncState:
     )
 
 
-def _state_columns(state: SyncState) -> dict[str, Any]:
+def _state_columns(state: ReportState) -> dict[str, Any]:
     return {
         "last_sync_ts": state.last_sync_ts,
         "dnd_until": state.dnd_until,
@@ -139,7 +139,7 @@ def _record_call(
     tenant_id: str,
     owner: str,
     event_ids: list[int],
-    state: SyncState,
+    state: ReportState,
     *,
     now: float,
     lock_until: float,
@@ -152,8 +152,8 @@ def _record_call(
     """
     if event_ids:
         store_events.acknowledge(tx, event_ids, now)
-    store_sync.save_state(tx, tenant_id, last_attempt_ts=now, **_state_columns(state))
-    return store_sync.try_lock(tx, tenant_id, owner, until=lock_until, now=now)
+    store_report.save_state(tx, tenant_id, last_attempt_ts=now, **_state_columns(state))
+    return store_report.try_lock(tx, tenant_id, owner, until=lock_until, now=now)
 
 
 Snapshot = tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]
@@ -164,7 +164,7 @@ def _record_and_load(
     tenant_id: str,
     owner: str,
     event_ids: list[int],
-    state: SyncState,
+    state: ReportState,
     *,
     now: float,
     lock_until: float,
@@ -182,7 +182,7 @@ def _lock_and_load(
     tx: Tx, tenant_id: str, owner: str, *, until: float, now: float, limit: int
 ) -> tuple[bool, Snapshot | None]:
     """Take the tenant's reporter lock and, when taken, ``_load`` in the same transaction."""
-    if not store_sync.try_lock(tx, tenant_id, owner, until=until, now=now):
+    if not store_report.try_lock(tx, tenant_id, owner, until=until, now=now):
         return False, None
     return True, _load(tx, tenant_id, limit=limit)
 
@@ -194,7 +194,7 @@ def _load(
     tenant = store_tenants.get_for_sync(tx, tenant_id)
     if tenant is None:
         return None
-    state = store_sync.get_state(tx, tenant_id)
+    state = store_report.get_state(tx, tenant_id)
     rows = store_events.unreported(tx, tenant_id, limit)
     return tenant, state, rows
 
@@ -210,7 +210,7 @@ def _due_tenants(
             continue
         tenant_id = str(row["id"])
         state = _state_from_row(row)
-        decision = sync.decide(
+        decision = core_report.decide(
             state,
             active=bool(row.get("active", True)),
             has_events=int(row.get("unreported_events") or 0) > 0,
@@ -225,7 +225,7 @@ def _due_tenants(
 
 
 async def _tenants_due(ctx: ReportContext, now: float) -> tuple[list[str], dict[str, float]]:
-    overview = await ctx.db.run(store_sync.tenants_to_consider, now, write=False)
+    overview = await ctx.db.run(store_report.tenants_to_consider, now, write=False)
     return _due_tenants(overview, ctx, now)
 
 
@@ -288,9 +288,9 @@ async def serve_tenant(
             now = now_fn()
             if only_events:
                 due = bool(rows) and not state.in_backoff(now)
-                decision = sync.Decision(due, "events" if due else None)
+                decision = core_report.Decision(due, "events" if due else None)
             else:
-                decision = sync.decide(
+                decision = core_report.decide(
                     state,
                     active=bool(tenant.get("active", True)),
                     has_events=bool(rows),
@@ -303,7 +303,7 @@ async def serve_tenant(
             assert decision.reason is not None
             reply = (await _call(ctx, tenant, rows, stats, now_fn=now_fn)).reply
             now = now_fn()
-            new_state = sync.after_call(state, reply, reason=decision.reason, now=now)
+            new_state = core_report.after_call(state, reply, reason=decision.reason, now=now)
             acked_ids = [int(r["event_id"]) for r in rows] if reply.acknowledged else []
             # The next snapshot is read with the acknowledgement when another call may follow.
             more = reply.acknowledged and (max_calls is None or stats.calls < max_calls)
@@ -325,7 +325,7 @@ async def serve_tenant(
                 break
     finally:
         with trio.CancelScope(shield=True):
-            await ctx.db.run(store_sync.unlock, tenant_id, ctx.owner)
+            await ctx.db.run(store_report.unlock, tenant_id, ctx.owner)
     stats.tenants_served = 1 if stats.calls else 0
     return TenantServing(stats, locked=False, next_check=next_check)
 
@@ -340,9 +340,9 @@ async def _call(
 ) -> Answer:
     """Build, sign and send one POST; count, log and observe it."""
     tenant_id = str(tenant["id"])
-    url = sync.sync_url(tenant["client_base_url"], tenant.get("client_sync_path"))
-    body = sync.encode_body([sync.encode_item(r) for r in rows])
-    headers = sync.request_headers(tenant.get("client_auth"), body, now=now_fn())
+    url = core_report.sync_url(tenant["client_base_url"], tenant.get("client_sync_path"))
+    body = core_report.encode_body([core_report.encode_item(r) for r in rows])
+    headers = core_report.request_headers(tenant.get("client_auth"), body, now=now_fn())
     answer = await ctx.client.post_report(
         url,
         body,
@@ -433,7 +433,7 @@ async def flush_before_exit(
     """
     total = CycleStats()
     now = now_fn()
-    overview = await ctx.db.run(store_sync.tenants_to_consider, now, write=False)
+    overview = await ctx.db.run(store_report.tenants_to_consider, now, write=False)
     tenant_ids = [
         str(row["id"])
         for row in overview

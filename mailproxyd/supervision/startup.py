@@ -105,12 +105,13 @@ def _prepare(db: Database, settings: Settings) -> OpenedNode:
 
 def _release_node_leases(tx: Tx, node_id: str) -> int:
     """Release every lease of this node id at once (reference §8.3); each counts as an expiry."""
-    from mailproxyd.store import bounces, leases, sync
+    from mailproxyd.store import bounces, leases
+    from mailproxyd.store import report as store_report
 
     outcome = leases.release_node(tx, node_id, time.time())
     # Owners are unique per worker run: reporter and bounce-poll locks of the previous run
     # would otherwise wait out their lease.
-    sync.unlock_prefix(tx, node_prefix(node_id))
+    store_report.unlock_prefix(tx, node_prefix(node_id))
     bounces.release_prefix(tx, node_prefix(node_id))
     return int(outcome.get("returned", 0)) + int(outcome.get("failed", 0))
 
@@ -119,11 +120,12 @@ def release_owner_prefix(tx: Tx, prefix: str, now: float) -> int:
     """Free what the owners starting with ``prefix`` held: message leases (each counting as an
     expiry, reference §8.3), concurrent-session slots, reporter and bounce-poll locks. Returns the leases
     released."""
-    from mailproxyd.store import bounces, leases, sessions, sync
+    from mailproxyd.store import bounces, leases, sessions
+    from mailproxyd.store import report as store_report
 
     outcome = leases.release_run(tx, prefix, now)
     sessions.release_prefix(tx, prefix)
-    sync.unlock_prefix(tx, prefix)
+    store_report.unlock_prefix(tx, prefix)
     bounces.release_prefix(tx, prefix)
     return int(outcome.get("returned", 0)) + int(outcome.get("failed", 0))
 

@@ -16,7 +16,7 @@ import trio
 
 from mailproxyd.core.redact import escape_control
 from mailproxyd.drivers import metrics
-from mailproxyd.drivers.http import SyncClient
+from mailproxyd.drivers.http import ReportClient
 from mailproxyd.services import bounce, report
 from mailproxyd.services.attachments import large
 from mailproxyd.workers._runtime import Doorbell, WorkerContext, run_worker
@@ -25,7 +25,7 @@ from mailproxyd.workers._runtime import Doorbell, WorkerContext, run_worker
 async def reporter_body(
     ctx: WorkerContext, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    async with SyncClient(max_connections=max(10, ctx.settings.sync_concurrency)) as client:
+    async with ReportClient(max_connections=max(10, ctx.settings.sync_concurrency)) as client:
         rctx = report.ReportContext(
             db=ctx.db,  # type: ignore[arg-type]
             settings=ctx.settings,

@@ -150,7 +150,7 @@ def test_the_guide_signature_check_verifies_the_test_vector() -> None:
 
 
 def test_the_guide_signature_check_accepts_what_the_product_signs() -> None:
-    from mailproxyd.core.sync import sign
+    from mailproxyd.core.report import sign
 
     namespace: dict[str, object] = {}
     exec(_python_blocks(DOCS / "guide" / "sync.md")[0], namespace)

@@ -10,7 +10,8 @@ from typing import Any
 
 from mailproxyd.errors import MailProxyError
 from mailproxyd.services.admin._common import AdminContext, mutation, require_tenant
-from mailproxyd.store import meta, sync, tenants
+from mailproxyd.store import meta, tenants
+from mailproxyd.store import report as store_report
 
 
 class SupervisorUnavailable(MailProxyError):
@@ -19,7 +20,7 @@ class SupervisorUnavailable(MailProxyError):
 
 def _run_now_tx(tx: Any, tenant_id: str, now: float) -> None:
     require_tenant(tx, tenant_id)
-    sync.run_now(tx, tenant_id)
+    store_report.run_now(tx, tenant_id)
 
 
 async def run_now(ctx: AdminContext, tenant_id: str | None) -> None:

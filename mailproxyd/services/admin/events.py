@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mailproxyd.core import sync as core_sync
+from mailproxyd.core import report as core_report
 from mailproxyd.services.admin._common import AdminContext, read
 from mailproxyd.store import events
 
@@ -22,7 +22,7 @@ async def events_after(
 ) -> tuple[list[dict[str, Any]], int]:
     """Event-stream frames (reference §5.9) of events newer than ``after_id``, and the new high mark."""
     rows = await read(ctx, events.tail, after_id, tenant_id=tenant_id, limit=limit)
-    frames = [core_sync.event_frame(row["tenant_id"], row) for row in rows]
+    frames = [core_report.event_frame(row["tenant_id"], row) for row in rows]
     last = max((int(row["event_id"]) for row in rows), default=after_id)
     return frames, last
 
@@ -34,6 +34,10 @@ async def frames_after(
     event order: what the shared poller of the ``/events`` streams fans out."""
     rows = await read(ctx, events.tail, after_id, tenant_id=None, limit=limit)
     return [
-        (int(row["event_id"]), str(row["tenant_id"]), core_sync.event_frame(row["tenant_id"], row))
+        (
+            int(row["event_id"]),
+            str(row["tenant_id"]),
+            core_report.event_frame(row["tenant_id"], row),
+        )
         for row in rows
     ]

@@ -7,11 +7,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from mailproxyd import __version__
-from mailproxyd.core import sync as core_sync
+from mailproxyd.core import report as core_report
 from mailproxyd.errors import DatabaseUnavailable, MailProxyError
 from mailproxyd.services.admin._common import AdminContext, read, require_tenant
 from mailproxyd.store import messages as store_messages
-from mailproxyd.store import meta, sync
+from mailproxyd.store import meta
+from mailproxyd.store import report as store_report
 
 
 async def database_reachable(ctx: AdminContext) -> bool:
@@ -61,13 +62,13 @@ async def stats(ctx: AdminContext, tenant_id: str | None) -> dict[str, Any]:
     return await read(ctx, _stats, tenant_id, ctx.now())
 
 
-_STATE_FIELDS = tuple(f.name for f in dataclasses.fields(core_sync.SyncState))
+_STATE_FIELDS = tuple(f.name for f in dataclasses.fields(core_report.ReportState))
 
 
-def _sync_view(row: Mapping[str, Any]) -> core_sync.TenantSyncView:
+def _sync_view(row: Mapping[str, Any]) -> core_report.TenantReportView:
     # Unset columns keep the dataclass defaults rather than becoming explicit Nones.
-    state = core_sync.SyncState(**{k: row[k] for k in _STATE_FIELDS if row.get(k) is not None})
-    return core_sync.TenantSyncView(
+    state = core_report.ReportState(**{k: row[k] for k in _STATE_FIELDS if row.get(k) is not None})
+    return core_report.TenantReportView(
         id=str(row["id"]),
         name=row.get("name"),
         active=bool(row["active"]),
@@ -85,8 +86,8 @@ async def sync_status(ctx: AdminContext, tenant_id: str | None) -> dict[str, Any
     def work(tx: Any) -> dict[str, Any]:
         if tenant_id is not None:
             require_tenant(tx, tenant_id)
-        views = [_sync_view(row) for row in sync.sync_status(tx, now, tenant_id)]
-        doc = core_sync.status_document(views, now=now, interval=interval)
+        views = [_sync_view(row) for row in store_report.sync_status(tx, now, tenant_id)]
+        doc = core_report.status_document(views, now=now, interval=interval)
         doc.pop("ok", None)
         return doc
 

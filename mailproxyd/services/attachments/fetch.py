@@ -22,7 +22,7 @@ import httpx
 import trio
 
 from mailproxyd import __version__
-from mailproxyd.core import sync
+from mailproxyd.core import report as core_report
 from mailproxyd.core.attachment_rules import MIB, decode_base64, normalise_roots, path_allowed
 from mailproxyd.drivers.connect import AddressRefused, ResolveFailed
 from mailproxyd.services.attachments.content import Content, Sink, in_memory
@@ -54,7 +54,7 @@ def too_large(limits: Limits) -> Failure:
 
 def authorization(auth: Mapping[str, Any] | None) -> str | None:
     """The ``Authorization`` value of an ``auth`` object (attachment or ``client_auth``)."""
-    return sync.authorization(auth)
+    return core_report.authorization(auth)
 
 
 def origin(url: str) -> tuple[str, str, int]:
@@ -183,7 +183,7 @@ def endpoint_call(
         headers["Authorization"] = value
     secret = client_auth.get("signing_secret")
     if secret:
-        headers[sync.SIGNATURE_HEADER] = sync.sign(str(secret), int(now), body)
+        headers[core_report.SIGNATURE_HEADER] = core_report.sign(str(secret), int(now), body)
     return EndpointCall(url, body, headers, override is not None)
 
 

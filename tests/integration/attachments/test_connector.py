@@ -10,7 +10,7 @@ import pytest
 
 from mailproxyd.core.netpolicy import Policy
 from mailproxyd.drivers.connect import backend_of, checked_transport
-from mailproxyd.drivers.http import SyncClient
+from mailproxyd.drivers.http import ReportClient
 from mailproxyd.services.attachments.fetch import Failure, Limits, http_fetch
 from tests.fileservers import FileServer, Serve
 from tests.tenantservers import TenantServer
@@ -84,7 +84,7 @@ async def test_sync_calls_dial_the_checked_address_and_follow_the_trust_of_the_u
     srv = tenant_server()
     url = f"http://app.example:{srv.port}/mail-proxy/sync"
     body = b'{"delivery_report":[]}'
-    async with SyncClient(resolver=Resolver(["127.0.0.1"])) as client:
+    async with ReportClient(resolver=Resolver(["127.0.0.1"])) as client:
         # Set with the admin token: loopback is fine.
         answer = await client.post_report(url, body, {}, timeout=5)
         assert answer.outcome == "ok"
@@ -95,7 +95,7 @@ async def test_sync_calls_dial_the_checked_address_and_follow_the_trust_of_the_u
     assert len(srv.calls) == 1
     assert srv.calls[0].header("Host") == f"app.example:{srv.port}"
     # Link-local stays refused for trusted URLs too.
-    async with SyncClient(resolver=Resolver(["169.254.169.254"])) as client:
+    async with ReportClient(resolver=Resolver(["169.254.169.254"])) as client:
         answer = await client.post_report(url, body, {}, timeout=5)
         assert answer.outcome == "network_error"
 

@@ -8,7 +8,7 @@ import time
 import pytest
 import trio
 
-from mailproxyd.core.sync import encode_item
+from mailproxyd.core.report import encode_item
 from mailproxyd.drivers.imap import Mailbox, MailboxConfig
 from mailproxyd.services import bounce
 from mailproxyd.workers._runtime import Doorbell

@@ -331,7 +331,7 @@ async def test_the_final_failure_is_not_counted_as_a_retry(
     harness: Harness, pool: Any, max_retries: int, to: str, text: str
 ) -> None:
     """retry_count stays at GMP_MAX_RETRIES when the ladder ends (reference §10.4): record, event, item."""
-    from mailproxyd.core.sync import encode_item
+    from mailproxyd.core.report import encode_item
 
     harness.settings = dataclasses.replace(
         harness.settings, max_retries=max_retries, retry_delays=(1, 1)

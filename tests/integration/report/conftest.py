@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from mailproxyd.drivers.http import SyncClient
+from mailproxyd.drivers.http import ReportClient
 from mailproxyd.services.report import ReportContext
 from mailproxyd.settings import Settings, load_settings
 from mailproxyd.store import AsyncDatabase, Database, leases
@@ -19,7 +19,7 @@ from mailproxyd.store import accounts as store_accounts
 from mailproxyd.store import events as store_events
 from mailproxyd.store import meta as store_meta
 from mailproxyd.store import queue as store_queue
-from mailproxyd.store import sync as store_sync
+from mailproxyd.store import report as store_report
 from mailproxyd.store import tenants as store_tenants
 from tests.dbfixtures import (  # noqa: F401  (fixtures)
     database,
@@ -124,16 +124,16 @@ class ReportEnv:
         self.db.run(lambda tx: store_tenants.update(tx, tenant_id, {"active": active}, time.time()))
 
     def state(self, tenant_id: str) -> dict[str, Any]:
-        return self.db.run(store_sync.get_state, tenant_id)
+        return self.db.run(store_report.get_state, tenant_id)
 
     def set_state(self, tenant_id: str, **changes: Any) -> None:
-        self.db.run(store_sync.save_state, tenant_id, **changes)
+        self.db.run(store_report.save_state, tenant_id, **changes)
 
     def unreported(self, tenant_id: str) -> int:
         return self.db.run(store_events.unreported_count, tenant_id)
 
     def ctx(
-        self, client: SyncClient, owner: str = "node-a/reporter", **changes: Any
+        self, client: ReportClient, owner: str = "node-a/reporter", **changes: Any
     ) -> ReportContext:
         settings = dataclasses.replace(self.settings, **changes) if changes else self.settings
         return ReportContext(db=self.adb, settings=settings, client=client, owner=owner)
@@ -150,6 +150,6 @@ def report_env(database: Database, tmp_path: Any) -> ReportEnv:  # noqa: F811
 
 
 @pytest.fixture
-async def sync_client() -> AsyncIterator[SyncClient]:
-    async with SyncClient() as client:
+async def sync_client() -> AsyncIterator[ReportClient]:
+    async with ReportClient() as client:
         yield client

@@ -7,7 +7,7 @@ import time
 
 import trio
 
-from mailproxyd.drivers.http import SyncClient
+from mailproxyd.drivers.http import ReportClient
 from mailproxyd.services.report import Doorbell, reporter_loop, run_report_cycle
 from mailproxyd.store import AsyncDatabase, open_database
 from tests.tenantservers import eventually, ok, slow
@@ -83,7 +83,7 @@ async def test_two_reporters_never_push_one_tenant_concurrently(
     try:
         env_b = AsyncDatabase(second_db, limiter_tokens=8)
         wake_a, wake_b = Doorbell(), Doorbell()
-        async with SyncClient() as client_a, SyncClient() as client_b, trio.open_nursery() as n:
+        async with ReportClient() as client_a, ReportClient() as client_b, trio.open_nursery() as n:
             ctx_a = report_env.ctx(client_a, owner="node-a/reporter", sync_batch_size=7)
             ctx_b = report_env.ctx(client_b, owner="node-b/reporter", sync_batch_size=7)
             ctx_b.db = env_b
@@ -120,7 +120,7 @@ async def test_two_overlapping_cycles_share_tenants_without_overlap(
     expected: dict[str, list[str]] = {t: [] for t in servers}
     calls = {"a": 0, "b": 0}
     try:
-        async with SyncClient() as client_a, SyncClient() as client_b:
+        async with ReportClient() as client_a, ReportClient() as client_b:
             ctx_a = report_env.ctx(client_a, owner="node-a/reporter", sync_batch_size=4)
             ctx_b = report_env.ctx(client_b, owner="node-b/reporter", sync_batch_size=4)
             ctx_b.db = AsyncDatabase(second_db, limiter_tokens=8)

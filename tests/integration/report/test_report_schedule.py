@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from mailproxyd.drivers.http import SyncClient
+from mailproxyd.drivers.http import ReportClient
 from mailproxyd.services.report import run_report_cycle, serve_tenant
-from mailproxyd.store import sync as store_sync
+from mailproxyd.store import report as store_report
 from tests.tenantservers import non_json, not_ok, ok, slow, status
 
 
@@ -167,7 +167,7 @@ async def test_queued_wish_and_its_cap_survive_a_reporter_restart(
     srv = tenant_server(ok(queued=5))
     report_env.add_tenant("t", srv.base_url)
     clock = Clock()
-    async with SyncClient() as client:
+    async with ReportClient() as client:
         # The heartbeat and 10 calls only for queued, then this reporter is gone.
         ctx = report_env.ctx(client, owner="node-a/reporter-1")
         served = await serve_tenant(ctx, "t", now_fn=clock, max_calls=11)
@@ -175,7 +175,7 @@ async def test_queued_wish_and_its_cap_survive_a_reporter_restart(
     state = report_env.state("t")
     assert state["queued_wanted"] is True and state["queued_calls"] == 10
     # A new process: nothing but the database tells it the tenant asked for more.
-    async with SyncClient() as client:
+    async with ReportClient() as client:
         ctx = report_env.ctx(client, owner="node-a/reporter-2")
         assert (await run_report_cycle(ctx, now_fn=clock)).calls == 10  # up to the cap of 20
         assert report_env.state("t")["queued_calls"] == 20
@@ -189,10 +189,10 @@ async def test_queued_wish_held_by_dnd_is_followed_after_restart(report_env, ten
     srv.script(ok(queued=3, next_sync_after=clock.now + 3600))
     report_env.add_tenant("t", srv.base_url)
     hours = {"sync_interval": 7200}  # no heartbeat due in this test: only the wish can call
-    async with SyncClient() as client:
+    async with ReportClient() as client:
         assert (await cycle(report_env, client, clock, **hours)).calls == 1
     assert report_env.state("t")["queued_wanted"] is True
-    async with SyncClient() as client:
+    async with ReportClient() as client:
         clock.now += 1800
         assert (await cycle(report_env, client, clock, **hours)).calls == 0  # DND holds it
         clock.now += 1800  # DND over: the follow-up the tenant asked for is made
@@ -216,11 +216,11 @@ async def test_dnd_suppresses_heartbeats_not_events_and_survives_restart(
     clock = Clock()
     srv.script(ok(queued=3, next_sync_after=clock.now + 3600))
     report_env.add_tenant("t", srv.base_url)
-    async with SyncClient() as client:
+    async with ReportClient() as client:
         assert (await cycle(report_env, client, clock)).calls == 1  # queued is not followed
         assert report_env.state("t")["dnd_until"] == clock.now + 3600
     # A "restart": a new client and context over the same database.
-    async with SyncClient() as client:
+    async with ReportClient() as client:
         clock.now += 600  # a heartbeat would be due
         assert (await cycle(report_env, client, clock)).calls == 0
         report_env.record_sent("t", ["e1"], now=clock.now)
@@ -244,7 +244,7 @@ async def test_non_ack_leaves_dnd_and_run_now_clears_it(
     assert state["dnd_until"] == clock.now + 3600 and state["backoff_until"] == clock.now + 1
     assert state["last_error"] == "HTTP 502"
 
-    report_env.db.run(store_sync.run_now, "t")  # what a tenant-scoped run-now stores
+    report_env.db.run(store_report.run_now, "t")  # what a tenant-scoped run-now stores
     state = report_env.state("t")
     assert (state["dnd_until"], state["backoff_until"], state["heartbeat_due"]) == (
         None,

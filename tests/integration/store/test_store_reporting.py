@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mailproxyd.store import Database, events, leases, queue, sync, tenants
+from mailproxyd.store import Database, events, leases, queue, tenants
 from mailproxyd.store import messages as store_messages
+from mailproxyd.store import report as store_report
 
 from .conftest import NOW, make_item, setup_tenant
 
@@ -97,7 +98,7 @@ def test_sync_state_round_trip(database: Database) -> None:
     setup_tenant(database, "acme", client_base_url=URL, name="ACME")
     setup_tenant(database, "quiet")
     with database.transaction() as tx:
-        assert sync.get_state(tx, "acme") == {
+        assert store_report.get_state(tx, "acme") == {
             "last_sync_ts": None,
             "last_attempt_ts": None,
             "dnd_until": None,
@@ -108,47 +109,57 @@ def test_sync_state_round_trip(database: Database) -> None:
             "queued_wanted": False,
             "heartbeat_due": False,
         }
-        sync.record_failure(tx, "acme", NOW, error="HTTP 502", backoff_until=NOW + 1)
-        state = sync.record_failure(tx, "acme", NOW + 1, error="HTTP 503", backoff_until=NOW + 3)
+        store_report.record_failure(tx, "acme", NOW, error="HTTP 502", backoff_until=NOW + 1)
+        state = store_report.record_failure(
+            tx, "acme", NOW + 1, error="HTTP 503", backoff_until=NOW + 3
+        )
         assert state["consecutive_failures"] == 2 and state["last_error"] == "HTTP 503"
         assert state["last_sync_ts"] is None
-        state = sync.record_success(
+        state = store_report.record_success(
             tx, "acme", NOW + 5, dnd_until=NOW + 3600, queued_calls=1, queued_wanted=True
         )
         assert state["consecutive_failures"] == 0 and state["backoff_until"] is None
-        assert sync.get_state(tx, "acme")["queued_wanted"] is True
+        assert store_report.get_state(tx, "acme")["queued_wanted"] is True
         # A failed call leaves the wish; an acknowledged answer without queued clears it.
-        sync.record_failure(tx, "acme", NOW + 5.5, error="HTTP 500", backoff_until=NOW + 6.5)
-        assert sync.get_state(tx, "acme")["queued_wanted"] is True
+        store_report.record_failure(
+            tx, "acme", NOW + 5.5, error="HTTP 500", backoff_until=NOW + 6.5
+        )
+        assert store_report.get_state(tx, "acme")["queued_wanted"] is True
         assert state["dnd_until"] == NOW + 3600 and state["last_sync_ts"] == NOW + 5
-        assert sync.record_success(tx, "acme", NOW + 6, dnd_until=NOW)["dnd_until"] is None  # past
-        sync.save_state(tx, "acme", dnd_until=NOW + 99, backoff_until=NOW + 50)
-        state = sync.run_now(tx, "acme")
+        assert (
+            store_report.record_success(tx, "acme", NOW + 6, dnd_until=NOW)["dnd_until"] is None
+        )  # past
+        store_report.save_state(tx, "acme", dnd_until=NOW + 99, backoff_until=NOW + 50)
+        state = store_report.run_now(tx, "acme")
         assert state["dnd_until"] is None and state["backoff_until"] is None
         assert state["heartbeat_due"] is True
-        assert sync.get_state(tx, "acme")["heartbeat_due"] is True
+        assert store_report.get_state(tx, "acme")["heartbeat_due"] is True
     _fail_all(database, "acme", ["e1", "e2"])
     with database.transaction(write=False) as tx:
-        status = sync.sync_status(tx, NOW)
+        status = store_report.sync_status(tx, NOW)
         assert [s["id"] for s in status] == ["acme", "quiet"]
         assert status[0]["unreported_events"] == 2 and status[0]["name"] == "ACME"
         assert status[0]["last_sync_ts"] == NOW + 6 and status[0]["client_base_url"] == URL
         assert status[1]["last_sync_ts"] is None and status[1]["unreported_events"] == 0
-        assert [s["id"] for s in sync.sync_status(tx, NOW, "quiet")] == ["quiet"]
-        assert [s["id"] for s in sync.tenants_to_consider(tx, NOW)] == ["acme"]
+        assert [s["id"] for s in store_report.sync_status(tx, NOW, "quiet")] == ["quiet"]
+        assert [s["id"] for s in store_report.tenants_to_consider(tx, NOW)] == ["acme"]
 
 
 def test_reporter_lock(acme: Database) -> None:
     with acme.transaction() as tx:
-        assert sync.try_lock(tx, "acme", "reporter-1", NOW + 30, NOW)
-        assert sync.try_lock(tx, "acme", "reporter-1", NOW + 60, NOW + 10)  # extend own lock
-        assert not sync.try_lock(tx, "acme", "reporter-2", NOW + 90, NOW + 59)
-        assert sync.try_lock(tx, "acme", "reporter-2", NOW + 120, NOW + 61)  # stale lock taken
-        sync.unlock(tx, "acme", "reporter-1")  # not the holder: no effect
-        assert not sync.try_lock(tx, "acme", "reporter-1", NOW + 130, NOW + 62)
-        sync.unlock(tx, "acme", "reporter-2")
-        assert sync.try_lock(tx, "acme", "reporter-1", NOW + 130, NOW + 62)
-        assert not sync.try_lock(tx, "ghost", "reporter-1", NOW + 130, NOW + 62)
+        assert store_report.try_lock(tx, "acme", "reporter-1", NOW + 30, NOW)
+        assert store_report.try_lock(
+            tx, "acme", "reporter-1", NOW + 60, NOW + 10
+        )  # extend own lock
+        assert not store_report.try_lock(tx, "acme", "reporter-2", NOW + 90, NOW + 59)
+        assert store_report.try_lock(
+            tx, "acme", "reporter-2", NOW + 120, NOW + 61
+        )  # stale lock taken
+        store_report.unlock(tx, "acme", "reporter-1")  # not the holder: no effect
+        assert not store_report.try_lock(tx, "acme", "reporter-1", NOW + 130, NOW + 62)
+        store_report.unlock(tx, "acme", "reporter-2")
+        assert store_report.try_lock(tx, "acme", "reporter-1", NOW + 130, NOW + 62)
+        assert not store_report.try_lock(tx, "ghost", "reporter-1", NOW + 130, NOW + 62)
 
 
 def test_tail_never_skips_an_event_committed_late(database: Database) -> None:

@@ -259,7 +259,7 @@ def decode_answer(raw: bytes) -> Any:
 
 
 @dataclass(frozen=True, slots=True)
-class SyncState:
+class ReportState:
     """A tenant's persisted sync state.
 
     ``queued_wanted`` remembers that the last acknowledged answer asked for another call;
@@ -296,7 +296,7 @@ class Decision:
     next_check: float | None = None
 
 
-def heartbeat_due(state: SyncState, *, active: bool, now: float, interval: float) -> bool:
+def heartbeat_due(state: ReportState, *, active: bool, now: float, interval: float) -> bool:
     """Would a heartbeat be sent now (sync-status ``next_sync_due``, reference §5.5)?
 
     A run-now makes it due whatever the activity; otherwise the tenant must be active, out of
@@ -312,7 +312,7 @@ def heartbeat_due(state: SyncState, *, active: bool, now: float, interval: float
 
 
 def decide(
-    state: SyncState, *, active: bool, has_events: bool, now: float, interval: float
+    state: ReportState, *, active: bool, has_events: bool, now: float, interval: float
 ) -> Decision:
     """Should the tenant be called now (reference §13.5)? Reasons in priority order:
 
@@ -351,7 +351,7 @@ def backoff_seconds(failures: int) -> int:
     return min(BACKOFF_MAX_SECONDS, 2 ** min(failures - 1, 16))
 
 
-def _queued_count(state: SyncState, reply: Reply, reason: Reason) -> int:
+def _queued_count(state: ReportState, reply: Reply, reason: Reason) -> int:
     """Consecutive calls made only for ``queued``: one more for such a call; back to 0 once a
     call made for another reason is answered (a network error is no answer)."""
     if reason == "queued":
@@ -359,11 +359,11 @@ def _queued_count(state: SyncState, reply: Reply, reason: Reason) -> int:
     return state.queued_calls if reply.outcome == "network_error" else 0
 
 
-def after_call(state: SyncState, reply: Reply, *, reason: Reason, now: float) -> SyncState:
+def after_call(state: ReportState, reply: Reply, *, reason: Reason, now: float) -> ReportState:
     """The state after a call made for ``reason`` was answered with ``reply``."""
     if reply.acknowledged:
         nsa = reply.next_sync_after
-        return SyncState(
+        return ReportState(
             last_sync_ts=now,
             dnd_until=nsa if nsa is not None and nsa > now else None,
             consecutive_failures=0,
@@ -384,11 +384,11 @@ def after_call(state: SyncState, reply: Reply, *, reason: Reason, now: float) ->
     )
 
 
-def after_run_now(state: SyncState) -> SyncState:
+def after_run_now(state: ReportState) -> ReportState:
     """A tenant-scoped run-now: DND and back-off cleared, heartbeat due at once (reference §5.2).
 
     The failure count stays (sync-status keeps showing it); only an acknowledged call resets
-    the doubling. ``store.sync.run_now`` applies the same change in the database.
+    the doubling. ``store.report.run_now`` applies the same change in the database.
     """
     return dataclasses.replace(state, dnd_until=None, backoff_until=None, heartbeat_due=True)
 
@@ -399,7 +399,7 @@ def after_run_now(state: SyncState) -> SyncState:
 
 
 @dataclass(frozen=True, slots=True)
-class TenantSyncView:
+class TenantReportView:
     """What sync-status needs to know about one tenant besides its sync state."""
 
     id: str
@@ -407,10 +407,10 @@ class TenantSyncView:
     active: bool
     client_base_url: str | None
     unreported_events: int
-    state: SyncState = field(default_factory=SyncState)
+    state: ReportState = field(default_factory=ReportState)
 
 
-def status_row(view: TenantSyncView, *, now: float, interval: float) -> dict[str, Any]:
+def status_row(view: TenantReportView, *, now: float, interval: float) -> dict[str, Any]:
     """One ``tenants`` entry of ``GET /tenants/sync-status``; ``null`` keys omitted (reference §0)."""
     state = view.state
     in_dnd = state.in_dnd(now)
@@ -438,7 +438,7 @@ def status_row(view: TenantSyncView, *, now: float, interval: float) -> dict[str
 
 
 def status_document(
-    views: Iterable[TenantSyncView], *, now: float, interval: int
+    views: Iterable[TenantReportView], *, now: float, interval: int
 ) -> dict[str, Any]:
     """The whole ``GET /tenants/sync-status`` body."""
     return {

@@ -8,8 +8,8 @@ import json
 import msgspec
 import pytest
 
-from mailproxyd.core import sync
-from mailproxyd.core.sync import Reply, SyncState
+from mailproxyd.core import report as core_report
+from mailproxyd.core.report import Reply, ReportState
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 INTERVAL = 300.0
@@ -131,30 +131,32 @@ EXAMPLE_BODY = """{"delivery_report": [
 
 
 def test_contract_example_is_reproduced_byte_for_byte() -> None:
-    body = sync.encode_body([sync.encode_item(r) for r in EXAMPLE_ROWS])
+    body = core_report.encode_body([core_report.encode_item(r) for r in EXAMPLE_ROWS])
     # Same keys, same order, same types: compare the compact forms of both.
     expected = json.dumps(json.loads(EXAMPLE_BODY), separators=(",", ":"), ensure_ascii=False)
     assert body.decode("utf-8") == expected
 
 
 def test_base_keys_always_present_with_null() -> None:
-    for kind in sync.EVENT_TYPES:
-        item = sync.encode_item(row(kind, account_id=None))
-        assert list(item)[:8] == [*sync.BASE_KEYS, "event"]
+    for kind in core_report.EVENT_TYPES:
+        item = core_report.encode_item(row(kind, account_id=None))
+        assert list(item)[:8] == [*core_report.BASE_KEYS, "event"]
         assert item["account_id"] is None
 
 
 def test_times_are_integers() -> None:
-    item = sync.encode_item(row("deferred", event_ts=T0 + 0.9, metadata={"deferred_ts": T0 + 60.7}))
+    item = core_report.encode_item(
+        row("deferred", event_ts=T0 + 0.9, metadata={"deferred_ts": T0 + 60.7})
+    )
     assert item["deferred_ts"] == int(T0) + 60 and isinstance(item["deferred_ts"], int)
-    sent = sync.encode_item(row("sent", event_ts=T0 + 0.9))
+    sent = core_report.encode_item(row("sent", event_ts=T0 + 0.9))
     assert sent["sent_ts"] == int(T0) and isinstance(sent["sent_ts"], int)
 
 
 def test_sent_extras_only_when_they_apply() -> None:
-    plain = sync.encode_item(row("sent", metadata={"retry_count": 0, "smtp_code": 250}))
-    assert set(plain) == {*sync.BASE_KEYS, "event"}
-    retried = sync.encode_item(
+    plain = core_report.encode_item(row("sent", metadata={"retry_count": 0, "smtp_code": 250}))
+    assert set(plain) == {*core_report.BASE_KEYS, "event"}
+    retried = core_report.encode_item(
         row(
             "sent", metadata={"retry_count": 2, "outcome_uncertain": True, "refused_recipients": {}}
         )
@@ -164,17 +166,19 @@ def test_sent_extras_only_when_they_apply() -> None:
 
 
 def test_deferred_always_has_reason_and_retry_count() -> None:
-    item = sync.encode_item(row("deferred", description="421 busy", metadata={"deferred_ts": T0}))
+    item = core_report.encode_item(
+        row("deferred", description="421 busy", metadata={"deferred_ts": T0})
+    )
     assert item["retry_count"] == 0
     assert item["deferred_reason"] == "421 busy"
-    assert "refused_recipients" not in sync.encode_item(
+    assert "refused_recipients" not in core_report.encode_item(
         row("deferred", metadata={"refused_recipients": {"a@b.c": {"code": 450}}})
     )
 
 
 def test_error_with_all_recipients_refused() -> None:
     refused = {"a@example.org": {"code": 550, "message": "no"}}
-    item = sync.encode_item(
+    item = core_report.encode_item(
         row(
             "error",
             description="RCPT TO: all recipients refused: 550 no",
@@ -187,7 +191,7 @@ def test_error_with_all_recipients_refused() -> None:
 
 
 def test_bounce_keys_always_present() -> None:
-    item = sync.encode_item(row("bounce", batch_code="b1", metadata={"bounce_type": "soft"}))
+    item = core_report.encode_item(row("bounce", batch_code="b1", metadata={"bounce_type": "soft"}))
     assert item["bounce_code"] is None and item["bounce_reason"] is None
     assert item["bounce_ts"] == int(T0) and item["batch_code"] == "b1"
     assert "retry_count" not in item
@@ -195,30 +199,32 @@ def test_bounce_keys_always_present() -> None:
 
 def test_unknown_event_type_is_refused() -> None:
     with pytest.raises(ValueError):
-        sync.encode_item(row("opened"))
+        core_report.encode_item(row("opened"))
 
 
 def test_event_frame_adds_tenant_id() -> None:
-    frame = sync.event_frame("acme", EXAMPLE_ROWS[0])
+    frame = core_report.event_frame("acme", EXAMPLE_ROWS[0])
     assert next(iter(frame)) == "tenant_id" and frame["tenant_id"] == "acme"
-    assert {k: v for k, v in frame.items() if k != "tenant_id"} == sync.encode_item(EXAMPLE_ROWS[0])
+    assert {k: v for k, v in frame.items() if k != "tenant_id"} == core_report.encode_item(
+        EXAMPLE_ROWS[0]
+    )
 
 
 # --- requests --------------------------------------------------------------------------------
 
 
 def test_signature_test_vector() -> None:
-    body = sync.encode_body([])
+    body = core_report.encode_body([])
     assert body == b'{"delivery_report":[]}'
-    assert sync.sign("whsec_3f9a2c7d1e5b8a40", 1767225600, body) == (
+    assert core_report.sign("whsec_3f9a2c7d1e5b8a40", 1767225600, body) == (
         "t=1767225600,v1=98df553488a888ba9c1094c8561bb7b29ce9e6592000998c3fce6c62a72f579a"
     )
 
 
 def test_headers_bearer_and_signature() -> None:
-    body = sync.encode_body([])
+    body = core_report.encode_body([])
     auth = {"method": "bearer", "token": "tok-XYZ-123", "signing_secret": "whsec_3f9a2c7d1e5b8a40"}
-    headers = sync.request_headers(auth, body, now=T0 + 0.7)
+    headers = core_report.request_headers(auth, body, now=T0 + 0.7)
     assert headers["Content-Type"] == "application/json"
     assert headers["User-Agent"].startswith("mail-proxy/")
     assert headers["Authorization"] == "Bearer tok-XYZ-123"
@@ -228,22 +234,24 @@ def test_headers_bearer_and_signature() -> None:
 
 
 def test_headers_basic_is_utf8_and_none_has_no_authorization() -> None:
-    headers = sync.request_headers(
+    headers = core_report.request_headers(
         {"method": "basic", "user": "jürgen", "password": "p:ß"}, b"", now=T0
     )
     raw = base64.b64decode(headers["Authorization"].removeprefix("Basic "))
     assert raw.decode("utf-8") == "jürgen:p:ß"
-    assert "Authorization" not in sync.request_headers({"method": "none"}, b"", now=T0)
-    assert "X-Mail-Proxy-Signature" not in sync.request_headers(None, b"", now=T0)
+    assert "Authorization" not in core_report.request_headers({"method": "none"}, b"", now=T0)
+    assert "X-Mail-Proxy-Signature" not in core_report.request_headers(None, b"", now=T0)
 
 
 def test_sync_url() -> None:
-    assert sync.sync_url("https://a.example/", None) == "https://a.example/mail-proxy/sync"
-    assert sync.sync_url("https://a.example/base", "/s") == "https://a.example/base/s"
+    assert core_report.sync_url("https://a.example/", None) == "https://a.example/mail-proxy/sync"
+    assert core_report.sync_url("https://a.example/base", "/s") == "https://a.example/base/s"
 
 
 def test_non_ascii_items_are_utf8() -> None:
-    body = sync.encode_body([sync.encode_item(row("error", description="fehlgeschlagen – ü"))])
+    body = core_report.encode_body(
+        [core_report.encode_item(row("error", description="fehlgeschlagen – ü"))]
+    )
     assert "fehlgeschlagen – ü".encode() in body
     assert msgspec.json.decode(body)["delivery_report"][0]["error"] == "fehlgeschlagen – ü"
 
@@ -268,30 +276,32 @@ def test_non_ascii_items_are_utf8() -> None:
     ],
 )
 def test_acknowledgement(status: int | None, body: object, outcome: str) -> None:
-    assert sync.interpret(status, body).outcome == outcome
+    assert core_report.interpret(status, body).outcome == outcome
 
 
 def test_hints_only_from_acknowledging_answers_and_typed() -> None:
-    ack = sync.interpret(200, {"ok": True, "queued": 15, "next_sync_after": 1767232800})
+    ack = core_report.interpret(200, {"ok": True, "queued": 15, "next_sync_after": 1767232800})
     assert (ack.queued, ack.next_sync_after) == (15, 1767232800.0)
-    nack = sync.interpret(200, {"ok": False, "queued": 15, "next_sync_after": 1767232800})
+    nack = core_report.interpret(200, {"ok": False, "queued": 15, "next_sync_after": 1767232800})
     assert (nack.queued, nack.next_sync_after) == (0, None)
-    wrong = sync.interpret(200, {"ok": True, "queued": "5", "next_sync_after": "soon"})
+    wrong = core_report.interpret(200, {"ok": True, "queued": "5", "next_sync_after": "soon"})
     assert wrong.acknowledged and (wrong.queued, wrong.next_sync_after) == (0, None)
-    assert sync.interpret(200, {"ok": True, "queued": True}).queued == 0
-    assert sync.interpret(200, {"ok": True, "queued": -3}).queued == 0
+    assert core_report.interpret(200, {"ok": True, "queued": True}).queued == 0
+    assert core_report.interpret(200, {"ok": True, "queued": -3}).queued == 0
 
 
 def test_warnings_from_not_found_and_error() -> None:
-    reply = sync.interpret(200, {"ok": True, "not_found": ["m4"], "error": "disk full"})
+    reply = core_report.interpret(200, {"ok": True, "not_found": ["m4"], "error": "disk full"})
     assert reply.acknowledged
     assert reply.warnings == ("not_found: m4", "error: disk full")
-    assert sync.interpret(200, {"ok": False, "error": ["a", "b"]}).warnings == ("error: a; b",)
+    assert core_report.interpret(200, {"ok": False, "error": ["a", "b"]}).warnings == (
+        "error: a; b",
+    )
 
 
 def test_decode_answer() -> None:
-    assert sync.decode_answer(b'{"ok":true}') == {"ok": True}
-    assert sync.decode_answer(b"<html>oops</html>") is None
+    assert core_report.decode_answer(b'{"ok":true}') == {"ok": True}
+    assert core_report.decode_answer(b"<html>oops</html>") is None
 
 
 # --- scheduling (reference §13.5) ----------------------------------------------------------------------
@@ -300,39 +310,43 @@ OK = Reply("ok")
 FAIL = Reply("http_error", error="HTTP 500")
 
 
-def decide(state: SyncState, now: float, *, active: bool = True, events: bool = False):
-    return sync.decide(state, active=active, has_events=events, now=now, interval=INTERVAL)
+def decide(state: ReportState, now: float, *, active: bool = True, events: bool = False):
+    return core_report.decide(state, active=active, has_events=events, now=now, interval=INTERVAL)
 
 
 def test_never_acknowledged_active_tenant_gets_a_heartbeat() -> None:
-    assert decide(SyncState(), T0) == sync.Decision(True, "heartbeat")
+    assert decide(ReportState(), T0) == core_report.Decision(True, "heartbeat")
 
 
 def test_heartbeat_after_interval_only() -> None:
-    state = SyncState(last_sync_ts=T0)
-    assert decide(state, T0 + 299.9) == sync.Decision(False, next_check=T0 + 300)
-    assert decide(state, T0 + 300) == sync.Decision(True, "heartbeat")
+    state = ReportState(last_sync_ts=T0)
+    assert decide(state, T0 + 299.9) == core_report.Decision(False, next_check=T0 + 300)
+    assert decide(state, T0 + 300) == core_report.Decision(True, "heartbeat")
 
 
 def test_inactive_tenant_gets_no_heartbeat_but_its_events() -> None:
-    assert decide(SyncState(), T0, active=False) == sync.Decision(False)
-    assert decide(SyncState(last_sync_ts=T0), T0 + 900, active=False).call is False
-    assert decide(SyncState(), T0, active=False, events=True) == sync.Decision(True, "events")
+    assert decide(ReportState(), T0, active=False) == core_report.Decision(False)
+    assert decide(ReportState(last_sync_ts=T0), T0 + 900, active=False).call is False
+    assert decide(ReportState(), T0, active=False, events=True) == core_report.Decision(
+        True, "events"
+    )
 
 
 def test_events_call_at_once() -> None:
-    assert decide(SyncState(last_sync_ts=T0), T0 + 1, events=True) == sync.Decision(True, "events")
+    assert decide(ReportState(last_sync_ts=T0), T0 + 1, events=True) == core_report.Decision(
+        True, "events"
+    )
 
 
 def test_backoff_doubles_to_300_and_gates_every_reason() -> None:
-    state = SyncState(last_sync_ts=T0)
+    state = ReportState(last_sync_ts=T0)
     now = T0
     gaps = []
     for _ in range(12):
-        state = sync.after_call(state, FAIL, reason="events", now=now)
+        state = core_report.after_call(state, FAIL, reason="events", now=now)
         assert state.backoff_until is not None
         gaps.append(state.backoff_until - now)
-        assert decide(state, state.backoff_until - 0.01, events=True) == sync.Decision(
+        assert decide(state, state.backoff_until - 0.01, events=True) == core_report.Decision(
             False, next_check=state.backoff_until
         )
         now = state.backoff_until
@@ -343,99 +357,106 @@ def test_backoff_doubles_to_300_and_gates_every_reason() -> None:
 
 
 def test_first_acknowledged_call_resets_backoff() -> None:
-    state = SyncState(consecutive_failures=5, backoff_until=T0, last_error="HTTP 500")
-    state = sync.after_call(state, OK, reason="events", now=T0 + 1)
+    state = ReportState(consecutive_failures=5, backoff_until=T0, last_error="HTTP 500")
+    state = core_report.after_call(state, OK, reason="events", now=T0 + 1)
     assert (state.consecutive_failures, state.backoff_until, state.last_error) == (0, None, None)
     assert state.last_sync_ts == T0 + 1
-    state = sync.after_call(state, FAIL, reason="events", now=T0 + 2)
+    state = core_report.after_call(state, FAIL, reason="events", now=T0 + 2)
     assert state.backoff_until == T0 + 3
 
 
 def test_dnd_set_by_future_next_sync_after_and_cleared_otherwise() -> None:
-    state = sync.after_call(
-        SyncState(), Reply("ok", next_sync_after=T0 + 3600), reason="heartbeat", now=T0
+    state = core_report.after_call(
+        ReportState(), Reply("ok", next_sync_after=T0 + 3600), reason="heartbeat", now=T0
     )
     assert state.dnd_until == T0 + 3600 and state.in_dnd(T0 + 10)
     # A non-acknowledging answer leaves DND as it was.
-    assert sync.after_call(state, FAIL, reason="events", now=T0 + 5).dnd_until == T0 + 3600
+    assert core_report.after_call(state, FAIL, reason="events", now=T0 + 5).dnd_until == T0 + 3600
     # Past time, null or absent clears it.
     assert (
-        sync.after_call(
+        core_report.after_call(
             state, Reply("ok", next_sync_after=T0 - 1), reason="events", now=T0
         ).dnd_until
         is None
     )
-    assert sync.after_call(state, OK, reason="events", now=T0).dnd_until is None
+    assert core_report.after_call(state, OK, reason="events", now=T0).dnd_until is None
 
 
 def test_dnd_suppresses_heartbeats_and_queued_but_not_events() -> None:
-    state = SyncState(last_sync_ts=T0, dnd_until=T0 + 3600, queued_wanted=True)
-    assert decide(state, T0 + 600) == sync.Decision(False, next_check=T0 + 3600)
-    assert decide(state, T0 + 600, events=True) == sync.Decision(True, "events")
-    assert decide(state, T0 + 3600) == sync.Decision(True, "heartbeat")
-    no_queue = SyncState(last_sync_ts=T0 + 3500, dnd_until=T0 + 3600)
-    assert decide(no_queue, T0 + 3550) == sync.Decision(False, next_check=T0 + 3800)
-    never = SyncState(dnd_until=T0 + 60)
-    assert decide(never, T0) == sync.Decision(False, next_check=T0 + 60)
-    assert decide(never, T0 + 60) == sync.Decision(True, "heartbeat")
+    state = ReportState(last_sync_ts=T0, dnd_until=T0 + 3600, queued_wanted=True)
+    assert decide(state, T0 + 600) == core_report.Decision(False, next_check=T0 + 3600)
+    assert decide(state, T0 + 600, events=True) == core_report.Decision(True, "events")
+    assert decide(state, T0 + 3600) == core_report.Decision(True, "heartbeat")
+    no_queue = ReportState(last_sync_ts=T0 + 3500, dnd_until=T0 + 3600)
+    assert decide(no_queue, T0 + 3550) == core_report.Decision(False, next_check=T0 + 3800)
+    never = ReportState(dnd_until=T0 + 60)
+    assert decide(never, T0) == core_report.Decision(False, next_check=T0 + 60)
+    assert decide(never, T0 + 60) == core_report.Decision(True, "heartbeat")
 
 
 def test_queued_calls_capped_at_20_consecutive() -> None:
-    state = sync.after_call(SyncState(), Reply("ok", queued=5), reason="events", now=T0)
+    state = core_report.after_call(ReportState(), Reply("ok", queued=5), reason="events", now=T0)
     made = 0
     now = T0
     while (d := decide(state, now)).call:
         assert d.reason == "queued"
-        state = sync.after_call(state, Reply("ok", queued=5), reason="queued", now=now)
+        state = core_report.after_call(state, Reply("ok", queued=5), reason="queued", now=now)
         made += 1
         assert made <= 25
     assert made == 20 and state.queued_calls == 20
-    assert decide(state, now) == sync.Decision(False, next_check=now + INTERVAL)
+    assert decide(state, now) == core_report.Decision(False, next_check=now + INTERVAL)
     # Events still go out; a call made for another reason resets the count.
     assert decide(state, now, events=True).reason == "events"
-    state = sync.after_call(state, Reply("ok", queued=5), reason="events", now=now)
-    assert state.queued_calls == 0 and decide(state, now) == sync.Decision(True, "queued")
+    state = core_report.after_call(state, Reply("ok", queued=5), reason="events", now=now)
+    assert state.queued_calls == 0 and decide(state, now) == core_report.Decision(True, "queued")
 
 
 def test_queued_count_survives_a_call_that_got_no_answer() -> None:
-    state = SyncState(last_sync_ts=T0, queued_wanted=True, queued_calls=20)
+    state = ReportState(last_sync_ts=T0, queued_wanted=True, queued_calls=20)
     timeout = Reply("network_error", error="timeout after 10 s")
-    assert sync.after_call(state, timeout, reason="events", now=T0).queued_calls == 20
-    assert sync.after_call(state, FAIL, reason="events", now=T0).queued_calls == 0
+    assert core_report.after_call(state, timeout, reason="events", now=T0).queued_calls == 20
+    assert core_report.after_call(state, FAIL, reason="events", now=T0).queued_calls == 0
 
 
 def test_queued_stops_when_tenant_has_nothing_more() -> None:
-    state = sync.after_call(SyncState(), Reply("ok", queued=1), reason="heartbeat", now=T0)
-    state = sync.after_call(state, Reply("ok", queued=0), reason="queued", now=T0)
+    state = core_report.after_call(ReportState(), Reply("ok", queued=1), reason="heartbeat", now=T0)
+    state = core_report.after_call(state, Reply("ok", queued=0), reason="queued", now=T0)
     assert not state.queued_wanted and decide(state, T0).call is False
 
 
 def test_failed_queued_call_counts_and_keeps_the_wish() -> None:
-    state = SyncState(last_sync_ts=T0, queued_wanted=True, queued_calls=3)
-    state = sync.after_call(state, FAIL, reason="queued", now=T0)
+    state = ReportState(last_sync_ts=T0, queued_wanted=True, queued_calls=3)
+    state = core_report.after_call(state, FAIL, reason="queued", now=T0)
     assert state.queued_wanted and state.queued_calls == 4
-    assert decide(state, T0 + 1) == sync.Decision(True, "queued")
+    assert decide(state, T0 + 1) == core_report.Decision(True, "queued")
 
 
 def test_run_now_clears_dnd_and_backoff_and_makes_heartbeat_due() -> None:
-    state = SyncState(
+    state = ReportState(
         last_sync_ts=T0, dnd_until=T0 + 3600, consecutive_failures=4, backoff_until=T0 + 8
     )
     assert decide(state, T0 + 1).call is False
-    state = sync.after_run_now(state)
+    state = core_report.after_run_now(state)
     assert (state.dnd_until, state.backoff_until, state.consecutive_failures) == (None, None, 4)
-    assert decide(state, T0 + 1) == sync.Decision(True, "run_now")
-    assert sync.heartbeat_due(state, active=True, now=T0 + 1, interval=INTERVAL)
+    assert decide(state, T0 + 1) == core_report.Decision(True, "run_now")
+    assert core_report.heartbeat_due(state, active=True, now=T0 + 1, interval=INTERVAL)
     # Still due after a failure (once the back-off has passed), cleared by an acknowledgement.
-    failed = sync.after_call(state, FAIL, reason="run_now", now=T0 + 1)
+    failed = core_report.after_call(state, FAIL, reason="run_now", now=T0 + 1)
     assert failed.backoff_until == T0 + 17  # the fifth failure in a row: 16 s
-    assert decide(failed, T0 + 17) == sync.Decision(True, "run_now")
-    acked = sync.after_call(failed, OK, reason="run_now", now=T0 + 17)
+    assert decide(failed, T0 + 17) == core_report.Decision(True, "run_now")
+    acked = core_report.after_call(failed, OK, reason="run_now", now=T0 + 17)
     assert not acked.heartbeat_due and decide(acked, T0 + 18).call is False
 
 
 def test_backoff_seconds() -> None:
-    assert [sync.backoff_seconds(n) for n in (0, 1, 2, 9, 10, 1000)] == [0, 1, 2, 256, 300, 300]
+    assert [core_report.backoff_seconds(n) for n in (0, 1, 2, 9, 10, 1000)] == [
+        0,
+        1,
+        2,
+        256,
+        300,
+        300,
+    ]
 
 
 # --- sync status (reference §5.5) ----------------------------------------------------------------------
@@ -443,16 +464,21 @@ def test_backoff_seconds() -> None:
 
 def test_status_rows() -> None:
     views = [
-        sync.TenantSyncView(
-            "acme", "ACME Corp", True, "https://app.acme.example", 0, SyncState(last_sync_ts=T0 + 6)
+        core_report.TenantReportView(
+            "acme",
+            "ACME Corp",
+            True,
+            "https://app.acme.example",
+            0,
+            ReportState(last_sync_ts=T0 + 6),
         ),
-        sync.TenantSyncView(
+        core_report.TenantReportView(
             "beta",
             None,
             True,
             "https://beta.example",
             41,
-            SyncState(
+            ReportState(
                 last_sync_ts=T0 - 5600,
                 dnd_until=T0 + 3600,
                 consecutive_failures=3,
@@ -460,9 +486,9 @@ def test_status_rows() -> None:
                 last_error="HTTP 502",
             ),
         ),
-        sync.TenantSyncView("gamma", None, True, None, 2),
+        core_report.TenantReportView("gamma", None, True, None, 2),
     ]
-    doc = sync.status_document(views, now=T0 + 6, interval=300)
+    doc = core_report.status_document(views, now=T0 + 6, interval=300)
     assert doc == {
         "ok": True,
         "sync_interval_seconds": 300,
