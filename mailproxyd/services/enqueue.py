@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from mailproxyd.core import messages as core_messages
 from mailproxyd.core import reasons as R
@@ -26,17 +26,8 @@ from mailproxyd.core.messages import (
 )
 from mailproxyd.errors import NotFound
 from mailproxyd.services.admin import log_command, needs_redaction
+from mailproxyd.services.context import ServiceContext
 from mailproxyd.store import accounts, queue, tenants
-
-
-class EnqueueContext(Protocol):
-    """What this use case needs from its caller (a worker context, the CLI, tests)."""
-
-    settings: Any
-    db: Any
-    link: Any
-
-    def now(self) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +184,7 @@ def _single_tenant(*groups: dict[str, Any]) -> str | None:
 
 
 async def add_messages(
-    ctx: EnqueueContext,
+    ctx: ServiceContext,
     body: dict[str, Any],
     *,
     caller_tenant: str | None,
@@ -225,5 +216,5 @@ async def add_messages(
         now=ctx.now(),
     )
     if outcome.queued:
-        await ctx.link.send({"type": "wake", "target": "sender", "reason": "enqueue"})
+        await ctx.link.wake("sender", "enqueue")
     return outcome

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mailproxyd.services.dispatch.record import Completion
-from mailproxyd.store import accounts, leases, meta, queue, ratelimit, sessions
+from mailproxyd.store import Tx, accounts, leases, meta, queue, ratelimit, sessions
 
 DEFAULT_MAX_CONCURRENT = 3
 RATE_LIMITED = "rate_limit"
@@ -51,7 +51,7 @@ def max_concurrent_of(account: Mapping[str, Any]) -> int:
 
 
 def claim_tx(
-    tx: Any,
+    tx: Tx,
     *,
     tenant_id: str,
     account_id: str,
@@ -130,7 +130,7 @@ class Admission:
 
 
 def admit_tx(
-    tx: Any,
+    tx: Tx,
     *,
     rows: Sequence[Mapping[str, Any]],
     account: Mapping[str, Any],
@@ -196,7 +196,7 @@ def admit_tx(
 
 
 def release_tx(
-    tx: Any,
+    tx: Tx,
     *,
     owner: str,
     pks: Sequence[int],
@@ -216,7 +216,7 @@ def release_tx(
 
 
 def renew_tx(
-    tx: Any, *, owner: str, pks: Sequence[int], slots: Sequence[int], lease_until: float
+    tx: Tx, *, owner: str, pks: Sequence[int], slots: Sequence[int], lease_until: float
 ) -> int:
     """Store function: extend the leases of unfinished messages and the held session slots."""
     for slot in slots:

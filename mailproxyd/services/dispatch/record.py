@@ -27,7 +27,7 @@ from mailproxyd.core.redact import escape_control
 from mailproxyd.core.timefmt import iso
 from mailproxyd.drivers import metrics
 from mailproxyd.errors import DatabaseUnavailable
-from mailproxyd.store import leases, ratelimit
+from mailproxyd.store import Tx, leases, ratelimit
 
 Kind = Literal["sent", "deferred", "error", "release"]
 
@@ -68,7 +68,7 @@ class Completion:
     rate_limited: bool = False
 
 
-def _write_one(tx: Any, item: Completion, owner: str) -> bool:
+def _write_one(tx: Tx, item: Completion, owner: str) -> bool:
     pk = int(item.row["pk"])
     if item.release_slot is not None:
         ratelimit.release(tx, item.release_slot)
@@ -111,7 +111,7 @@ def _write_one(tx: Any, item: Completion, owner: str) -> bool:
     return bool(result.get("returned") or result.get("failed"))
 
 
-def write_completion(tx: Any, *, item: Completion, owner: str) -> bool:
+def write_completion(tx: Tx, *, item: Completion, owner: str) -> bool:
     """Store function: record one completion; whether the lease still held."""
     return _write_one(tx, item, owner)
 
@@ -131,7 +131,7 @@ def _sent_completion(op: _Op) -> Completion | None:
     return item if isinstance(item, Completion) and item.kind == "sent" else None
 
 
-def write_sent_many(tx: Any, *, items: Sequence[Completion], owner: str) -> list[bool]:
+def write_sent_many(tx: Tx, *, items: Sequence[Completion], owner: str) -> list[bool]:
     """Store function: record many ``sent`` completions in a few set-based statements.
 
     The same effect as ``write_completion`` for each of them, in their order, fenced per row.
@@ -152,7 +152,7 @@ def write_sent_many(tx: Any, *, items: Sequence[Completion], owner: str) -> list
     return leases.complete_sent_many(tx, owner, rows, max(item.now for item in items))
 
 
-def _run_group(tx: Any, ops: Sequence[_Op]) -> list[Any]:
+def _run_group(tx: Tx, ops: Sequence[_Op]) -> list[Any]:
     """Every operation of ``ops`` in one transaction; their results in their order.
 
     The ``sent`` completions of the group (the bulk of a busy sender's writes) are written
