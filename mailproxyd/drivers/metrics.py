@@ -172,6 +172,18 @@ def delivery(
         m.send_duration.labels(labels.tenant_id, labels.account_id).observe(max(0.0, smtp_seconds))
 
 
+def lease_failures(rows: Sequence[Mapping[str, Any]]) -> None:
+    """Count messages that became ``error`` when their lease ended (reference §8.3: the third
+    expiry, or an account deleted meanwhile); each row holds ``tenant_id``, ``account_id`` and
+    ``tenant_name`` (None: the tenant has no name)."""
+    counts: dict[AccountLabels, int] = {}
+    for row in rows:
+        labels = AccountLabels.of(row["tenant_id"], row.get("tenant_name"), row.get("account_id"))
+        counts[labels] = counts.get(labels, 0) + 1
+    for labels, count in counts.items():
+        delivery(labels, "error", count=count)
+
+
 def sync_call(tenant_id: str, outcome: str, seconds: float) -> None:
     """Count one sync POST (reference §13) and its duration."""
     m = _get()
@@ -257,6 +269,7 @@ __all__ = [
     "fold_dead",
     "gauge_text",
     "http_request",
+    "lease_failures",
     "render",
     "reset_directory",
     "sync_call",
