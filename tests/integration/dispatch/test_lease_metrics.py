@@ -95,3 +95,16 @@ def test_releasing_a_dead_run_names_what_failed(harness: Harness) -> None:
     before = errors(**{**LABELS, "tenant_name": "acme"})
     metrics.lease_failures(failed)
     assert errors(**{**LABELS, "tenant_name": "acme"}) - before == 2
+
+
+def test_a_node_releasing_its_previous_run_names_what_failed(harness: Harness) -> None:
+    harness.tenant("acme", name="ACME Corp")
+    harness.enqueue("acme", ["m1"])
+    abandon_twice(harness, ["m1"], lease_until=time.time() + 60)
+    with harness.database.transaction() as tx:
+        released, failed = startup._release_node_leases(tx, "test-node")
+    assert released == 1
+    assert [(r["id"], r["tenant_name"], r["account_id"]) for r in failed] == [
+        ("m1", "ACME Corp", "main")
+    ]
+    assert harness.record("acme", "m1")["error"] == INTERRUPTED
