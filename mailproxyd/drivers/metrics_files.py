@@ -112,6 +112,8 @@ def fold_dead(directory: str, pid: int) -> None:
 # the text built again.
 
 _INT = struct.Struct("i")
+# Values whose text is remembered (most are 0 or small counts); about 2 MB when full.
+FORMATTED_MAX = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,7 +269,7 @@ class Reader:
     def _format(self, value: float) -> str:
         text = self._formatted.get(value)
         if text is None:
-            if len(self._formatted) > 100_000:
+            if len(self._formatted) > FORMATTED_MAX:
                 self._formatted.clear()
             text = self._formatted[value] = floatToGoString(value)
         return text
