@@ -134,10 +134,12 @@ class ServiceContext:
             # Unique per run, so a late result of a previous run of the same slot is refused;
             # it starts with the node id, so a restarted node can release every lease of its
             # own node at once (reference §8.3).
-            self.owner = run_owner(self.settings.node_id, self.name, os.getpid(), self.run_token)
+            self.owner = run_owner(
+                self.settings.node_id, self.process_name, os.getpid(), self.run_token
+            )
 
     @property
-    def name(self) -> str:
+    def process_name(self) -> str:
         """``api``, ``reporter``, ``supervisor`` or ``sender-<index>`` (log lines, lease owners)."""
         return self.kind if self.kind != "sender" else f"sender-{self.index}"
 
@@ -160,5 +162,5 @@ class ServiceContext:
     def reporter(self) -> Reporting:
         """The reporter's part; a context without one cannot run the report cycle."""
         if self.reporting is None:
-            raise RuntimeError(f"{self.name}: this context has no report client")
+            raise RuntimeError(f"{self.process_name}: this context has no report client")
         return self.reporting

@@ -3,9 +3,11 @@ typed control calls both ends share (``control.protocol``)."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import trio
@@ -13,7 +15,7 @@ import trio
 from mailproxyd import link
 from mailproxyd.control import protocol
 from mailproxyd.core.framing import LineBuffer, encode_line
-from mailproxyd.services.context import Doorbell
+from mailproxyd.services.context import Doorbell, ServiceContext
 
 EVERY_MESSAGE: list[link.LinkMessage] = [
     link.Init(key="a2V5", settings="{}"),
@@ -125,3 +127,22 @@ async def test_a_ring_is_kept_for_the_next_wait() -> None:
 def test_each_module_imports_alone(module: str) -> None:
     """No import cycle makes a module importable only after another one."""
     subprocess.run([sys.executable, "-c", f"import {module}"], check=True, timeout=60)
+
+
+def test_the_cli_context_is_a_service_context_naming_its_instance(tmp_path: Path) -> None:
+    from mailproxyd.cli.context import CliContext, CliLink
+    from mailproxyd.settings import load_settings
+
+    settings = load_settings("serve", environ={})
+    ctx = CliContext(
+        settings,
+        None,  # type: ignore[arg-type]
+        CliLink(tmp_path),
+        logging.getLogger("test"),
+        kind="cli",
+        name="shop",
+        directory=tmp_path,
+    )
+    assert isinstance(ctx, ServiceContext)
+    assert (ctx.name, ctx.process_name) == ("shop", "cli")
+    assert ctx.owner.startswith(f"{settings.node_id}/cli/")
