@@ -13,9 +13,17 @@ from pathlib import Path
 import pytest
 
 from mailproxyd.core.crypto import SecretBox
-from mailproxyd.store import Database, events, gauges, leases, open_database, queue, retention
+from mailproxyd.store import (
+    Database,
+    events,
+    gauges,
+    leases,
+    open_database,
+    queue,
+    retention,
+    tenants,
+)
 from mailproxyd.store import messages as store_messages
-from mailproxyd.store import tenants
 
 from .conftest import NOW, make_item, setup_tenant
 
