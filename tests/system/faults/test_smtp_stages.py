@@ -200,7 +200,10 @@ def test_every_stage_of_a_broken_smtp_session_ends_right(
             extra["attachments"] = [
                 {"filename": "big.bin", "storage_path": big, "fetch_mode": "base64"}
             ]
-        body = {"tenant_id": "acme", "messages": [message(case.name, account_id=case.name, **extra)]}
+        body = {
+            "tenant_id": "acme",
+            "messages": [message(case.name, account_id=case.name, **extra)],
+        }
         answer = httpx.post(
             node.url + "/commands/add-messages",
             json=body,
@@ -276,7 +279,9 @@ def test_every_stage_of_a_broken_smtp_session_ends_right(
     # Slots: kept for the uncertain outcomes, given back when nothing of the data went out.
     slots = {
         r["account_id"]: int(r["n"])
-        for r in inspector.rows("SELECT account_id, COUNT(*) AS n FROM rate_slots GROUP BY account_id")
+        for r in inspector.rows(
+            "SELECT account_id, COUNT(*) AS n FROM rate_slots GROUP BY account_id"
+        )
     }
     for case in cases:
         kept = slots.get(case.name, 0)
