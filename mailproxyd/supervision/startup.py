@@ -105,12 +105,13 @@ def _prepare(db: Database, settings: Settings) -> OpenedNode:
 
 def _release_node_leases(tx: Tx, node_id: str) -> int:
     """Release every lease of this node id at once (reference §8.3); each counts as an expiry."""
-    from mailproxyd.store import bounces, leases
+    from mailproxyd.store import bounces, leases, sessions
     from mailproxyd.store import report as store_report
 
     outcome = leases.release_node(tx, node_id, time.time())
-    # Owners are unique per worker run: reporter and bounce-poll locks of the previous run
-    # would otherwise wait out their lease.
+    # Owners are unique per worker run: session slots, reporter and bounce-poll locks of the
+    # previous run would otherwise wait out their lease.
+    sessions.release_owner(tx, node_id)
     store_report.unlock_prefix(tx, node_prefix(node_id))
     bounces.release_prefix(tx, node_prefix(node_id))
     return int(outcome.get("returned", 0)) + int(outcome.get("failed", 0))
