@@ -124,7 +124,7 @@ def test_dead_claimer_messages_come_back_after_lease_expiry(
         assert len(claimed) == 5
     finally:
         proc.kill()
-        proc.wait(timeout=10)
+        proc.communicate(timeout=10)  # reaps it and closes its pipes
     with acme.transaction() as tx:
         # Still leased to the dead process until its lease expires.
         assert queue.claim_batch(tx, "acme", "main", "node-b/sender-0", 10, NOW + 100, 120) == []
