@@ -1,35 +1,54 @@
 """Scrape cost: ``GET /metrics`` of a real node with 1,000,000 queued messages on PostgreSQL
-(issue 18; goal: under 100 ms).
+(issue 18; goal: median and p95 under 100 ms, cold and warm).
 
-    .venv/bin/python -m bench.metrics_scrape [--count 1000000] [--rounds 5]
+    .venv/bin/python -m bench.metrics_scrape [--count 1000000] [--rounds 20] [--warm 3]
+                                             [--baseline TREE]
                                              [--pg-url postgresql://postgres@127.0.0.1:5432/postgres]
 
 A throw-away database gets 10 tenants of 10 accounts each and ``--count`` queued messages spread
 over them (nine in ten pending, one in ten deferred, half of those already due) plus 10,000
 unacknowledged events, bulk-loaded with COPY (so the queue-count triggers see them as the
 product's own writes would). Then a real node (``mail-proxy serve``, scheduler inactive so
-nothing drains) is started on it and ``/metrics`` is fetched over HTTP:
+nothing drains) is started on it and ``/metrics`` is fetched over HTTP, ``--rounds`` rounds of:
 
-* cold: the database gauges are read for the scrape (the cache of at most 5 s has expired),
-  ``--rounds`` times, 5.1 s apart;
-* warm: 30 scrapes in a row, served from that cache.
+* cold: one scrape whose database gauges are read for it (the cache of at most 5 s has
+  expired: rounds are 5.1 s apart);
+* warm: ``--warm`` scrapes served from that cache.
 
-The gauge read alone (``store.gauges.queue_gauges`` in this process), PostgreSQL's own execution
-time of the scrape's queries and the api worker's CPU time per scrape are measured beside it.
-Prints minimum, median and maximum in milliseconds; the database is removed afterwards.
+``--baseline TREE`` starts a second node from another source tree (``git archive <commit> | tar
+-x -C TREE``) on the same database; the two nodes take turns in every round, so both meet the
+same load and the figures compare. The gauge read alone (``store.gauges.queue_gauges`` in this
+process), PostgreSQL's own execution time of the scrape's queries and the api worker's CPU time
+per scrape (``/proc``, 10 ms ticks) are measured beside it. Prints minimum, median, p95 and
+maximum in milliseconds and the load average; the database is removed afterwards.
 
-Measured 2026-12-01 on the shared 2-CPU development machine at a load average of 10-13 (other
-builds running): cold scrape 60 ms minimum, 117 ms median, 204 ms maximum; warm 22/45/101 ms;
-the gauge read 8/12/23 ms, of which PostgreSQL executes 9 ms; the api worker spends 10-20 ms of
-CPU per scrape. Before the queue count moved into triggers a scrape counted the queue (about
-190 ms on its own at 1,000,000 rows), and before keys were parsed once the api worker spent
-60 ms of CPU on a hundred accounts' series.
+Measured 2026-12-02 02:09-02:11 UTC on the shared 2-CPU development machine at a load average
+of 11.2-11.9 (other engineers' builds and tests), 20 cold and 60 warm scrapes per node, this
+tree against 90a5b9f in the same run:
+
+=========================  ==================  ==================
+ms (median / p95)          before (90a5b9f)    after
+=========================  ==================  ==================
+cold (gauges read)         129 / 185           84 / 148
+warm (gauges cached)       76 / 119            31 / 50
+=========================  ==================  ==================
+
+The gauge read took 19 ms median in process; PostgreSQL's EXPLAIN ANALYZE of its queries 28 ms
+at that load (9 ms in the run of 2026-12-01), nearly all of it the sequential count of the
+10,000 unreported events (the other two queries run in under 0.2 ms). What changed:
+the files are read by a reader that keeps each file's layout (``drivers.metrics_files.Reader``:
+74 -> 7 ms for 100 accounts' series in three processes' files, in process), and the database
+read runs beside the files' read instead of before it. Cold p95 stays over the goal on this
+machine: at a load of 12 on 2 CPUs every hop between processes (api worker, PostgreSQL) waits
+for a CPU; warm scrapes, and cold ones at the median, meet it.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
+import dataclasses
 import os
 import secrets
 import signal
@@ -55,6 +74,8 @@ TENANTS = 10
 ACCOUNTS = 10
 EVENTS = 10_000
 GOAL_MS = 100.0
+TTL_PAST = 5.1  # seconds: the gauge cache (at most 5 s) has expired
+WARM_WITHIN = 4.5  # seconds after a cold scrape: still served from the cache
 TOKEN = "bench-metrics-admin-token"
 PAYLOAD = (
     '{"id":"x","from":"shop@acme.example","to":["ann@example.org"],"subject":"Hi","body":"Hello"}'
@@ -148,7 +169,9 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _node(url: str) -> Iterator[tuple[str, int]]:
+def _node(
+    url: str, key: bytes, tree: Path = ROOT, node_id: str = "bench"
+) -> Iterator[tuple[str, int]]:
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="mp-bench-") as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("GMP_", "MAIL_PROXY_"))}
@@ -161,15 +184,19 @@ def _node(url: str) -> Iterator[tuple[str, int]]:
                 "GMP_SENDER_PROCESSES": "1",
                 "GMP_SCHEDULER_ACTIVE": "false",
                 "GMP_LOG_LEVEL": "WARNING",
+                "GMP_NODE_ID": node_id,
+                # Nodes of one database share its key (reference §2.5).
+                "GMP_SECRET_KEY": base64.urlsafe_b64encode(key).decode().rstrip("="),
                 "MAIL_PROXY_HOME": tmp,
                 "XDG_RUNTIME_DIR": tmp,
-                "PYTHONPATH": str(ROOT),
+                "PYTHONPATH": str(tree),
             }
         )
         log = open(os.path.join(tmp, "node.log"), "wb")
         process = subprocess.Popen(
             [sys.executable, "-m", "mailproxyd.cli", "serve"],
             env=env,
+            cwd=tree,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -236,14 +263,69 @@ def _server_ms(url: str) -> float:
     return total
 
 
+def _p95(values: list[float]) -> float:
+    return statistics.quantiles(values, n=20, method="inclusive")[18]
+
+
 def _ms(values: list[float]) -> str:
-    return f"{min(values):8.1f} {statistics.median(values):8.1f} {max(values):8.1f}"
+    return (
+        f"{min(values):8.1f} {statistics.median(values):8.1f} {_p95(values):8.1f}"
+        f" {max(values):8.1f}"
+    )
+
+
+@dataclasses.dataclass
+class _Node:
+    """One node under test and what its scrapes measured."""
+
+    label: str
+    base: str
+    api_pid: int
+    cold: list[float] = dataclasses.field(default_factory=list)
+    warm: list[float] = dataclasses.field(default_factory=list)
+    cold_cpu: list[float] = dataclasses.field(default_factory=list)
+    warm_cpu: list[float] = dataclasses.field(default_factory=list)
+    text: str = ""
+
+
+def _scrape(client: httpx.Client, node: _Node, times: list[float], cpu: list[float]) -> None:
+    c0, t0 = _cpu_ms(node.api_pid), time.perf_counter()
+    answer = client.get(node.base + "/metrics")
+    times.append((time.perf_counter() - t0) * 1000)
+    cpu.append(_cpu_ms(node.api_pid) - c0)
+    answer.raise_for_status()
+    node.text = answer.text
+
+
+def _measure(client: httpx.Client, nodes: list[_Node], rounds: int, warm_per_round: int) -> None:
+    """``rounds`` rounds, the nodes taking turns within each: one cold scrape per node (its
+    gauge cache expired), then ``warm_per_round`` warm ones per node (served from that cache),
+    interleaved, so every node meets the same load."""
+    for node in nodes:
+        client.get(node.base + "/metrics").raise_for_status()  # connection and first import
+    for _ in range(rounds):
+        time.sleep(TTL_PAST)
+        cold_at = {}
+        for node in nodes:
+            cold_at[node.label] = time.monotonic()
+            _scrape(client, node, node.cold, node.cold_cpu)
+        for _ in range(warm_per_round):
+            for node in nodes:
+                if time.monotonic() - cold_at[node.label] < WARM_WITHIN:
+                    _scrape(client, node, node.warm, node.warm_cpu)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=1_000_000)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--warm", type=int, default=3, help="warm scrapes per node and round")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a source tree of the code to compare with (e.g. from git archive): its node is "
+        "scraped in turns with this tree's, on the same database",
+    )
     parser.add_argument(
         "--pg-url",
         default=os.environ.get(
@@ -251,59 +333,59 @@ def main(argv: list[str] | None = None) -> int:
         ),
     )
     args = parser.parse_args(argv)
-    box = SecretBox(secrets.token_bytes(32))
+    key = secrets.token_bytes(32)
+    box = SecretBox(key)
     started = time.perf_counter()
+    trees = [("this tree", ROOT)]
+    if args.baseline is not None:
+        trees.insert(0, ("baseline", args.baseline.resolve()))
     with _database(args.count, args.pg_url, box) as url:
         print(f"# {args.count:,} queued messages loaded in {time.perf_counter() - started:.1f} s")
         db = open_database(url, box=box)
         direct = []
-        for _ in range(args.rounds * 2):
+        for _ in range(args.rounds):
             t0 = time.perf_counter()
             with db.transaction(write=False) as tx:
                 found = gauges.queue_gauges(tx, time.time())
             direct.append((time.perf_counter() - t0) * 1000)
         db.close()
         print(f"# gauges: pending={found['pending']:,} queue_age={found['queue_age']:.0f} s")
-        cold: list[float] = []
-        warm: list[float] = []
         server = [_server_ms(url) for _ in range(args.rounds)]
-        cold_cpu: list[float] = []
-        warm_cpu: list[float] = []
-        with _node(url) as (base, node_pid), httpx.Client(headers={"X-API-Token": TOKEN}) as client:
-            client.get(base + "/metrics").raise_for_status()  # connection and first import
-            api = _api_worker(node_pid)
-            for _ in range(args.rounds):
-                time.sleep(5.1)  # past the gauge cache
-                c0, t0 = _cpu_ms(api), time.perf_counter()
-                answer = client.get(base + "/metrics")
-                cold.append((time.perf_counter() - t0) * 1000)
-                cold_cpu.append(_cpu_ms(api) - c0)
-                answer.raise_for_status()
-            c0 = _cpu_ms(api)
-            for _ in range(30):
-                t0 = time.perf_counter()
-                client.get(base + "/metrics").raise_for_status()
-                warm.append((time.perf_counter() - t0) * 1000)
-            warm_cpu.append((_cpu_ms(api) - c0) / 30)
-            pending = next(
-                s.value
-                for family in text_string_to_metric_families(answer.text)
-                for s in family.samples
-                if s.name == "gmp_pending_messages"
-            )
-    print(f"# /metrics: gmp_pending_messages {pending:,.0f}")
+        loads = [os.getloadavg()]
+        with contextlib.ExitStack() as stack:
+            nodes = []
+            for n, (label, tree) in enumerate(trees):
+                base, pid = stack.enter_context(_node(url, key, tree, f"bench-{n}"))
+                nodes.append(_Node(label, base, _api_worker(pid)))
+            client = stack.enter_context(httpx.Client(headers={"X-API-Token": TOKEN}))
+            _measure(client, nodes, args.rounds, args.warm)
+            loads.append(os.getloadavg())
     print()
-    print(f"{'ms':<34} {'min':>8} {'median':>8} {'max':>8}")
-    print(f"{'gauge read (in process)':<34} {_ms(direct)}")
-    print(f"{'/metrics, gauges read (cold)':<34} {_ms(cold)}")
-    print(f"{'/metrics, gauges cached (warm)':<34} {_ms(warm)}")
-    print(f"{'PostgreSQL execution (EXPLAIN)':<34} {_ms(server)}")
-    print(f"{'api worker CPU per cold scrape':<34} {_ms(cold_cpu)}")
-    print(f"{'api worker CPU per warm scrape':<34} {_ms(warm_cpu)}")
-    load = os.getloadavg()
-    print(f"# load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} CPUs")
-    ok = statistics.median(cold) < GOAL_MS
-    print(f"goal: cold scrape under {GOAL_MS:.0f} ms: {'met' if ok else 'NOT met'}")
+    print(f"{'ms':<44} {'min':>8} {'median':>8} {'p95':>8} {'max':>8}")
+    print(f"{'gauge read (in process)':<44} {_ms(direct)}")
+    print(f"{'PostgreSQL execution (EXPLAIN)':<44} {_ms(server)}")
+    ok = True
+    for node in nodes:
+        pending = next(
+            s.value
+            for family in text_string_to_metric_families(node.text)
+            for s in family.samples
+            if s.name == "gmp_pending_messages"
+        )
+        assert pending == found["pending"], (node.label, pending)
+        print(f"{node.label + ': /metrics cold (gauges read)':<44} {_ms(node.cold)}")
+        print(f"{node.label + ': /metrics warm (gauges cached)':<44} {_ms(node.warm)}")
+        print(f"{node.label + ': api worker CPU per cold scrape':<44} {_ms(node.cold_cpu)}")
+        print(f"{node.label + ': api worker CPU per warm scrape':<44} {_ms(node.warm_cpu)}")
+        print(f"{'':<44} ({len(node.cold)} cold, {len(node.warm)} warm scrapes)")
+    for when, load in zip(("before", "after"), loads, strict=True):
+        print(f"# load average {when}: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    print(f"# on {os.cpu_count()} CPUs")
+    mine = nodes[-1]
+    for name, values in (("cold", mine.cold), ("warm", mine.warm)):
+        met = statistics.median(values) < GOAL_MS and _p95(values) < GOAL_MS
+        ok = ok and met
+        print(f"goal: {name} median and p95 under {GOAL_MS:.0f} ms: {'met' if met else 'NOT met'}")
     return 0 if ok else 1
 
 

@@ -155,10 +155,13 @@ class Supervisor:
         """Release the leases, session slots and reporter locks of a worker run that ended."""
         prefix = run_prefix(self.settings.node_id, slot.name, pid)
         try:
-            released = await self.db.run(startup.release_owner_prefix, prefix, time.time())
+            released, failed = await self.db.run(startup.release_owner_prefix, prefix, time.time())
         except MailProxyError as exc:
             _log.warning("could not release the leases of %s: %s", slot.name, exc.message)
             return
+        from mailproxyd.drivers import metrics
+
+        metrics.lease_failures(failed)
         if released:
             _log.info("released %d lease(s) of %s (pid %d)", released, slot.name, pid)
 
@@ -587,6 +590,7 @@ async def _run(settings: Settings, log_to_file: bool) -> int:
         await trio.to_thread.run_sync(metrics.reset_directory, settings.metrics_dir)
         # Use cases run here too (control methods, the CLI): their counts join the node's.
         metrics.activate(settings.metrics_dir)
+        metrics.lease_failures(opened.lease_failures)
         sup = Supervisor(
             settings,
             opened.db,

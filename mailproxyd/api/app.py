@@ -8,15 +8,18 @@ The handlers themselves stay thin: parse, call a service, shape the answer.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from typing import Any
 
 import trio
 from quart import Response, request, websocket
+from quart.typing import ResponseTypes
 from quart_trio import QuartTrio
 from quart_trio.asgi import TrioASGIHTTPConnection
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.routing import Rule
 
 from mailproxyd.api import errors as api_errors
 from mailproxyd.api.auth import authenticate
@@ -199,12 +202,37 @@ def create_app(ctx: Any) -> QuartTrio:
 
     async def count_request(response: Response) -> Response:
         # Labelled by the route template (reference §14), never by the path a client made up.
-        endpoint = request.url_rule.endpoint if request.url_rule is not None else None
-        metrics.http_request(templates.get(endpoint or "", "unmatched"), response.status_code)
+        rule: Rule | None = request.url_rule
+        wrong_method = request.routing_exception
+        if (
+            rule is None
+            and isinstance(wrong_method, MethodNotAllowed)
+            and wrong_method.valid_methods
+        ):
+            # A 405 is for a known path: its template, not ``unmatched``.
+            adapter = app.create_url_adapter(request)
+            method = next(iter(wrong_method.valid_methods))
+            with contextlib.suppress(HTTPException):
+                if adapter is not None:
+                    rule, _ = adapter.match(method=method, return_rule=True)
+        endpoint = rule.endpoint if rule is not None else ""
+        metrics.http_request(templates.get(endpoint, "unmatched"), response.status_code)
+        return response
+
+    ws_templates = {f"{spec.operation_id}_ws": spec.path for spec in ROUTES if spec.websocket}
+
+    async def count_refused_upgrade(response: ResponseTypes | None) -> ResponseTypes | None:
+        # An upgrade refused with an HTTP answer (401, 403, 503, an unknown path) is counted
+        # here; an accepted one is counted by its handler when it answers 101.
+        if response is not None:
+            rule = websocket.url_rule
+            route = ws_templates.get(rule.endpoint if rule is not None else "", "unmatched")
+            metrics.http_request(route, response.status_code)
         return response
 
     app.after_request(drain_body)
     app.after_request(count_request)
+    app.after_websocket(count_refused_upgrade)
     app.register_error_handler(HTTPException, on_http_exception)
     app.register_error_handler(Exception, on_exception)
     return app

@@ -39,8 +39,11 @@ def _read(tx: Any, *, now: float) -> tuple[dict[str, Any], list[dict[str, Any]]]
     return store_gauges.queue_gauges(tx, now), store_gauges.metric_accounts(tx)
 
 
-async def _gauges(ctx: Any) -> metrics.Gauges | None:
+async def _gauges(ctx: Any) -> tuple[metrics.Gauges | None, bool]:
+    """The gauges (None: the database is unavailable) and whether series were made for
+    accounts not seen before."""
     cache = _caches.setdefault(ctx, _Cache())
+    new: frozenset[metrics.AccountLabels] = frozenset()
     async with cache.lock:
         if cache.gauges is None or time.monotonic() - cache.at >= GAUGE_TTL:
             now = float(getattr(ctx, "now", time.time)())
@@ -50,7 +53,7 @@ async def _gauges(ctx: Any) -> metrics.Gauges | None:
                 # The counts are still worth a scrape; gauges nobody can read are left out
                 # rather than shown stale.
                 log.warning("metrics: database unavailable; gauges left out of this scrape")
-                return None
+                return None, False
             cache.gauges = metrics.Gauges(
                 pending=values["pending"],
                 queue_age=values["queue_age"],
@@ -65,10 +68,22 @@ async def _gauges(ctx: Any) -> metrics.Gauges | None:
                 metrics.ensure_account_series(sorted(new, key=lambda x: x.values()))
             cache.accounts = labels
             cache.at = time.monotonic()
-        return cache.gauges
+        return cache.gauges, bool(new)
 
 
 async def render(ctx: Any) -> bytes:
-    gauges = await _gauges(ctx)
-    # Reading the multiprocess files is blocking file I/O: keep it off the event loop.
-    return await trio.to_thread.run_sync(metrics.render, gauges)
+    # The database read and the files' read overlap: a scrape waits for the slower, not both.
+    found: list[tuple[metrics.Gauges | None, bool]] = []
+
+    async def read_gauges() -> None:
+        found.append(await _gauges(ctx))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(read_gauges)
+        # Reading the multiprocess files is blocking file I/O: keep it off the event loop.
+        counts = await trio.to_thread.run_sync(metrics.counts_text)
+    gauges, new_accounts = found[0]
+    if new_accounts:
+        # Their zero series were written meanwhile: read again, so they are in this scrape.
+        counts = await trio.to_thread.run_sync(metrics.counts_text)
+    return metrics.render(gauges, counts)

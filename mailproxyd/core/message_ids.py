@@ -8,6 +8,7 @@ attempt. A client's ``message_id`` gets its angle brackets added when missing.
 from __future__ import annotations
 
 import os
+import re
 from typing import Final
 
 # RFC 5322 line limit minus the header name: a longer Message-ID could not be written.
@@ -61,10 +62,13 @@ def normalise_message_id(value: str) -> str | None:
     local, at, domain = inner.rpartition("@")
     if not at or not local or not domain or len(inner) > _MAX_MESSAGE_ID:
         return None
-    for char in inner:
-        if char <= " " or char in "<>\x7f":
-            return None
+    if _FORBIDDEN.search(inner) is not None:
+        return None
     return f"<{inner}>"
+
+
+# Controls, blanks (CR and LF among them: no header can be smuggled in), angle brackets, DEL.
+_FORBIDDEN: Final = re.compile("[\x00- <>\x7f]")
 
 
 __all__ = ["new_message_id", "normalise_message_id"]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import mimetypes
 from collections.abc import Mapping, Sequence
@@ -36,6 +37,7 @@ from urllib.parse import quote
 import msgspec
 
 from mailproxyd.core.addresses import InvalidAddress, domain_to_ascii, parse_address
+from mailproxyd.core.message_ids import normalise_message_id
 from mailproxyd.core.timefmt import rfc5322_date as format_date
 
 __all__ = [
@@ -413,6 +415,14 @@ def build_message(
     instance's ``bounce_return_path`` when bounce detection is enabled. ``now`` becomes ``Date``.
     Raises :class:`MessageBuildFailed` for a payload that cannot be written.
     """
+    if not attachments:
+        common = _build_common(payload, now)
+        if common is not None:
+            return common
+    return _build_general(payload, now, attachments)
+
+
+def _build_general(payload: Mapping[str, Any], now: float, attachments: Sequence[Part]) -> Built:
     try:
         sender = _split_address(str(payload["from"]))
         to = [_split_address(a) for a in _addresses(payload.get("to"))]
@@ -442,9 +452,9 @@ def build_message(
             seen.add(key)
             rcpt_to.append(wire)
 
-    message_id = payload.get("message_id") or _fallback_message_id(client_id, sender[1])
-    if not message_id.startswith("<"):
-        message_id = f"<{message_id}>"
+    message_id = _message_id(payload.get("message_id"), client_id, sender[1])
+    if message_id is None:
+        raise MessageBuildFailed("invalid message_id")
 
     def wired(items: list[tuple[str, str]]) -> list[tuple[str, str]]:
         return [(n, _wire_addr(a, utf8)) for n, a in items]
@@ -531,9 +541,155 @@ def build_message(
     )
 
 
+# --------------------------------------------------------------------------- common case
+
+
+def _ascii_mailbox(text: str) -> tuple[str, str] | None:
+    """``(rendered mailbox, addr-spec)`` of an address whose addr-spec is ASCII, else None.
+
+    None also for an invalid address: the general path then raises the build failure.
+    """
+    try:
+        address = parse_address(text)
+    except InvalidAddress:
+        return None
+    addr = address.addr_spec
+    if not addr.isascii():
+        return None
+    return _mailbox(address.display_name or "", addr), addr
+
+
+# The sender and the return path repeat from message to message (recipients mostly do not):
+# their parsing and rendering is kept. The entries are small immutable tuples of strings.
+_cached_mailbox = functools.lru_cache(maxsize=256)(_ascii_mailbox)
+
+
+def _common_list(value: Any) -> list[tuple[str, str]] | None:
+    """The mailboxes of an address list of the common case; None when it is not one."""
+    if not value:
+        return []
+    if type(value) is not list:
+        return None
+    out = []
+    for text in value:
+        if not text:
+            continue
+        if type(text) is not str:
+            return None
+        box = _ascii_mailbox(text)
+        if box is None:
+            return None
+        out.append(box)
+    return out
+
+
+def _common_address_header(name: str, boxes: list[tuple[str, str]]) -> str:
+    if len(boxes) == 1:
+        return f"{name}: {boxes[0][0]}"
+    tokens = [box + "," for box, _ in boxes[:-1]]
+    tokens.append(boxes[-1][0])
+    return _fold_tokens(name, tokens)
+
+
+def _build_common(payload: Mapping[str, Any], now: float) -> Built | None:
+    """The common message, without attachments and with ASCII addresses, or None.
+
+    What most attempts are: a text or HTML body, a few recipients, perhaps some custom
+    headers that replace none of the standard ones. The output is byte for byte the general
+    path's (``tests/unit/test_mime.py`` compares both on generated payloads); the saving is
+    the work that case does not need: the SMTPUTF8 and IDNA decisions (every addr-spec is
+    ASCII), the header replacement bookkeeping, and the parsing of a sender and return path
+    seen before. None sends the payload to the general path, which also reports every error.
+    """
+    get = payload.get
+    sender_text = get("from")
+    subject = get("subject")
+    client_id = get("id")
+    if type(sender_text) is not str or type(subject) is not str or type(client_id) is not str:
+        return None
+    sender = _cached_mailbox(sender_text)
+    to = _common_list(get("to"))
+    cc = _common_list(get("cc"))
+    bcc = _common_list(get("bcc"))
+    reply_to = _common_list(get("reply_to"))
+    if sender is None or to is None or cc is None or bcc is None or reply_to is None:
+        return None
+    if not to and not cc and not bcc:
+        return None
+    return_path = get("return_path") or get("bounce_return_path")
+    if return_path:
+        if type(return_path) is not str:
+            return None
+        found = _cached_mailbox(return_path)
+        if found is None:
+            return None
+        mail_from = found[1]
+    else:
+        mail_from = sender[1]
+
+    extra: list[str] = []
+    headers = get("headers")
+    if headers:
+        for hname, hvalue in headers.items():
+            if hvalue is None:
+                continue
+            if hname.lower() in _REPLACEABLE:
+                return None
+            extra.append(_unstructured(hname, _header_value(hvalue)))
+
+    message_id = _message_id(get("message_id"), client_id, sender[1])
+    if message_id is None:
+        return None
+
+    rcpt_to: list[str] = []
+    seen: set[str] = set()
+    for group in (to, cc, bcc):
+        for _, addr in group:
+            key = addr.casefold()
+            if key not in seen:
+                seen.add(key)
+                rcpt_to.append(addr)
+
+    lines = [f"From: {sender[0]}"]
+    if to:
+        lines.append(_common_address_header("To", to))
+    if cc:
+        lines.append(_common_address_header("Cc", cc))
+    if reply_to:
+        lines.append(_common_address_header("Reply-To", reply_to))
+    lines.append(_unstructured("Subject", subject))
+    lines.append("Date: " + format_date(now))
+    lines.append("Message-ID: " + message_id)
+    lines.append("MIME-Version: 1.0")
+    subtype = "html" if str(get("content_type") or "plain").lower().endswith("html") else "plain"
+    body_headers, body = _text_part(str(get("body") or ""), subtype)
+    lines += body_headers
+    lines += extra
+    lines.append("X-Genro-Mail-ID: " + _unstructured_value(client_id))
+    if body and not body.endswith(CRLF):
+        body += CRLF
+    text = CRLF.join(lines) + CRLF + CRLF + body
+    try:
+        data = text.encode("ascii")
+    except UnicodeEncodeError:  # not expected: every part above is ASCII by construction
+        return None
+    return Built(data=data, mail_from=mail_from, rcpt_to=rcpt_to, message_id=message_id)
+
+
 def _unstructured_value(value: str) -> str:
     """The value part of an unstructured header named ``X-Genro-Mail-ID``."""
     return _unstructured("X-Genro-Mail-ID", value)[len("X-Genro-Mail-ID: ") :]
+
+
+def _message_id(given: Any, client_id: str, sender: str) -> str | None:
+    """The ``Message-ID`` to write: the stored one in ``<>``, None when it is not a valid id.
+
+    Checked here too, not only at enqueue: a value with a line break would otherwise become
+    a header of its own.
+    """
+    if not given:
+        return _fallback_message_id(client_id, sender)
+    return normalise_message_id(given) if type(given) is str else None
 
 
 def _fallback_message_id(client_id: str, sender: str) -> str:

@@ -27,10 +27,21 @@ def rfc5322_date(ts: float) -> str:
     """``Date`` header value in UTC: ``Thu, 01 Jan 2026 00:00:05 +0000``.
 
     Built by hand rather than with ``email.utils.formatdate`` so the output never depends on
-    the locale or on the ``usegmt`` flavour (``GMT`` instead of ``+0000``).
+    the locale or on the ``usegmt`` flavour (``GMT`` instead of ``+0000``). The value of the
+    last second asked for is kept: a sender builds hundreds of messages within one second.
     """
-    t = time.gmtime(int(ts // 1))
-    return (
+    global _last_date
+    second = int(ts // 1)
+    last = _last_date  # one tuple, read and replaced whole: safe from any thread
+    if last[0] == second:
+        return last[1]
+    t = time.gmtime(second)
+    text = (
         f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
         f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
     )
+    _last_date = (second, text)
+    return text
+
+
+_last_date: tuple[int, str] = (-(2**62), "")

@@ -16,14 +16,14 @@ metrics live in this process's memory.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import values as _values
-from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.utils import floatToGoString
 
 from mailproxyd.drivers import metrics_files
@@ -38,6 +38,10 @@ _ENV = "PROMETHEUS_MULTIPROC_DIR"
 prometheus_client.disable_created_metrics()
 
 _directory: str | None = None
+# The scrape's reader of the directory: it remembers the files' layout from one scrape to the
+# next. Scrapes run in worker threads; one at a time uses it.
+_reader = metrics_files.Reader()
+_reader_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -168,6 +172,18 @@ def delivery(
         m.send_duration.labels(labels.tenant_id, labels.account_id).observe(max(0.0, smtp_seconds))
 
 
+def lease_failures(rows: Sequence[Mapping[str, Any]]) -> None:
+    """Count messages that became ``error`` when their lease ended (reference §8.3: the third
+    expiry, or an account deleted meanwhile); each row holds ``tenant_id``, ``account_id`` and
+    ``tenant_name`` (None: the tenant has no name)."""
+    counts: dict[AccountLabels, int] = {}
+    for row in rows:
+        labels = AccountLabels.of(row["tenant_id"], row.get("tenant_name"), row.get("account_id"))
+        counts[labels] = counts.get(labels, 0) + 1
+    for labels, count in counts.items():
+        delivery(labels, "error", count=count)
+
+
 def sync_call(tenant_id: str, outcome: str, seconds: float) -> None:
     """Count one sync POST (reference §13) and its duration."""
     m = _get()
@@ -202,45 +218,25 @@ class Gauges:
     unreported: Mapping[str, int]
 
 
-class _GaugeCollector:
-    def __init__(self, gauges: Gauges) -> None:
-        self._gauges = gauges
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        g = self._gauges
-        yield GaugeMetricFamily(
-            "gmp_pending_messages", "Messages not yet sent or failed.", value=g.pending
-        )
-        yield GaugeMetricFamily(
-            "gmp_queue_age_seconds",
-            "Age of the oldest ready message; 0 when none.",
-            value=g.queue_age,
-        )
-        unreported = GaugeMetricFamily(
-            "gmp_unreported_events", "Events not yet acknowledged.", labels=("tenant_id",)
-        )
-        for tenant_id, count in sorted(g.unreported.items()):
-            unreported.add_metric((tenant_id,), count)
-        yield unreported
-
-
-def render(gauges: Gauges | None) -> bytes:
-    """The Prometheus text of a scrape: every process's counts plus ``gauges`` (blocking)."""
+def counts_text() -> str:
+    """Every process's counters and histograms as Prometheus text (blocking: reads files)."""
     if _directory is None:
         registry = CollectorRegistry()
-        if gauges is not None:
-            registry.register(_GaugeCollector(gauges))
         for metric in _get_all():
             registry.register(metric)
-        return generate_latest(registry)
-    with metrics_files.locked(_directory, exclusive=False):
-        families = metrics_files.read_directory(_directory)
-    parts = [_gauge_text(gauges)] if gauges is not None else []
-    parts.extend(family.text() for family in families.values())
-    return "".join(parts).encode("utf-8")
+        return generate_latest(registry).decode("utf-8")
+    with _reader_lock:
+        return _reader.render(_directory)
 
 
-def _gauge_text(g: Gauges) -> str:
+def render(gauges: Gauges | None, counts: str | None = None) -> bytes:
+    """The Prometheus text of a scrape: ``gauges`` and every process's counts (read now when
+    ``counts`` is None, which blocks)."""
+    head = gauge_text(gauges) if gauges is not None else ""
+    return (head + (counts if counts is not None else counts_text())).encode("utf-8")
+
+
+def gauge_text(g: Gauges) -> str:
     lines = [
         "# HELP gmp_pending_messages Messages not yet sent or failed.\n",
         "# TYPE gmp_pending_messages gauge\n",
@@ -267,10 +263,13 @@ __all__ = [
     "AccountLabels",
     "Gauges",
     "activate",
+    "counts_text",
     "delivery",
     "ensure_account_series",
     "fold_dead",
+    "gauge_text",
     "http_request",
+    "lease_failures",
     "render",
     "reset_directory",
     "sync_call",

@@ -28,6 +28,19 @@ def queue_gauges(tx: Tx, now: float) -> dict[str, Any]:
     return {"pending": int(row.get("pending") or 0), "queue_age": age, "unreported": unreported}
 
 
+def with_tenant_names(tx: Tx, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` (each with ``tenant_id``), each given its tenant's current ``tenant_name``
+    (None when the tenant has none or is gone): the label of a count made outside a claim."""
+    names: dict[str, Any] = {}
+    for row in rows:
+        tenant_id = str(row["tenant_id"])
+        if tenant_id not in names:
+            found = tx.one("tenant_get", {"tenant_id": tenant_id})
+            names[tenant_id] = found["name"] if found else None
+        row["tenant_name"] = names[tenant_id]
+    return rows
+
+
 def metric_accounts(tx: Tx) -> list[dict[str, Any]]:
     """Every account with its tenant's name: the series that exist from the start."""
     return tx.all("metric_accounts")

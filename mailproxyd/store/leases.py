@@ -31,9 +31,17 @@ def renew_leases(tx: Tx, owner: str, pks: Iterable[int], lease_until: float) -> 
 
 
 def end_leases(
-    tx: Tx, rows: Sequence[Mapping[str, Any]], now: float, *, expired: bool
+    tx: Tx,
+    rows: Sequence[Mapping[str, Any]],
+    now: float,
+    *,
+    expired: bool,
+    failures: list[dict[str, Any]] | None = None,
 ) -> dict[str, int]:
-    """Return leased messages to the queue; an expiry counts toward the three-strikes rule."""
+    """Return leased messages to the queue; an expiry counts toward the three-strikes rule.
+
+    ``failures`` receives the rows that became ``error`` instead (the metrics count them).
+    """
     returned: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
     events = []
@@ -47,6 +55,8 @@ def end_leases(
             returned.append({"pk": row["pk"], "expiry_count": expiries, "now": now})
             continue
         failed.append({"pk": row["pk"], "error": reason, "now": now})
+        if failures is not None:
+            failures.append(dict(row))
         events.append(event_row(row, "error", now, reason, error_metadata(row)))
     tx.many("lease_return", returned)
     tx.many("message_fail", failed)
@@ -63,28 +73,35 @@ def release(tx: Tx, owner: str, pks: Iterable[int], now: float) -> dict[str, int
     return end_leases(tx, rows, now, expired=False)
 
 
-def expire_leases(tx: Tx, now: float) -> dict[str, int]:
+def expire_leases(
+    tx: Tx, now: float, failures: list[dict[str, Any]] | None = None
+) -> dict[str, int]:
     """Return every message whose lease has expired; the third expiry fails it (reference §8.3)."""
-    return end_leases(tx, tx.all("leases_expired", {"now": now}), now, expired=True)
+    rows = tx.all("leases_expired", {"now": now})
+    return end_leases(tx, rows, now, expired=True, failures=failures)
 
 
-def release_node(tx: Tx, node_id: str, now: float) -> dict[str, int]:
+def release_node(
+    tx: Tx, node_id: str, now: float, failures: list[dict[str, Any]] | None = None
+) -> dict[str, int]:
     """Release every lease held by ``node_id`` (owner ``node_id`` or ``node_id/…``) as expiries.
 
     Called by a supervisor at start: the workers of its previous run are gone.
     """
     rows = tx.all("leases_of_node", {"node_id": node_id, "prefix": node_id + "/"})
-    return end_leases(tx, rows, now, expired=True)
+    return end_leases(tx, rows, now, expired=True, failures=failures)
 
 
-def release_run(tx: Tx, run_prefix: str, now: float) -> dict[str, int]:
+def release_run(
+    tx: Tx, run_prefix: str, now: float, failures: list[dict[str, Any]] | None = None
+) -> dict[str, int]:
     """Release every lease of one worker run (owners starting with ``run_prefix``) as expiries.
 
     Called by the supervisor once that run's process has exited and before the slot is
     started again (reference §18.4), so the messages are ready again at once.
     """
     rows = tx.all("leases_of_node", {"node_id": run_prefix, "prefix": run_prefix})
-    return end_leases(tx, rows, now, expired=True)
+    return end_leases(tx, rows, now, expired=True, failures=failures)
 
 
 # ---------------------------------------------------------------- completion (fenced)

@@ -233,6 +233,7 @@ def claim_batch(
     limit: int,
     now: float,
     lease_seconds: float,
+    failures: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Claim up to ``limit`` ready messages of one account, in (priority, seq) order.
 
@@ -244,6 +245,7 @@ def claim_batch(
     ``pk``, ``tenant_id``, ``id``, ``account_id``, ``priority``, ``seq``, ``batch_code``,
     ``message_id``, ``payload`` (decoded, attachment secrets in clear), ``retry_count``,
     ``expiry_count``, ``outcome_uncertain``, ``lease_until``, ``created_at``, ``tenant_name``.
+    ``failures`` receives the expired messages that became ``error`` (with ``tenant_name``).
     """
     if limit <= 0 or not meta.get_scheduler_active(tx):
         return []
@@ -256,7 +258,14 @@ def claim_batch(
     ):
         return []
     params = {"tenant_id": tenant_id, "account_id": account_id, "now": now}
-    end_leases(tx, tx.all("leases_expired_for_account", params), now, expired=True)
+    expired: list[dict[str, Any]] = []
+    end_leases(
+        tx, tx.all("leases_expired_for_account", params), now, expired=True, failures=expired
+    )
+    for row in expired:
+        row["tenant_name"] = gate["tenant_name"]
+    if failures is not None:
+        failures.extend(expired)
     rows = tx.all(
         "claim_batch",
         {**params, "owner": owner, "lease_until": now + lease_seconds, "limit": int(limit)},

@@ -13,6 +13,7 @@ import dataclasses
 import os
 import socket
 import time
+from typing import Any
 
 import trio
 
@@ -38,6 +39,8 @@ class OpenedNode:
     key: bytes
     scheduler_active: bool
     released_leases: int
+    #: Messages the release failed (their third expiry), to count once metrics are active.
+    lease_failures: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 async def open_with_retry(settings: Settings) -> Database:
@@ -80,7 +83,7 @@ def _prepare(db: Database, settings: Settings) -> OpenedNode:
     key = resolve_instance_key(settings, stored)
     db.box = SecretBox(key)
 
-    def setup(tx: Tx) -> tuple[bool, int]:
+    def setup(tx: Tx) -> tuple[bool, tuple[int, list[dict[str, Any]]]]:
         if meta.get_key_fingerprint(tx) is None:
             meta.set_key_fingerprint(tx, fingerprint(key))
             if settings.mode == "instance":
@@ -99,35 +102,40 @@ def _prepare(db: Database, settings: Settings) -> OpenedNode:
         )
         return meta.get_scheduler_active(tx), _release_node_leases(tx, settings.node_id)
 
-    active, released = db.run(setup)
-    return OpenedNode(AsyncDatabase(db), key, active, released)
+    active, (released, failed) = db.run(setup)
+    return OpenedNode(AsyncDatabase(db), key, active, released, failed)
 
 
-def _release_node_leases(tx: Tx, node_id: str) -> int:
-    """Release every lease of this node id at once (reference §8.3); each counts as an expiry."""
-    from mailproxyd.store import bounces, leases
+def _release_node_leases(tx: Tx, node_id: str) -> tuple[int, list[dict[str, Any]]]:
+    """Release every lease of this node id at once (reference §8.3); each counts as an expiry.
+    Returns the leases released and the messages that failed instead."""
+    from mailproxyd.store import bounces, gauges, leases
     from mailproxyd.store import report as store_report
 
-    outcome = leases.release_node(tx, node_id, time.time())
+    failed: list[dict[str, Any]] = []
+    outcome = leases.release_node(tx, node_id, time.time(), failed)
     # Owners are unique per worker run: reporter and bounce-poll locks of the previous run
     # would otherwise wait out their lease.
     store_report.unlock_prefix(tx, node_prefix(node_id))
     bounces.release_prefix(tx, node_prefix(node_id))
-    return int(outcome.get("returned", 0)) + int(outcome.get("failed", 0))
+    released = int(outcome.get("returned", 0)) + int(outcome.get("failed", 0))
+    return released, gauges.with_tenant_names(tx, failed)
 
 
-def release_owner_prefix(tx: Tx, prefix: str, now: float) -> int:
+def release_owner_prefix(tx: Tx, prefix: str, now: float) -> tuple[int, list[dict[str, Any]]]:
     """Free what the owners starting with ``prefix`` held: message leases (each counting as an
     expiry, reference §8.3), concurrent-session slots, reporter and bounce-poll locks. Returns the leases
-    released."""
-    from mailproxyd.store import bounces, leases, sessions
+    released and the messages that failed instead (with their tenant's name, for the metrics)."""
+    from mailproxyd.store import bounces, gauges, leases, sessions
     from mailproxyd.store import report as store_report
 
-    outcome = leases.release_run(tx, prefix, now)
+    failed: list[dict[str, Any]] = []
+    outcome = leases.release_run(tx, prefix, now, failed)
     sessions.release_prefix(tx, prefix)
     store_report.unlock_prefix(tx, prefix)
     bounces.release_prefix(tx, prefix)
-    return int(outcome.get("returned", 0)) + int(outcome.get("failed", 0))
+    released = int(outcome.get("returned", 0)) + int(outcome.get("failed", 0))
+    return released, gauges.with_tenant_names(tx, failed)
 
 
 async def prepare_node(settings: Settings) -> OpenedNode:

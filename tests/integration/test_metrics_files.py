@@ -111,3 +111,54 @@ def test_the_scrape_reads_the_files_as_prometheus_client_does(tmp_path: Path) ->
         k: v for k, v in ours.items() if k[0].startswith(("gmp_pending", "gmp_queue", "gmp_unrep"))
     }
     assert {k: v for k, v in ours.items() if k not in gauges} == reference
+
+
+def _write(path: Path, values: dict[str, float]) -> None:
+    """Write counter samples into ``path`` the way a process's ``prometheus_client`` does."""
+    from prometheus_client.mmap_dict import MmapedDict, mmap_key
+
+    target = MmapedDict(str(path))
+    try:
+        for tenant, value in values.items():
+            labels = {"route": f"/{tenant}", "status": "200"}
+            key = mmap_key(
+                "gmp_http_requests",
+                "gmp_http_requests_total",
+                list(labels),
+                list(labels.values()),
+                "API requests by route template and status.",
+            )
+            target.write_value(key, value, 0.0)
+    finally:
+        target.close()
+
+
+def test_a_reader_kept_between_scrapes_sees_growth_new_files_and_folds(tmp_path: Path) -> None:
+    """The api worker's reader remembers each file's layout: what it remembers must never hide
+    a new series, a changed value, a new process's file, or a fold's replaced archive."""
+    from mailproxyd.drivers import metrics_files
+
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    reader = metrics_files.Reader()
+
+    def scrape() -> dict[str, float]:
+        found = _values(reader.render(str(directory)))
+        return {dict(labels)["route"]: v for (name, labels), v in found.items()}
+
+    _write(directory / "counter_101.db", {"a": 1})
+    assert scrape() == {"/a": 1}
+    _write(directory / "counter_101.db", {"a": 2, "b": 5})  # a value moves, a series appears
+    assert scrape() == {"/a": 2, "/b": 5}
+    _write(directory / "counter_102.db", {"b": 1, "c": 3})  # another process
+    assert scrape() == {"/a": 2, "/b": 6, "/c": 3}
+    metrics_files.fold_dead(str(directory), 102)
+    assert scrape() == {"/a": 2, "/b": 6, "/c": 3}
+    # A new process that reuses a dead one's pid (so its file name, perhaps its inode) starts
+    # from nothing, even when no scrape came between the fold and its first count.
+    metrics_files.fold_dead(str(directory), 101)
+    _write(directory / "counter_101.db", {"c": 10})
+    assert scrape() == {"/a": 2, "/b": 6, "/c": 13}
+    metrics_files.fold_dead(str(directory), 101)
+    assert scrape() == {"/a": 2, "/b": 6, "/c": 13}
+    assert sorted(p.name for p in directory.glob("*.db")) == ["counter_archive.db"]

@@ -15,7 +15,7 @@ from tests.system.test_delivery_path import _add, _tenant_with_account
 from tests.tenantservers import TenantServer
 
 
-async def test_a_live_sent_event_reaches_the_stream_within_a_second(
+async def test_a_live_sent_event_reaches_the_stream_within_two_seconds(
     daemon: Daemon, smtp_sink: SmtpSink, tenant_server: Callable[..., TenantServer]
 ) -> None:
     sync = tenant_server()
@@ -32,4 +32,5 @@ async def test_a_live_sent_event_reaches_the_stream_within_a_second(
     assert frame["tenant_id"] == "acme" and frame["id"] == "live-1"
     assert frame["event"] == "sent" and isinstance(frame["sent_ts"], int)
     assert {"account_id", "priority", "error_ts", "error", "deferred_ts"} <= set(frame)
-    assert seen - received[0].at < 1.0
+    # Reference §5.9: frames go out within 2 s of the event being recorded.
+    assert seen - received[0].at < 2.0

@@ -21,6 +21,7 @@ from mailproxyd.api.errors import ApiError, translate
 from mailproxyd.api.eventhub import EventHub, Stream, TooManyStreams, hub_for
 from mailproxyd.api.registry import TENANT_ID, route
 from mailproxyd.api.responses import json_response
+from mailproxyd.drivers import metrics
 from mailproxyd.services import admin
 
 _encoder = msgspec.json.Encoder()
@@ -62,6 +63,8 @@ async def events(ctx: Any, principal: Principal) -> Response | None:
         return response
     try:
         await websocket.accept()
+        # The request's HTTP answer is the 101: counted now, not when the stream ends (reference §14).
+        metrics.http_request("/events", 101)
         await _stream(stream)
     except Exception as exc:
         # After the upgrade only a close code can tell the client that something broke.

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from mailproxyd.drivers import metrics
 from mailproxyd.services.dispatch.attempt import run_attempts
 from mailproxyd.services.dispatch.claims import (
     Admission,
@@ -119,6 +120,8 @@ class AccountRun:
                 tenant_limits=self.tenant_limits,
                 processes=int(settings.sender_processes),
             )
+        # Counted once committed (reference §14: any cause after enqueue).
+        metrics.lease_failures(claim.lease_failures)
         self.slots.extend(claim.new_slots)
         for row in claim.rows:
             self.unfinished[int(row["pk"])] = row

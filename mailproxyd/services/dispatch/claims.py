@@ -32,6 +32,8 @@ class Claim:
     busy: bool = False
     #: Rate-limiter verdicts for the first ``len(admissions)`` rows, taken in the claim.
     admissions: list[Admission] = dataclasses.field(default_factory=list)
+    #: Messages of the account whose lease expired once too often: failed by this claim.
+    lease_failures: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 def _limit(settings: Mapping[str, Any], key: str) -> int | None:
@@ -88,11 +90,12 @@ def claim_tx(
             return Claim(account, [], [], busy=True)
         new_slots.append(slot)
     batch = int(account.get("batch_size") or default_batch)
-    rows = queue.claim_batch(tx, tenant_id, account_id, owner, batch, now, lease_seconds)
+    failed: list[dict[str, Any]] = []
+    rows = queue.claim_batch(tx, tenant_id, account_id, owner, batch, now, lease_seconds, failed)
     if not rows:
         for slot in new_slots:
             sessions.release(tx, slot)
-        return Claim(account, [], [])
+        return Claim(account, [], [], lease_failures=failed)
     wanted = min(limit, len(rows))
     if held_slots == 0 and processes > 1:
         wanted = min(wanted, max(1, math.ceil(limit / processes)))
@@ -117,7 +120,7 @@ def claim_tx(
         owner=owner,
         now=now,
     )
-    return Claim(account, rows, new_slots, bounce, admissions=admissions)
+    return Claim(account, rows, new_slots, bounce, admissions=admissions, lease_failures=failed)
 
 
 @dataclasses.dataclass(slots=True)

@@ -27,11 +27,12 @@ from typing import Any, Protocol
 
 import trio
 
+from mailproxyd.drivers import metrics
 from mailproxyd.errors import DatabaseUnavailable
 from mailproxyd.services.dispatch import smtp as dispatch_smtp
 from mailproxyd.services.dispatch.account import AccountRun
 from mailproxyd.services.dispatch.env import DispatchEnv, FetchAttachments
-from mailproxyd.store import leases, queue, ratelimit, sessions
+from mailproxyd.store import gauges, leases, queue, ratelimit, sessions
 
 __all__ = ["DispatchEnv", "close_dispatch_pool", "run_dispatch_cycle", "sender_loop"]
 
@@ -86,7 +87,7 @@ class Dispatcher:
         if expire and now - self._last_expire >= EXPIRE_EVERY_SECONDS:
             self._last_expire = now
             prune = now - self._last_prune >= PRUNE_EVERY_SECONDS
-            await env.db.run(_expire_tx, now=now, prune=prune)
+            metrics.lease_failures(await env.db.run(_expire_tx, now=now, prune=prune))
             if prune:
                 self._last_prune = now
                 # Idle connections past their account's ttl are closed (reference §10.2).
@@ -192,12 +193,15 @@ class _Doorbell:
         return rung
 
 
-def _expire_tx(tx: Any, *, now: float, prune: bool) -> None:
-    """Store function: return expired leases (reference §8.3), drop lapsed session slots, prune slots."""
-    leases.expire_leases(tx, now)
+def _expire_tx(tx: Any, *, now: float, prune: bool) -> list[dict[str, Any]]:
+    """Store function: return expired leases (reference §8.3), drop lapsed session slots, prune
+    slots; the messages that failed instead, with their tenant's name (for the metrics)."""
+    failed: list[dict[str, Any]] = []
+    leases.expire_leases(tx, now, failed)
     sessions.expire(tx, now)
     if prune:
         ratelimit.prune(tx, now)
+    return gauges.with_tenant_names(tx, failed)
 
 
 def _ready_tx(tx: Any, *, now: float) -> tuple[list[dict[str, Any]], float | None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from trio_websocket import ConnectionRejected, open_websocket_url
 
 from mailproxyd.api import metrics_text
 from tests.integration.api.conftest import World
@@ -100,3 +101,34 @@ def test_a_renamed_tenant_gets_series_under_its_new_name(
     # New events carry the name of their time; what was counted under the old name stays.
     assert _get(found, "gmp_sent_total", **_labels("beta", "Beta Renamed", "main")) == 0
     assert _get(found, "gmp_sent_total", **old) is not None
+
+
+def test_a_wrong_method_on_a_known_path_keeps_its_template(world: World) -> None:
+    def count(found: Samples) -> float:
+        return _get(found, "gmp_http_requests_total", route="/tenant/{id}", status="405") or 0.0
+
+    before = _samples(world)
+    assert world.admin.post("/tenant/acme", json={}).status_code == 405
+    assert count(_samples(world)) == count(before) + 1
+
+
+async def test_event_streams_are_counted_when_they_are_answered(world: World) -> None:
+    # An accepted stream answers 101 and is counted then, while it is still open; refused
+    # upgrades are counted with their HTTP answer, unknown WebSocket paths as ``unmatched``.
+    def count(found: Samples, route: str, status: str) -> float:
+        return _get(found, "gmp_http_requests_total", route=route, status=status) or 0.0
+
+    base = world.server.url.replace("http://", "ws://")
+    token = [(b"X-API-Token", world.server.admin_token.encode())]
+    before = _samples(world)
+    async with open_websocket_url(base + "/events", extra_headers=token):
+        during = _samples(world)
+        assert count(during, "/events", "101") == count(before, "/events", "101") + 1
+    for path, headers in (("/events", []), ("/no/such/stream", token)):
+        with pytest.raises(ConnectionRejected):
+            async with open_websocket_url(base + path, extra_headers=headers, connect_timeout=5):
+                pass  # pragma: no cover - the upgrade must be refused
+    after = _samples(world)
+    assert count(after, "/events", "101") == count(before, "/events", "101") + 1
+    assert count(after, "/events", "401") == count(before, "/events", "401") + 1
+    assert count(after, "unmatched", "404") == count(before, "unmatched", "404") + 1
