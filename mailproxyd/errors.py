@@ -70,7 +70,3 @@ class ValidationFailed(MailProxyError):
     @property
     def field(self) -> str:
         return self.errors[0][0]
-
-
-class LeaseLost(MailProxyError):
-    """The worker no longer holds the lease on this message; its result is discarded."""

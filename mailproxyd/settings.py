@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mailproxyd.core import crypto, paths
+from mailproxyd.core.smtp_outcome import SMTP_TIMEOUT_SECONDS
 from mailproxyd.errors import ConfigError
 
 Mode = Literal["serve", "instance"]
@@ -294,13 +295,15 @@ SPECS: tuple[Spec, ...] = (
     _s("max_retries", "retry.max_retries", _int_between(0, 50), 5),
     _s("retry_delays", "retry.delays", _delays, (60, 300, 900, 3600, 7200)),
     _s("retry_jitter", "retry.jitter", _number_between(0, 0.5), 0.1),
-    _s("smtp_timeout", "smtp.timeout", _number_between(5, 600), 30.0),
+    _s("smtp_timeout", "smtp.timeout", _number_between(5, 600), SMTP_TIMEOUT_SECONDS),
     _s("sync_interval", "sync.interval", _number_between(10, None), 300.0),
     _s("sync_timeout", "sync.timeout", _number_between(1, 120), 10.0),
     _s("sync_batch_size", "sync.batch_size", _int_between(1, 1000), 1000),
     _s("sync_concurrency", "sync.concurrency", _int_between(1, 1000), 50),
     _s("max_batch", "api.max_batch", _int_between(1, 100000), 1000),
     _s("max_request_mb", "api.max_request_mb", _int_between(1, 1024), 20),
+    _s("max_pending_messages", "api.max_pending_messages", _int_between(1, 10_000_000), 10_000),
+    _s("max_pending_mb", "api.max_pending_mb", _int_between(1, 65536), 64),
     _s("metrics_token", "api.metrics_token", _optional_text, None, secret=True),
     _s("attachment_max_mb", "attachments.max_mb", _int_between(1, 2048), 25),
     _s("attachment_timeout", "attachments.timeout", _number_between(1, 600), 30.0),
@@ -359,6 +362,8 @@ class Settings:
     sync_concurrency: int
     max_batch: int
     max_request_mb: int
+    max_pending_messages: int
+    max_pending_mb: int
     metrics_token: str | None
     attachment_max_mb: int
     attachment_timeout: float
@@ -468,11 +473,6 @@ def mail_proxy_home(environ: Mapping[str, str] | None = None) -> Path:
         return Path(root).expanduser().absolute()
     home = env.get("HOME") or os.path.expanduser("~")
     return Path(home) / ".mail-proxy"
-
-
-def current_environ() -> dict[str, str]:
-    """A snapshot of this process's environment (for code that hands it on unchanged)."""
-    return dict(os.environ)
 
 
 def load_settings(

@@ -2,8 +2,10 @@
 
 Paths, parameters, roles and error statuses come from :data:`registry.ROUTES`; the
 request and response schemas are the msgspec models of :mod:`mailproxyd.api.schemas`,
-turned into JSON Schema by ``msgspec.json.schema_components``. The document is built
-once per process and cached as bytes.
+turned into JSON Schema by ``msgspec.json.schema_components``. The request models of
+tenants, accounts, the instance and message items are generated there from the field
+tables the validators use (:mod:`mailproxyd.core.models.fields`), so their constraints
+are in the document. The document is built once per process and cached as bytes.
 """
 
 from __future__ import annotations

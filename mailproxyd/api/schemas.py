@@ -1,23 +1,158 @@
 """Wire models of the API's responses and of the bodies the route handlers read.
 
 These msgspec Structs document the HTTP surface: the OpenAPI generator turns them into
-JSON Schema (``msgspec.json.schema_components``). Validation of tenant, account,
-instance and message payloads happens in ``mailproxyd.core`` with the reference's exact
-messages; the request Structs here describe those payloads for clients. Optional
-response fields default to ``None`` because ``null`` keys are omitted on the wire.
+JSON Schema (``msgspec.json.schema_components``). Optional response fields default to
+``None`` because ``null`` keys are omitted on the wire.
+
+The request models of tenants, accounts, the instance and message items are not written
+here: they are generated (:func:`request_model`) from the field tables of
+:mod:`mailproxyd.core.models`, the same tables the validators check bodies with, so every
+bound, choice and pattern a validator applies is in the document. A Patch model is its In
+model's fields minus those a partial update may not carry, all optional.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import keyword
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, cast
 
 import msgspec
+
+from mailproxyd.core.models.account import ACCOUNT_FIELDS
+from mailproxyd.core.models.fields import Field
+from mailproxyd.core.models.instance import INSTANCE_FIELDS
+from mailproxyd.core.models.message import MESSAGE_FIELDS
+from mailproxyd.core.models.tenant import TENANT_FIELDS
 
 Status = Literal["pending", "deferred", "sending", "sent", "error"]
 
 
 class Struct(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=False):
     """Base: optional keys are simply absent from documents."""
+
+
+# --- request models from the field tables ------------------------------------------------
+
+_SCALARS: dict[str, Any] = {
+    "identifier": str,
+    "host": str,
+    "http_url": str,
+    "path": str,
+    "text": str,
+    "string": str,
+    "integer": int,
+    "number": float,
+    "boolean": bool,
+    "any": Any,
+}
+_FORMATS = {"http_url": "uri"}
+
+
+def _meta(field: Field) -> msgspec.Meta | None:
+    """The constraints of ``field`` as msgspec metadata (JSON Schema keywords)."""
+    bounds: dict[str, Any] = {}
+    if field.kind in ("integer", "number"):
+        bounds = {"ge": field.minimum, "le": field.maximum, "gt": field.exclusive_minimum}
+    elif field.kind in ("array", "object") or _SCALARS.get(field.kind) is str:
+        bounds = {"min_length": field.min_length, "max_length": field.max_length}
+        if field.pattern is not None:
+            bounds["pattern"] = field.pattern
+    given = {k: v for k, v in bounds.items() if v is not None}
+    extra: dict[str, Any] = {}
+    if field.kind in _FORMATS:
+        extra["format"] = _FORMATS[field.kind]
+    if field.description:
+        given["description"] = field.description
+    if extra:
+        given["extra_json_schema"] = extra
+    return msgspec.Meta(**given) if given else None
+
+
+def _type(field: Field, owner: str) -> Any:
+    """The Python type msgspec turns into ``field``'s JSON Schema."""
+    kind = field.kind
+    base: Any
+    if kind == "choice":
+        assert field.enum is not None
+        base = Literal[field.enum]
+    elif kind == "object" and field.fields is not None:
+        base = _nested(owner + _camel(field.name), field.fields)
+    elif kind == "object":
+        keys = _type(field.keys, owner) if field.keys else str
+        values = _type(field.values, owner) if field.values else Any
+        base = dict[keys, values]  # type: ignore[valid-type]
+    elif kind == "array":
+        assert field.items is not None
+        base = list[_type(field.items, owner)]  # type: ignore[misc]
+    elif kind == "union":
+        assert field.variants
+        base = _union([_type(variant, owner) for variant in field.variants])
+    else:
+        base = _SCALARS[kind]
+    meta = _meta(field)
+    return base if meta is None else Annotated[base, meta]
+
+
+def _union(types: Sequence[Any]) -> Any:
+    result = types[0]
+    for other in types[1:]:
+        result = result | other
+    return result
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+_NESTED: dict[str, type[Struct]] = {}
+
+
+def request_model(name: str, fields: Sequence[Field]) -> type[Struct]:
+    """A request Struct named ``name`` with one attribute per field of ``fields``.
+
+    Required fields (of a full definition) have no default; the others may be absent or
+    ``null`` (``null`` means "the default").
+    """
+    attrs: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+    owner = name.removesuffix("In")
+    for field in fields:
+        annotation = _type(field, owner)
+        attr = field.name + "_" if keyword.iskeyword(field.name) else field.name
+        attrs.append((attr, annotation) if field.required else (attr, annotation | None, None))
+    renamed = {f.name + "_": f.name for f in fields if keyword.iskeyword(f.name)}
+    # Keyword-only, so the document lists the fields in the table's (the reference's) order.
+    model = msgspec.defstruct(
+        name, attrs, bases=(Struct,), rename=renamed or None, module=__name__, kw_only=True
+    )
+    return cast("type[Struct]", model)
+
+
+def _nested(name: str, fields: Sequence[Field]) -> type[Struct]:
+    # An In model and its Patch twin share the models of their object fields.
+    if name not in _NESTED:
+        _NESTED[name] = request_model(name, fields)
+    return _NESTED[name]
+
+
+def patch_model(name: str, model: type[Struct], fields: Sequence[Field]) -> type[Struct]:
+    """The Patch twin of the In ``model``: its fields that ``fields`` lets a partial update
+    carry (not ``id``), with the same types, every one optional (``null``: the default)."""
+    allowed = {field.name for field in fields if field.patch}
+    kept = [
+        (info.name, info.type | None, None)
+        for info in msgspec.structs.fields(model)
+        if info.encode_name in allowed
+    ]
+    renamed = {
+        info.name: info.encode_name
+        for info in msgspec.structs.fields(model)
+        if info.encode_name in allowed and info.name != info.encode_name
+    }
+    twin = msgspec.defstruct(
+        name, kept, bases=(Struct,), rename=renamed or None, module=__name__, kw_only=True
+    )
+    return cast("type[Struct]", twin)
 
 
 # --- errors ---------------------------------------------------------------------------
@@ -126,38 +261,11 @@ class SuspendBody(Struct):
 # --- messages -------------------------------------------------------------------------
 
 
-class AttachmentIn(Struct):
-    filename: str
-    storage_path: str
-    fetch_mode: Literal["endpoint", "http_url", "base64", "filesystem"] | None = None
-    mime_type: str | None = None
-    content_md5: str | None = None
-    auth: dict[str, Any] | None = None
-
-
-class MessageIn(Struct):
-    id: str
-    to: list[str] | str
-    subject: str
-    from_: str = msgspec.field(name="from", default="")
-    tenant_id: str | None = None
-    account_id: str | None = None
-    cc: list[str] | str | None = None
-    bcc: list[str] | str | None = None
-    reply_to: list[str] | str | None = None
-    return_path: str | None = None
-    body: str | None = None
-    content_type: str | None = None
-    headers: dict[str, str | int | float | bool | None] | None = None
-    message_id: str | None = None
-    attachments: list[AttachmentIn] | None = None
-    priority: int | str | None = None
-    deferred_ts: float | None = None
-    batch_code: str | None = None
+MessageItem = request_model("MessageItem", MESSAGE_FIELDS)
 
 
 class AddMessagesIn(Struct):
-    messages: list[dict[str, Any]]
+    messages: list[MessageItem]  # type: ignore[valid-type]
     default_priority: int | str | None = None
     tenant_id: str | None = None
 
@@ -239,42 +347,8 @@ class RemovedBody(Struct):
 # --- accounts -------------------------------------------------------------------------
 
 
-class AccountIn(Struct):
-    id: str
-    host: str
-    port: int
-    tenant_id: str | None = None
-    user: str | None = None
-    password: str | None = None
-    tls_mode: Literal["none", "opportunistic", "starttls", "implicit"] | None = None
-    use_tls: bool | None = None
-    tls_verify: bool | None = None
-    limit_per_minute: int | None = None
-    limit_per_hour: int | None = None
-    limit_per_day: int | None = None
-    limit_behavior: Literal["defer", "reject"] | None = None
-    batch_size: int | None = None
-    max_concurrent: int | None = None
-    ttl: int | None = None
-    is_default: bool | None = None
-
-
-class AccountPatch(Struct):
-    host: str | None = None
-    port: int | None = None
-    user: str | None = None
-    password: str | None = None
-    tls_mode: Literal["none", "opportunistic", "starttls", "implicit"] | None = None
-    use_tls: bool | None = None
-    tls_verify: bool | None = None
-    limit_per_minute: int | None = None
-    limit_per_hour: int | None = None
-    limit_per_day: int | None = None
-    limit_behavior: Literal["defer", "reject"] | None = None
-    batch_size: int | None = None
-    max_concurrent: int | None = None
-    ttl: int | None = None
-    is_default: bool | None = None
+AccountIn = request_model("AccountIn", ACCOUNT_FIELDS)
+AccountPatch = patch_model("AccountPatch", AccountIn, ACCOUNT_FIELDS)
 
 
 class Account(Struct):
@@ -317,49 +391,13 @@ class FailedMessagesBody(Struct):
 # --- tenants --------------------------------------------------------------------------
 
 
-class ClientAuthIn(Struct):
-    method: Literal["none", "bearer", "basic"] | None = None
-    token: str | None = None
-    user: str | None = None
-    password: str | None = None
-    signing_secret: str | None = None
+TenantIn = request_model("TenantIn", TENANT_FIELDS)
+TenantPatch = patch_model("TenantPatch", TenantIn, TENANT_FIELDS)
 
 
-class RateLimits(Struct):
-    hourly: int | None = None
-    daily: int | None = None
-
-
-class LargeFileConfig(Struct):
-    enabled: bool | None = None
-    max_size_mb: float | None = None
-    action: Literal["warn", "reject", "rewrite"] | None = None
-    storage_url: str | None = None
-    public_base_url: str | None = None
-    file_ttl_days: int | None = None
-
-
-class TenantIn(Struct):
-    id: str
-    name: str | None = None
-    client_base_url: str | None = None
-    client_sync_path: str | None = None
-    client_attachment_path: str | None = None
-    client_auth: ClientAuthIn | None = None
-    rate_limits: RateLimits | None = None
-    large_file_config: LargeFileConfig | None = None
-    active: bool | None = None
-
-
-class TenantPatch(Struct):
-    name: str | None = None
-    client_base_url: str | None = None
-    client_sync_path: str | None = None
-    client_attachment_path: str | None = None
-    client_auth: ClientAuthIn | None = None
-    rate_limits: RateLimits | None = None
-    large_file_config: LargeFileConfig | None = None
-    active: bool | None = None
+#: The object fields of a tenant, as generated for TenantIn; responses carry the same shapes.
+RateLimits = _NESTED["TenantRateLimits"]
+LargeFileConfig = _NESTED["TenantLargeFileConfig"]
 
 
 class ClientAuthOut(Struct):
@@ -382,8 +420,8 @@ class Tenant(Struct):
     updated_at: str
     name: str | None = None
     client_base_url: str | None = None
-    rate_limits: RateLimits | None = None
-    large_file_config: LargeFileConfig | None = None
+    rate_limits: RateLimits | None = None  # type: ignore[valid-type]
+    large_file_config: LargeFileConfig | None = None  # type: ignore[valid-type]
     api_key_expires_at: int | None = None
 
 
@@ -432,17 +470,10 @@ class SyncStatusBody(Struct):
 # --- instance -------------------------------------------------------------------------
 
 
-class InstancePatch(Struct):
-    name: str | None = None
-    bounce_enabled: bool | None = None
-    bounce_imap_host: str | None = None
-    bounce_imap_port: int | None = None
-    bounce_imap_user: str | None = None
-    bounce_imap_password: str | None = None
-    bounce_imap_folder: str | None = None
-    bounce_imap_ssl: bool | None = None
-    bounce_poll_interval: int | None = None
-    bounce_return_path: str | None = None
+#: The instance has no full definition: its In model only exists to derive the Patch.
+InstancePatch = patch_model(
+    "InstancePatch", request_model("InstanceIn", INSTANCE_FIELDS), INSTANCE_FIELDS
+)
 
 
 class Instance(Struct):

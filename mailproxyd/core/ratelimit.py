@@ -3,7 +3,7 @@
 The store reserves slots atomically; this module only decides, from the slot times counted in
 each window and the limits, whether one more send is admitted and, if not, the earliest time at
 which every blocking window has room again. It is the only copy of that arithmetic: the store
-counts slots in SQL and asks :func:`slots_to_leave` / :func:`free_time_of_oldest` what they mean.
+counts slots in SQL, fetches the :func:`slots_to_leave` oldest ones and asks :func:`decide`.
 
 A slot at time ``s`` counts in a window of length ``W`` at time ``t`` when ``t − W < s`` (reference §9).
 A slot stamped *after* ``t`` counts as well: it is an admission that has already happened, seen
@@ -22,9 +22,11 @@ __all__ = [
     "ACCOUNT_WINDOWS",
     "MAX_WINDOW",
     "TENANT_WINDOWS",
+    "Counted",
     "Decision",
     "Window",
     "account_windows",
+    "counted",
     "decide",
     "free_time",
     "free_time_of_oldest",
@@ -70,7 +72,7 @@ def account_windows(account: Mapping[str, Any]) -> list[Window]:
     return [
         Window(name, seconds, int(account[name]), "account")
         for name, seconds in ACCOUNT_WINDOWS
-        if account.get(name)
+        if account.get(name) and int(account[name]) > 0
     ]
 
 
@@ -81,8 +83,18 @@ def tenant_windows(rate_limits: Mapping[str, Any] | None) -> list[Window]:
     return [
         Window(f"tenant_{name}", seconds, int(rate_limits[name]), "tenant")
         for name, seconds in TENANT_WINDOWS
-        if rate_limits.get(name)
+        if rate_limits.get(name) and int(rate_limits[name]) > 0
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """What a window holds at some time: ``count`` slots, of which ``oldest`` are the oldest
+    (ascending; at least :func:`slots_to_leave` of them)."""
+
+    window: Window
+    count: int
+    oldest: Sequence[float] = ()
 
 
 def window_start(window: Window, now: float) -> float:
@@ -117,11 +129,11 @@ def free_time_of_oldest(window: Window, count: int, oldest: Sequence[float]) -> 
 def free_time(window: Window, slots: Sequence[float], now: float) -> float | None:
     """When ``window`` has room for one more slot: ``None`` if it has room at ``now``.
 
-    ``slots`` are the reserved slot times of the window's scope, sorted ascending; those that
-    left the window are ignored.
+    ``slots`` are the reserved slot times of the window's scope; those that left the window
+    are ignored.
     """
-    counted = [s for s in slots if s > window_start(window, now)]
-    return free_time_of_oldest(window, len(counted), counted)
+    held = counted(window, slots, now)
+    return free_time_of_oldest(window, held.count, held.oldest)
 
 
 def latest(times: Iterable[float | None]) -> float | None:
@@ -131,23 +143,27 @@ def latest(times: Iterable[float | None]) -> float | None:
     return max(known) if known else None
 
 
-def decide(
-    windows: Sequence[tuple[Window, Sequence[float]]],
-    now: float,
-    *,
-    limit_behavior: str = "defer",
-) -> Decision:
-    """Admit one send, or say until when it is blocked (the maximum over blocking windows)."""
+def counted(window: Window, slots: Sequence[float], now: float) -> Counted:
+    """``window`` at ``now`` from every reserved slot time of its scope (in any order)."""
+    inside = sorted(s for s in slots if s > window_start(window, now))
+    return Counted(window, len(inside), inside)
+
+
+def decide(windows: Sequence[Counted], *, limit_behavior: str = "defer") -> Decision:
+    """Admit one send, or say until when it is blocked (the maximum over blocking windows).
+
+    The store's admission (``store.ratelimit.reserve``) calls this with what it counted.
+    """
     blocking: list[str] = []
     free_times: list[float | None] = []
     reject = False
-    for window, slots in windows:
-        free = free_time(window, sorted(slots), now)
+    for held in windows:
+        free = free_time_of_oldest(held.window, held.count, held.oldest)
         if free is None:
             continue
-        blocking.append(window.name)
+        blocking.append(held.window.name)
         free_times.append(free)
-        if window.scope == "account" and limit_behavior == "reject":
+        if held.window.scope == "account" and limit_behavior == "reject":
             reject = True
     free_at = latest(free_times)
     if free_at is None:

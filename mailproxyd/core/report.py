@@ -384,15 +384,6 @@ def after_call(state: ReportState, reply: Reply, *, reason: Reason, now: float) 
     )
 
 
-def after_run_now(state: ReportState) -> ReportState:
-    """A tenant-scoped run-now: DND and back-off cleared, heartbeat due at once (reference §5.2).
-
-    The failure count stays (sync-status keeps showing it); only an acknowledged call resets
-    the doubling. ``store.report.run_now`` applies the same change in the database.
-    """
-    return dataclasses.replace(state, dnd_until=None, backoff_until=None, heartbeat_due=True)
-
-
 # --------------------------------------------------------------------------------------------
 # Sync status (reference §5.5)
 # --------------------------------------------------------------------------------------------

@@ -14,9 +14,13 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from mailproxyd.core.redact import escape_control
 from mailproxyd.core.timefmt import iso
 
 __all__ = [
+    "CONNECT_TIMEOUT_SECONDS",
+    "DATA_TIMEOUT_SECONDS",
+    "SMTP_TIMEOUT_SECONDS",
     "UNCERTAIN_TEXT",
     "Attempt",
     "Failure",
@@ -30,6 +34,13 @@ __all__ = [
     "delivery_log_line",
     "reply_text",
 ]
+
+#: The SMTP timeouts, defined here only: ``GMP_SMTP_TIMEOUT``'s default (per operation,
+#: reference §10.2), the TCP connect, and the wait for the reply to the data (never shorter than
+#: the per-operation timeout).
+SMTP_TIMEOUT_SECONDS = 30.0
+CONNECT_TIMEOUT_SECONDS = 10.0
+DATA_TIMEOUT_SECONDS = 120.0
 
 
 class Stage(enum.Enum):
@@ -270,7 +281,13 @@ def _log_value(value: object) -> str:
     text = str(value)
     if text and not any(ch in text for ch in ' "=\\') and text.isprintable():
         return text
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return _quoted(text)
+
+
+def _quoted(text: str) -> str:
+    # Ids and SMTP replies come from outside: no control character reaches the log.
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + escape_control(escaped, limit=None) + '"'
 
 
 def delivery_log_line(
@@ -288,7 +305,8 @@ def delivery_log_line(
     """The INFO line of one attempt with ``GMP_LOG_DELIVERY_ACTIVITY`` (reference §18.6).
 
     ``event`` is ``sent``, ``deferred`` or ``failed``; ``reason`` is always quoted, other values
-    only when they contain blanks, quotes or ``=``. E.g.
+    only when they contain blanks, quotes, ``=`` or unprintable characters (which are escaped,
+    so no outside text starts a log line). The one format of that line, used by the sender. E.g.
     ``delivery deferred tenant=acme id=MSG-005 account=smtp2 attempt=2
     until=2026-01-01T00:06:00Z reason="RCPT TO: …"``.
     """
@@ -306,5 +324,5 @@ def delivery_log_line(
     if duration_ms is not None:
         parts.append(f"duration_ms={duration_ms}")
     if reason is not None:
-        parts.append('reason="' + reason.replace("\\", "\\\\").replace('"', '\\"') + '"')
+        parts.append(f"reason={_quoted(reason)}")
     return " ".join(parts)

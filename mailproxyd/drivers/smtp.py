@@ -25,26 +25,25 @@ from typing import Any
 import trio
 
 from mailproxyd.core.mime import Built, FileSegment
+from mailproxyd.core.models.account import derive_tls_mode
 from mailproxyd.core.netpolicy import Policy
-from mailproxyd.core.smtp_outcome import Attempt, Failure, Outcome, RcptReply, Stage, classify
+from mailproxyd.core.smtp_outcome import (
+    CONNECT_TIMEOUT_SECONDS,
+    DATA_TIMEOUT_SECONDS,
+    SMTP_TIMEOUT_SECONDS,
+    Attempt,
+    Failure,
+    Outcome,
+    RcptReply,
+    Stage,
+    classify,
+)
 from mailproxyd.drivers.connect import AddressRefused, ResolveFailed, connect_blocking
 
-__all__ = ["AttemptResult", "SmtpAccount", "SmtpPool", "resolve_tls_mode"]
+__all__ = ["AttemptResult", "SmtpAccount", "SmtpPool"]
 
-TLS_MODES = ("none", "opportunistic", "starttls", "implicit")
 _AUTH_PREFERENCE = ("CRAM-MD5", "PLAIN", "LOGIN")  # best first (reference §10.2)
 _CHUNK = 64 * 1024  # data is written in chunks so the timeout means "no progress"
-
-
-def resolve_tls_mode(tls_mode: str | None, use_tls: bool | None, port: int) -> str:
-    """The effective ``tls_mode``: as given, else derived from the legacy ``use_tls`` (reference §10.1)."""
-    if tls_mode:
-        return tls_mode
-    if use_tls is None:
-        return "implicit" if port == 465 else "opportunistic"
-    if use_tls:
-        return "implicit" if port == 465 else "starttls"
-    return "none"
 
 
 #: Hosts set with the admin token: anything but link-local and the like (reference §11.3).
@@ -76,7 +75,7 @@ class SmtpAccount:
             port=port,
             user=m.get("user") or None,
             password=m.get("password"),
-            tls_mode=resolve_tls_mode(m.get("tls_mode"), m.get("use_tls"), port),
+            tls_mode=derive_tls_mode(m.get("tls_mode") or None, m.get("use_tls"), port),
             tls_verify=m.get("tls_verify", True) is not False,
             ttl=float(m.get("ttl") or 300),
             max_concurrent=int(m.get("max_concurrent") or 3),
@@ -138,9 +137,9 @@ class SmtpPool:
     def __init__(
         self,
         *,
-        timeout: float = 30.0,
-        connect_timeout: float = 10.0,
-        data_timeout: float = 120.0,
+        timeout: float = SMTP_TIMEOUT_SECONDS,
+        connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+        data_timeout: float = DATA_TIMEOUT_SECONDS,
         local_hostname: str | None = None,
         cafile: str | None = None,
         ssl_context_factory: Callable[[bool], ssl.SSLContext] | None = None,

@@ -10,43 +10,29 @@ the counts mean (room, which slot must leave, when) is :mod:`mailproxyd.core.rat
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from mailproxyd.core.ratelimit import (
-    MAX_WINDOW,
-    Window,
-    free_time_of_oldest,
-    latest,
-    slots_to_leave,
-    window_start,
-)
+from mailproxyd.core import ratelimit as rule
+from mailproxyd.core.ratelimit import MAX_WINDOW, Counted, Window
 
 from ._codec import dumps
 from .database import Tx
 
-# (scope name, level, window seconds) in the order ``Reservation.blocking`` lists them; the
-# level picks the query that counts the scope's slots (one account, or the whole tenant).
-_SCOPES = (
-    ("account_minute", "account", 60),
-    ("account_hour", "account", 3600),
-    ("account_day", "account", 86400),
-    ("tenant_hour", "tenant", 3600),
-    ("tenant_day", "tenant", 86400),
-)
-
 
 @dataclass
 class Reservation:
-    """Outcome of ``reserve``: a granted slot, or the blocking scopes and when room frees.
+    """Outcome of ``reserve``: a granted slot, or the core's verdict on why not.
 
-    ``blocking``: scope names among ``account_minute``, ``account_hour``, ``account_day``,
-    ``tenant_hour``, ``tenant_day``; ``free_at``: exact float time (the caller rounds up).
+    ``blocking``: the names of the blocking windows (``core.ratelimit.ACCOUNT_WINDOWS``'
+    fields, ``tenant_hourly``, ``tenant_daily``); ``free_at``: the whole second at which every
+    one has room; ``reject``: an account window blocks and the account rejects.
     """
 
     granted: bool
     slot_id: int | None = None
-    blocking: list[str] = field(default_factory=list)
-    free_at: float | None = None
+    blocking: tuple[str, ...] = ()
+    free_at: int | None = None
+    reject: bool = False
 
 
 def reserve(
@@ -55,37 +41,34 @@ def reserve(
     account_id: str,
     message_pk: int | None,
     now: float,
+    windows: Sequence[Window],
     *,
-    per_minute: int | None = None,
-    per_hour: int | None = None,
-    per_day: int | None = None,
-    tenant_hourly: int | None = None,
-    tenant_daily: int | None = None,
+    limit_behavior: str = "defer",
 ) -> Reservation:
-    """Take a slot for one send of ``(tenant, account)`` at ``now`` if every limit allows it."""
+    """Take a slot for one send of ``(tenant, account)`` at ``now`` if every window allows it.
+
+    ``windows``: ``core.ratelimit.account_windows`` and ``tenant_windows`` of the account and
+    its tenant. The store counts each window's slots and fetches the oldest that must leave;
+    whether that admits is ``core.ratelimit.decide``'s answer.
+    """
     ids = {"tenant_id": tenant_id, "account_id": account_id}
-    limits = (per_minute, per_hour, per_day, tenant_hourly, tenant_daily)
-    # 0, None (and nonsense below 0) mean unlimited (reference §5.4).
-    windows = [
-        Window(scope, seconds, int(limit), level)
-        for (scope, level, seconds), limit in zip(_SCOPES, limits, strict=True)
-        if limit is not None and int(limit) > 0
-    ]
     tenant_limited = any(window.scope == "tenant" for window in windows)
     tx.one("lock_tenant" if tenant_limited else "lock_account", ids)
-    blocking: list[str] = []
-    free_times: list[float | None] = []
+    held: list[Counted] = []
     for window in windows:
-        params = {**ids, "since": window_start(window, now)}
+        params = {**ids, "since": rule.window_start(window, now)}
         count = int(tx.value(f"rate_count_{window.scope}", params) or 0)
-        needed = slots_to_leave(window, count)
-        if needed == 0:
-            continue
-        rows = tx.all(f"rate_oldest_{window.scope}", {**params, "n": needed})
-        blocking.append(window.name)
-        free_times.append(free_time_of_oldest(window, count, [row["slot_ts"] for row in rows]))
-    if blocking:
-        return Reservation(granted=False, blocking=blocking, free_at=latest(free_times))
+        needed = rule.slots_to_leave(window, count)
+        oldest: list[float] = []
+        if needed:
+            rows = tx.all(f"rate_oldest_{window.scope}", {**params, "n": needed})
+            oldest = [float(row["slot_ts"]) for row in rows]
+        held.append(Counted(window, count, oldest))
+    decision = rule.decide(held, limit_behavior=limit_behavior)
+    if not decision.admit:
+        return Reservation(
+            False, blocking=decision.blocking, free_at=decision.free_at, reject=decision.reject
+        )
     slot_id = tx.value("rate_insert", {**ids, "message_pk": message_pk, "now": now})
     return Reservation(granted=True, slot_id=int(slot_id))
 

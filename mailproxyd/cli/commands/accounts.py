@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from cyclopts import Parameter
 
@@ -13,12 +14,10 @@ from mailproxyd.cli.apps import tenant as tenant_app
 from mailproxyd.cli.context import open_instance
 from mailproxyd.cli.errors import UsageError, require_interactive
 from mailproxyd.cli.output import print_fields, print_json, print_table
+from mailproxyd.core.models.account import LIMIT_BEHAVIORS, TLS_MODES, LimitBehaviorName, TlsMode
 from mailproxyd.services import admin
 
 JsonFlag = Annotated[bool, Parameter(name="--json", help="Print one JSON document.")]
-TlsMode = Literal["none", "opportunistic", "starttls", "implicit"]
-Behavior = Literal["defer", "reject"]
-TLS_MODES = ("none", "opportunistic", "starttls", "implicit")
 
 accounts_app = group(tenant_app, "accounts", "SMTP accounts of the tenant.")
 
@@ -106,21 +105,10 @@ Ttl = Annotated[int | None, Parameter(help="Seconds an idle connection is kept (
 LimitMinute = Annotated[int | None, Parameter(help="Messages per minute (0 = unlimited).")]
 LimitHour = Annotated[int | None, Parameter(help="Messages per hour (0 = unlimited).")]
 LimitDay = Annotated[int | None, Parameter(help="Messages per day (0 = unlimited).")]
-LimitBehavior = Annotated[Behavior | None, Parameter(help="Over a limit: defer or reject.")]
+LimitBehavior = Annotated[
+    LimitBehaviorName | None, Parameter(help="Over a limit: defer or reject.")
+]
 Default = Annotated[bool, Parameter(help="Make this the tenant's default account.")]
-
-
-def _fields(given: dict[str, Any], tls: bool, no_tls: bool, no_verify: bool) -> dict[str, Any]:
-    if tls and no_tls:
-        raise UsageError("--tls and --no-tls cannot be combined")
-    fields = {k: v for k, v in given.items() if v is not None}
-    if tls or no_tls:
-        if "tls_mode" in fields:
-            raise UsageError("--tls/--no-tls cannot be combined with --tls-mode")
-        fields["use_tls"] = tls
-    if no_verify:
-        fields["tls_verify"] = False
-    return fields
 
 
 def _password(password: str | None, password_stdin: bool) -> str | None:
@@ -161,9 +149,65 @@ def _prompt_account(account_id: str | None, fields: dict[str, Any]) -> str:
             fields[key] = prompts.ask_int(f"{label} (0 = unlimited)", 0)
     if "limit_behavior" not in fields:
         fields["limit_behavior"] = prompts.ask_choice(
-            "Behaviour over a limit", ("defer", "reject"), "defer"
+            "Behaviour over a limit", LIMIT_BEHAVIORS, "defer"
         )
     return account_id
+
+
+@Parameter(name="*")
+@dataclasses.dataclass(frozen=True)
+class AccountOptions:
+    """The account fields ``add`` and ``update`` take as options (the same set for both)."""
+
+    host: Host = None
+    port: Port = None
+    user: User = None
+    password: Password = None
+    password_stdin: PasswordStdin = False
+    tls_mode: Mode = None
+    tls: Tls = False
+    no_tls: NoTls = False
+    no_verify: NoVerify = False
+    batch_size: BatchSize = None
+    max_concurrent: MaxConcurrent = None
+    ttl: Ttl = None
+    limit_minute: LimitMinute = None
+    limit_hour: LimitHour = None
+    limit_day: LimitDay = None
+    limit_behavior: LimitBehavior = None
+    default: Default = False
+
+    def fields(self) -> dict[str, Any]:
+        """The given options as account fields (reference §5.4 names)."""
+        if self.tls and self.no_tls:
+            raise UsageError("--tls and --no-tls cannot be combined")
+        given = {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "password": _password(self.password, self.password_stdin),
+            "tls_mode": self.tls_mode,
+            "batch_size": self.batch_size,
+            "max_concurrent": self.max_concurrent,
+            "ttl": self.ttl,
+            "limit_per_minute": self.limit_minute,
+            "limit_per_hour": self.limit_hour,
+            "limit_per_day": self.limit_day,
+            "limit_behavior": self.limit_behavior,
+        }
+        fields = {k: v for k, v in given.items() if v is not None}
+        if self.tls or self.no_tls:
+            if "tls_mode" in fields:
+                raise UsageError("--tls/--no-tls cannot be combined with --tls-mode")
+            fields["use_tls"] = self.tls
+        if self.no_verify:
+            fields["tls_verify"] = False
+        if self.default:
+            fields["is_default"] = True
+        return fields
+
+
+NO_OPTIONS = AccountOptions()
 
 
 @accounts_app.command
@@ -171,49 +215,13 @@ def add(
     account_id: Annotated[str | None, Parameter(help="Account id.")] = None,
     /,
     *,
-    host: Host = None,
-    port: Port = None,
-    user: User = None,
-    password: Password = None,
-    password_stdin: PasswordStdin = False,
-    tls_mode: Mode = None,
-    tls: Tls = False,
-    no_tls: NoTls = False,
-    no_verify: NoVerify = False,
-    batch_size: BatchSize = None,
-    max_concurrent: MaxConcurrent = None,
-    ttl: Ttl = None,
-    limit_minute: LimitMinute = None,
-    limit_hour: LimitHour = None,
-    limit_day: LimitDay = None,
-    limit_behavior: LimitBehavior = None,
-    default: Default = False,
+    options: AccountOptions = NO_OPTIONS,
 ) -> int:
     """Create an SMTP account of the tenant (or replace one with the same id).
 
     On a terminal, missing values are asked for (the password without echo).
     """
-    fields = _fields(
-        {
-            "host": host,
-            "port": port,
-            "user": user,
-            "password": _password(password, password_stdin),
-            "tls_mode": tls_mode,
-            "batch_size": batch_size,
-            "max_concurrent": max_concurrent,
-            "ttl": ttl,
-            "limit_per_minute": limit_minute,
-            "limit_per_hour": limit_hour,
-            "limit_per_day": limit_day,
-            "limit_behavior": limit_behavior,
-        },
-        tls,
-        no_tls,
-        no_verify,
-    )
-    if default:
-        fields["is_default"] = True
+    fields = options.fields()
     if (account_id is None or "host" not in fields) and prompts.interactive():
         account_id = _prompt_account(account_id, fields)
     account_id = prompts.require(account_id, "ID")
@@ -230,28 +238,7 @@ def add(
 
 
 @accounts_app.command
-def update(
-    account_id: str,
-    /,
-    *,
-    host: Host = None,
-    port: Port = None,
-    user: User = None,
-    password: Password = None,
-    password_stdin: PasswordStdin = False,
-    tls_mode: Mode = None,
-    tls: Tls = False,
-    no_tls: NoTls = False,
-    no_verify: NoVerify = False,
-    batch_size: BatchSize = None,
-    max_concurrent: MaxConcurrent = None,
-    ttl: Ttl = None,
-    limit_minute: LimitMinute = None,
-    limit_hour: LimitHour = None,
-    limit_day: LimitDay = None,
-    limit_behavior: LimitBehavior = None,
-    default: Default = False,
-) -> int:
+def update(account_id: str, /, *, options: AccountOptions = NO_OPTIONS) -> int:
     """Change the given fields of an account; the others stay as they are.
 
     Parameters
@@ -259,27 +246,7 @@ def update(
     account_id
         Account id.
     """
-    fields = _fields(
-        {
-            "host": host,
-            "port": port,
-            "user": user,
-            "password": _password(password, password_stdin),
-            "tls_mode": tls_mode,
-            "batch_size": batch_size,
-            "max_concurrent": max_concurrent,
-            "ttl": ttl,
-            "limit_per_minute": limit_minute,
-            "limit_per_hour": limit_hour,
-            "limit_per_day": limit_day,
-            "limit_behavior": limit_behavior,
-        },
-        tls,
-        no_tls,
-        no_verify,
-    )
-    if default:
-        fields["is_default"] = True
+    fields = options.fields()
     if not fields:
         raise UsageError("nothing to update: give at least one option")
     tenant = tenant_id()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from cyclopts import Parameter
 
@@ -13,10 +14,10 @@ from mailproxyd.cli.apps import instance as instance_app
 from mailproxyd.cli.context import open_instance
 from mailproxyd.cli.errors import UsageError, require_interactive
 from mailproxyd.cli.output import print_fields, print_json, print_table
+from mailproxyd.core.models.tenant import AUTH_METHODS, AuthMethodName
 from mailproxyd.services import admin
 
 JsonFlag = Annotated[bool, Parameter(name="--json", help="Print one JSON document.")]
-AuthMethod = Literal["none", "bearer", "basic"]
 SYNC_PATH = "/mail-proxy/sync"
 ATTACHMENT_PATH = "/mail-proxy/attachments"
 
@@ -122,7 +123,9 @@ SyncPath = Annotated[str | None, Parameter(help=f"Sync endpoint path [{SYNC_PATH
 AttachmentPath = Annotated[
     str | None, Parameter(help=f"Attachment endpoint path [{ATTACHMENT_PATH}].")
 ]
-Method = Annotated[AuthMethod | None, Parameter(help="How mail-proxy authenticates to the tenant.")]
+Method = Annotated[
+    AuthMethodName | None, Parameter(help="How mail-proxy authenticates to the tenant.")
+]
 Token = Annotated[str | None, Parameter(help="Bearer token (auth method bearer).")]
 User = Annotated[str | None, Parameter(help="User (auth method basic).")]
 Password = Annotated[str | None, Parameter(help="Password (auth method basic).")]
@@ -132,21 +135,54 @@ Daily = Annotated[int | None, Parameter(help="Tenant-wide messages per day (0 = 
 LargeFiles = Annotated[str | None, Parameter(help="Large-file policy as a JSON object.")]
 
 
-def _auth(
-    method: str | None,
-    token: str | None,
-    user: str | None,
-    password: str | None,
-    signing_secret: str | None,
-) -> dict[str, Any]:
-    given = {
-        "method": method,
-        "token": token,
-        "user": user,
-        "password": password,
-        "signing_secret": signing_secret,
-    }
-    return {k: v for k, v in given.items() if v is not None}
+@Parameter(name="*")
+@dataclasses.dataclass(frozen=True)
+class TenantOptions:
+    """The tenant fields ``add`` and ``update`` take as options (the same set for both)."""
+
+    name: Name = None
+    base_url: BaseUrl = None
+    sync_path: SyncPath = None
+    attachment_path: AttachmentPath = None
+    auth_method: Method = None
+    auth_token: Token = None
+    auth_user: User = None
+    auth_password: Password = None
+    signing_secret: Signing = None
+    rate_limit_hourly: Hourly = None
+    rate_limit_daily: Daily = None
+    large_files: LargeFiles = None
+
+    def fields(self) -> dict[str, Any]:
+        """The given options as tenant fields (reference §5.5 names), rate limits aside."""
+        given = {
+            "name": self.name,
+            "client_base_url": self.base_url,
+            "client_sync_path": self.sync_path,
+            "client_attachment_path": self.attachment_path,
+        }
+        fields: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+        auth = {
+            "method": self.auth_method,
+            "token": self.auth_token,
+            "user": self.auth_user,
+            "password": self.auth_password,
+            "signing_secret": self.signing_secret,
+        }
+        auth = {k: v for k, v in auth.items() if v is not None}
+        if auth:
+            fields["client_auth"] = auth
+        if self.large_files is not None:
+            fields["large_file_config"] = _large_files(self.large_files)
+        return fields
+
+    def rate_limits(self) -> dict[str, int]:
+        """The given tenant-wide limits (only those given)."""
+        limits = {"hourly": self.rate_limit_hourly, "daily": self.rate_limit_daily}
+        return {k: v for k, v in limits.items() if v is not None}
+
+
+NO_OPTIONS = TenantOptions()
 
 
 def _prompt_tenant(tenant_id: str | None, fields: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -163,7 +199,7 @@ def _prompt_tenant(tenant_id: str | None, fields: dict[str, Any]) -> tuple[str, 
         fields["client_attachment_path"] = prompts.ask("Attachment path", ATTACHMENT_PATH)
     auth = fields.setdefault("client_auth", {})
     if "method" not in auth:
-        auth["method"] = prompts.ask_choice("Auth method", ("none", "bearer", "basic"), "none")
+        auth["method"] = prompts.ask_choice("Auth method", AUTH_METHODS, "none")
     if auth["method"] == "bearer" and "token" not in auth:
         auth["token"] = prompts.ask_secret("Auth token", required=True)
     if auth["method"] == "basic":
@@ -187,42 +223,20 @@ def add(
     tenant_id: Annotated[str | None, Parameter(help="Tenant id.")] = None,
     /,
     *,
-    name: Name = None,
-    base_url: BaseUrl = None,
-    sync_path: SyncPath = None,
-    attachment_path: AttachmentPath = None,
-    auth_method: Method = None,
-    auth_token: Token = None,
-    auth_user: User = None,
-    auth_password: Password = None,
-    signing_secret: Signing = None,
-    rate_limit_hourly: Hourly = None,
-    rate_limit_daily: Daily = None,
-    large_files: LargeFiles = None,
+    options: TenantOptions = NO_OPTIONS,
     inactive: Annotated[bool, Parameter(help="Create the tenant inactive.")] = False,
 ) -> int:
     """Create a tenant (or replace one) and print its API key, shown once.
 
     On a terminal, missing values are asked for.
     """
-    fields: dict[str, Any] = {
-        "name": name,
-        "client_base_url": base_url,
-        "client_sync_path": sync_path,
-        "client_attachment_path": attachment_path,
-    }
-    auth = _auth(auth_method, auth_token, auth_user, auth_password, signing_secret)
-    if auth:
-        fields["client_auth"] = auth
+    fields = options.fields()
     if tenant_id is None and prompts.interactive():
         tenant_id, fields = _prompt_tenant(tenant_id, fields)
     tenant_id = prompts.require(tenant_id, "ID")
     _require_credentials(fields.get("client_auth") or {})
-    limits = {"hourly": rate_limit_hourly, "daily": rate_limit_daily}
-    if any(v is not None for v in limits.values()):
-        fields["rate_limits"] = {k: v for k, v in limits.items() if v is not None}
-    if large_files is not None:
-        fields["large_file_config"] = _large_files(large_files)
+    if options.rate_limits():
+        fields["rate_limits"] = options.rate_limits()
     if inactive:
         fields["active"] = False
     payload = {"id": tenant_id, **{k: v for k, v in fields.items() if v not in (None, {})}}
@@ -242,18 +256,7 @@ def update(
     tenant_id: str,
     /,
     *,
-    name: Name = None,
-    base_url: BaseUrl = None,
-    sync_path: SyncPath = None,
-    attachment_path: AttachmentPath = None,
-    auth_method: Method = None,
-    auth_token: Token = None,
-    auth_user: User = None,
-    auth_password: Password = None,
-    signing_secret: Signing = None,
-    rate_limit_hourly: Hourly = None,
-    rate_limit_daily: Daily = None,
-    large_files: LargeFiles = None,
+    options: TenantOptions = NO_OPTIONS,
     active: Annotated[bool, Parameter(help="Make the tenant active.")] = False,
     inactive: Annotated[bool, Parameter(help="Make the tenant inactive.")] = False,
 ) -> int:
@@ -266,29 +269,14 @@ def update(
     """
     if active and inactive:
         raise UsageError("--active and --inactive cannot be combined")
-    payload: dict[str, Any] = {
-        "name": name,
-        "client_base_url": base_url,
-        "client_sync_path": sync_path,
-        "client_attachment_path": attachment_path,
-    }
-    payload = {k: v for k, v in payload.items() if v is not None}
-    auth = _auth(auth_method, auth_token, auth_user, auth_password, signing_secret)
-    if auth:
-        payload["client_auth"] = auth
-    if large_files is not None:
-        payload["large_file_config"] = _large_files(large_files)
+    payload = options.fields()
     if active or inactive:
         payload["active"] = active
     with open_instance(instance_name()) as ctx:
-        if rate_limit_hourly is not None or rate_limit_daily is not None:
+        if options.rate_limits():
             # Only the given limit changes: the other keeps its stored value.
             limits = dict(ctx.run(admin.get_tenant, tenant_id).get("rate_limits") or {})
-            if rate_limit_hourly is not None:
-                limits["hourly"] = rate_limit_hourly
-            if rate_limit_daily is not None:
-                limits["daily"] = rate_limit_daily
-            payload["rate_limits"] = limits
+            payload["rate_limits"] = {**limits, **options.rate_limits()}
         if not payload:
             raise UsageError("nothing to update: give at least one option")
         ctx.run(admin.update_tenant, tenant_id, payload)

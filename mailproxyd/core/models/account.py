@@ -8,13 +8,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, Literal, get_args
 
-from mailproxyd.core.ids import IDENTIFIER_PROBLEM, is_identifier
+from mailproxyd.core.models.fields import Field, check, names, table
 from mailproxyd.core.payload_fields import FieldChecker
 from mailproxyd.core.timefmt import iso
 
-TLS_MODES: Final = ("none", "opportunistic", "starttls", "implicit")
+TlsMode = Literal["none", "opportunistic", "starttls", "implicit"]
+TLS_MODES: Final[tuple[str, ...]] = get_args(TlsMode)
 ACCOUNT_DEFAULTS: Final[dict[str, Any]] = {
     "tls_verify": True,
     "limit_behavior": "defer",
@@ -26,27 +27,32 @@ _LEGACY_ACCOUNT_FIELDS: Final = frozenset(
     {"is_pec_account", "imap_host", "imap_port", "imap_user", "imap_password", "imap_ssl"}
 )
 _ACCOUNT_READ_ONLY: Final = frozenset({"password_set", "created_at", "updated_at"})
-_ACCOUNT_FIELDS: Final = frozenset(
-    {
-        "id",
-        "tenant_id",
-        "host",
-        "port",
-        "user",
-        "password",
-        "tls_mode",
-        "use_tls",
-        "tls_verify",
-        "limit_per_minute",
-        "limit_per_hour",
-        "limit_per_day",
-        "limit_behavior",
-        "batch_size",
-        "max_concurrent",
-        "ttl",
-        "is_default",
-    }
+LimitBehaviorName = Literal["defer", "reject"]
+LIMIT_BEHAVIORS: Final[tuple[str, ...]] = get_args(LimitBehaviorName)
+_LIMIT = "sends allowed per window; 0 or null: unlimited (reference §9)"
+
+#: The fields of an account request, in wire order (reference §5.4, §10.1).
+ACCOUNT_FIELDS: Final = (
+    Field("id", "identifier", required=True, patch=False, description="account id"),
+    Field("tenant_id", "identifier", patch=False, description="owner (admin token only)"),
+    Field("host", "host", required=True, max_length=253, description="SMTP host"),
+    Field("port", "integer", required=True, minimum=1, maximum=65535),
+    Field("user", "string", description="SMTP AUTH user; empty: no AUTH"),
+    Field("password", "string", description="SMTP AUTH password (write-only)"),
+    Field("tls_mode", "choice", enum=TLS_MODES),
+    Field("use_tls", "boolean", description="legacy; derived into tls_mode"),
+    Field("tls_verify", "boolean"),
+    Field("limit_per_minute", "integer", minimum=0, description=_LIMIT),
+    Field("limit_per_hour", "integer", minimum=0, description=_LIMIT),
+    Field("limit_per_day", "integer", minimum=0, description=_LIMIT),
+    Field("limit_behavior", "choice", enum=LIMIT_BEHAVIORS),
+    Field("batch_size", "integer", minimum=1, maximum=10000),
+    Field("max_concurrent", "integer", minimum=1, maximum=50),
+    Field("ttl", "integer", minimum=10, maximum=3600, description="idle connection seconds"),
+    Field("is_default", "boolean"),
 )
+_ACCOUNT_TABLE: Final = table(ACCOUNT_FIELDS)
+_ACCOUNT_FIELDS: Final = names(ACCOUNT_FIELDS)
 
 
 def derive_tls_mode(tls_mode: str | None, use_tls: bool | None, port: int | None) -> str:
@@ -79,36 +85,10 @@ def use_tls_of(tls_mode: str) -> bool | None:
 
 def _account_value(f: FieldChecker, key: str, value: Any) -> Any:
     """One account field, checked; ``None`` input has been handled by the caller."""
-    if key in ("id", "tenant_id"):
-        if not is_identifier(value):
-            f.fail(key, IDENTIFIER_PROBLEM)
-            return None
-        return value
-    if key == "host":
-        return f.host(key, value)
-    if key == "port":
-        return f.int_between(key, value, 1, 65535)
-    if key in ("user", "password"):
-        if type(value) is not str:
-            f.fail(key, "must be a string")
-            return None
-        return value
-    if key == "tls_mode":
-        return f.choice(key, value, TLS_MODES)
-    if key in ("use_tls", "tls_verify", "is_default"):
-        return f.boolean(key, value)
-    if key in ("limit_per_minute", "limit_per_hour", "limit_per_day"):
-        limit = f.int_between(key, value, 0, None)
-        return limit or None  # 0 means unlimited, like null
-    if key == "limit_behavior":
-        return f.choice(key, value, ("defer", "reject"))
-    if key == "batch_size":
-        return f.int_between(key, value, 1, 10000)
-    if key == "max_concurrent":
-        return f.int_between(key, value, 1, 50)
-    if key == "ttl":
-        return f.int_between(key, value, 10, 3600)
-    raise AssertionError(key)  # pragma: no cover
+    checked = check(f, _ACCOUNT_TABLE[key], value)
+    if key.startswith("limit_per_"):
+        return checked or None  # 0 means unlimited, like null
+    return checked
 
 
 def validate_account(body: Any, *, batch_default: int | None = None) -> dict[str, Any]:
@@ -209,24 +189,9 @@ def with_account_defaults(account: Mapping[str, Any]) -> dict[str, Any]:
     return full
 
 
+#: Wire order of a response: the request fields, the password as a flag, then the times.
 _ACCOUNT_ORDER: Final = (
-    "id",
-    "tenant_id",
-    "host",
-    "port",
-    "user",
-    "password_set",
-    "tls_mode",
-    "use_tls",
-    "tls_verify",
-    "limit_per_minute",
-    "limit_per_hour",
-    "limit_per_day",
-    "limit_behavior",
-    "batch_size",
-    "max_concurrent",
-    "ttl",
-    "is_default",
+    *("password_set" if field.name == "password" else field.name for field in ACCOUNT_FIELDS),
     "created_at",
     "updated_at",
 )

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from mailproxyd.core.addresses import InvalidAddress, parse_bare_address
+from mailproxyd.core.models.fields import Field, check, names, table
 from mailproxyd.core.payload_fields import NAME_MAX, FieldChecker
 from mailproxyd.core.timefmt import iso
 
@@ -28,44 +29,30 @@ _INSTANCE_READ_ONLY: Final = frozenset(
         "updated_at",
     }
 )
-_INSTANCE_FIELDS: Final = frozenset(
-    {
-        "name",
-        "bounce_enabled",
-        "bounce_imap_host",
-        "bounce_imap_port",
-        "bounce_imap_user",
-        "bounce_imap_password",
-        "bounce_imap_folder",
-        "bounce_imap_ssl",
-        "bounce_poll_interval",
-        "bounce_return_path",
-    }
+#: The fields of an instance update, in wire order (reference §5.6).
+INSTANCE_FIELDS: Final = (
+    Field("name", "text", max_length=NAME_MAX),
+    Field("bounce_enabled", "boolean"),
+    Field("bounce_imap_host", "host", max_length=253),
+    Field("bounce_imap_port", "integer", minimum=1, maximum=65535),
+    Field("bounce_imap_user", "string", min_length=1),
+    Field("bounce_imap_password", "string", min_length=1, description="write-only"),
+    Field("bounce_imap_folder", "string", min_length=1),
+    Field("bounce_imap_ssl", "boolean"),
+    Field("bounce_poll_interval", "integer", minimum=10, maximum=3600),
+    Field("bounce_return_path", "string", description="a bare e-mail address"),
 )
+_INSTANCE_TABLE: Final = table(INSTANCE_FIELDS)
+_INSTANCE_FIELDS: Final = names(INSTANCE_FIELDS)
 
 
 def _instance_value(f: FieldChecker, key: str, value: Any) -> Any:
-    if key == "name":
-        return f.text(key, value, NAME_MAX)
-    if key in ("bounce_enabled", "bounce_imap_ssl"):
-        return f.boolean(key, value)
-    if key == "bounce_imap_host":
-        return f.host(key, value)
-    if key == "bounce_imap_port":
-        return f.int_between(key, value, 1, 65535)
-    if key == "bounce_poll_interval":
-        return f.int_between(key, value, 10, 3600)
-    if key in ("bounce_imap_user", "bounce_imap_password", "bounce_imap_folder"):
-        if type(value) is not str or not value:
-            f.fail(key, "must be a non-empty string")
-            return None
-        return value
     if key == "bounce_return_path":
         try:
             return parse_bare_address(value).addr_spec if type(value) is str else _bad(f, key)
         except InvalidAddress:
             return _bad(f, key)
-    raise AssertionError(key)  # pragma: no cover
+    return check(f, _INSTANCE_TABLE[key], value)
 
 
 def _bad(f: FieldChecker, key: str) -> None:

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Any, Final, Literal, get_args
 from urllib.parse import urlsplit
 
-from mailproxyd.core.ids import IDENTIFIER_PROBLEM, is_identifier
 from mailproxyd.core.limits import MAX_INT
+from mailproxyd.core.models.fields import Field, check, names, table
 from mailproxyd.core.payload_fields import NAME_MAX, FieldChecker
 from mailproxyd.core.timefmt import iso
 
-AUTH_METHODS: Final = ("none", "bearer", "basic")
+AuthMethodName = Literal["none", "bearer", "basic"]
+AUTH_METHODS: Final[tuple[str, ...]] = get_args(AuthMethodName)
 AUTH_SECRETS: Final = ("token", "password", "signing_secret")
 LARGE_FILE_ACTIONS: Final = ("warn", "reject", "rewrite")
 #: fsspec protocol → the package that provides it (``file`` is built in).
@@ -37,24 +38,50 @@ _TENANT_READ_ONLY: Final = frozenset(
     {"suspended_batches", "api_key_set", "api_key_expires_at", "created_at", "updated_at"}
 )
 _AUTH_READ_ONLY: Final = frozenset({"token_set", "password_set", "signing_secret_set"})
-_TENANT_FIELDS: Final = frozenset(
-    {
-        "id",
-        "name",
-        "client_base_url",
-        "client_sync_path",
-        "client_attachment_path",
-        "client_auth",
-        "rate_limits",
-        "large_file_config",
-        "active",
-    }
+_SECRET = "write-only; read back as a *_set flag"
+#: ``client_auth``: how the node authenticates to the tenant (reference §13.2).
+CLIENT_AUTH_FIELDS: Final = (
+    Field("method", "choice", enum=AUTH_METHODS),
+    Field("user", "string", min_length=1),
+    Field("token", "string", min_length=1, description=_SECRET),
+    Field("password", "string", min_length=1, description=_SECRET),
+    Field("signing_secret", "string", min_length=16, description=_SECRET),
 )
-_AUTH_ORDER: Final = ("method", "user", "token", "password", "signing_secret")
-_AUTH_FIELDS: Final = frozenset(_AUTH_ORDER)
-_LARGE_FILE_FIELDS: Final = frozenset(
-    {"enabled", "max_size_mb", "action", "storage_url", "public_base_url", "file_ttl_days"}
+_AUTH_ORDER: Final = tuple(field.name for field in CLIENT_AUTH_FIELDS)
+_LIMIT = "sends allowed per window over all accounts; 0 or null: unlimited"
+RATE_LIMIT_FIELDS: Final = (
+    Field("hourly", "integer", minimum=0, description=_LIMIT),
+    Field("daily", "integer", minimum=0, description=_LIMIT),
 )
+LARGE_FILE_FIELDS: Final = (
+    Field("enabled", "boolean"),
+    Field("max_size_mb", "number", exclusive_minimum=0, maximum=MAX_INT),
+    Field("action", "choice", enum=LARGE_FILE_ACTIONS),
+    Field(
+        "storage_url",
+        "string",
+        pattern=r"^(s3://|gs://|az://|file:///)\S*$",
+        description="fsspec URL: s3://, gs://, az:// or file:///",
+    ),
+    Field("public_base_url", "http_url"),
+    Field("file_ttl_days", "integer", minimum=1, maximum=3650),
+)
+#: The fields of a tenant request, in wire order (reference §5.5).
+TENANT_FIELDS: Final = (
+    Field("id", "identifier", required=True, patch=False),
+    Field("name", "text", max_length=NAME_MAX),
+    Field("client_base_url", "http_url"),
+    Field("client_sync_path", "path"),
+    Field("client_attachment_path", "path"),
+    Field("client_auth", "object", fields=CLIENT_AUTH_FIELDS),
+    Field("rate_limits", "object", fields=RATE_LIMIT_FIELDS),
+    Field("large_file_config", "object", fields=LARGE_FILE_FIELDS),
+    Field("active", "boolean"),
+)
+_TENANT_TABLE: Final = table(TENANT_FIELDS)
+_TENANT_FIELDS: Final = names(TENANT_FIELDS)
+_AUTH_FIELDS: Final = names(CLIENT_AUTH_FIELDS)
+_LARGE_FILE_FIELDS: Final = names(LARGE_FILE_FIELDS)
 
 #: ``installed(package)`` tells whether an optional storage package can be imported.
 Installed = Callable[[str], bool]
@@ -98,7 +125,7 @@ def _check_auth_complete(f: FieldChecker, present: Callable[[str], bool], method
 
 def _rate_limits(f: FieldChecker, value: Any) -> dict[str, int] | None:
     sub = FieldChecker(value, "rate_limits.")
-    sub.known(frozenset({"hourly", "daily"}))
+    sub.known(names(RATE_LIMIT_FIELDS))
     limits: dict[str, int] = {}
     for key in ("hourly", "daily"):
         item = sub.body.get(key)
@@ -167,25 +194,14 @@ def _storage_scheme(url: Any) -> str | None:
 
 
 def _tenant_value(f: FieldChecker, key: str, value: Any, installed: Installed) -> Any:
-    if key == "id":
-        if not is_identifier(value):
-            f.fail(key, IDENTIFIER_PROBLEM)
-        return value
-    if key == "name":
-        return f.text(key, value, NAME_MAX)
-    if key == "client_base_url":
-        return f.http_url(key, value)
-    if key in ("client_sync_path", "client_attachment_path"):
-        return f.path(key, value)
     if key == "client_auth":
         return _client_auth(f, value)
     if key == "rate_limits":
         return _rate_limits(f, value)
     if key == "large_file_config":
         return _large_file_config(f, value, installed)
-    if key == "active":
-        return f.boolean(key, value)
-    raise AssertionError(key)  # pragma: no cover
+    checked = check(f, _TENANT_TABLE[key], value)
+    return value if key == "id" else checked
 
 
 def validate_tenant(body: Any, *, installed: Installed | None = None) -> dict[str, Any]:
@@ -287,21 +303,10 @@ def _present_auth(auth: Mapping[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+#: Wire order of a response: the request fields, then what the node keeps about the tenant.
 _TENANT_ORDER: Final = (
-    "id",
-    "name",
-    "client_base_url",
-    "client_sync_path",
-    "client_attachment_path",
-    "client_auth",
-    "rate_limits",
-    "large_file_config",
-    "active",
-    "suspended_batches",
-    "api_key_set",
-    "api_key_expires_at",
-    "created_at",
-    "updated_at",
+    *(field.name for field in TENANT_FIELDS),
+    *("suspended_batches", "api_key_set", "api_key_expires_at", "created_at", "updated_at"),
 )
 
 

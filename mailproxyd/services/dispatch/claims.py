@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mailproxyd.core.ratelimit import Window, account_windows, tenant_windows, whole_second
 from mailproxyd.services.dispatch.record import Completion
 from mailproxyd.store import accounts, leases, meta, queue, ratelimit, sessions
 
@@ -36,16 +37,9 @@ class Claim:
     lease_failures: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
-def _limit(settings: Mapping[str, Any], key: str) -> int | None:
-    value = settings.get(key)
-    return int(value) if value else None
-
-
-def _limited(account: Mapping[str, Any], tenant_limits: Mapping[str, Any]) -> bool:
-    keys = ("limit_per_minute", "limit_per_hour", "limit_per_day")
-    return any(_limit(account, k) for k in keys) or any(
-        _limit(tenant_limits, k) for k in ("hourly", "daily")
-    )
+def _windows(account: Mapping[str, Any], tenant_limits: Mapping[str, Any]) -> list[Window]:
+    """Every rate-limit window that applies to the account's sends (reference §9)."""
+    return [*account_windows(account), *tenant_windows(tenant_limits)]
 
 
 def max_concurrent_of(account: Mapping[str, Any]) -> int:
@@ -110,7 +104,7 @@ def claim_tx(
     # Without any limit admission can never block, and its slot time only matters to a
     # limit set later: then the whole batch is admitted here, saving a commit per message.
     first = min(len(rows), held_slots + len(new_slots), limit)
-    if not _limited(account, tenant_limits):
+    if not _windows(account, tenant_limits):
         first = len(rows)
     admissions = admit_tx(
         tx,
@@ -150,38 +144,33 @@ def admit_tx(
     """
     if not rows:
         return []
-    if not _limited(account, tenant_limits):
+    windows = _windows(account, tenant_limits)
+    if not windows:
         # Nothing to count, nothing to lock: one statement stamps the whole group's slots.
         first = rows[0]
         slot_ids = ratelimit.reserve_unlimited(
             tx, str(first["tenant_id"]), str(first["account_id"]), [r["pk"] for r in rows], now
         )
         return [Admission(slot_id) for slot_id in slot_ids]
-    reject = str(account.get("limit_behavior") or "defer") == "reject"
-    limits = {
-        "per_minute": _limit(account, "limit_per_minute"),
-        "per_hour": _limit(account, "limit_per_hour"),
-        "per_day": _limit(account, "limit_per_day"),
-        "tenant_hourly": _limit(tenant_limits, "hourly"),
-        "tenant_daily": _limit(tenant_limits, "daily"),
-    }
+    behavior = str(account.get("limit_behavior") or "defer")
     out: list[Admission] = []
     for row in rows:
         pk = int(row["pk"])
-        verdict = ratelimit.reserve(tx, row["tenant_id"], row["account_id"], pk, now, **limits)
+        verdict = ratelimit.reserve(
+            tx, row["tenant_id"], row["account_id"], pk, now, windows, limit_behavior=behavior
+        )
         if verdict.granted:
             out.append(Admission(verdict.slot_id))
             continue
         attempt = int(row.get("retry_count") or 0) + 1
-        if reject and any(scope.startswith("account_") for scope in verdict.blocking):
+        if verdict.reject:
             item = Completion(
                 row, "error", now, text=RATE_REJECTED, attempt=attempt, rate_limited=True
             )
             held = leases.complete_error(tx, pk, owner, now, error=RATE_REJECTED)
         else:
-            # Rounded to microseconds first, so float noise never pushes a whole second up.
-            free = verdict.free_at if verdict.free_at is not None else now + 1
-            until = float(math.ceil(round(free, 6)))
+            # A whole second (core.ratelimit.whole_second), decided with the verdict.
+            until = float(verdict.free_at if verdict.free_at is not None else whole_second(now + 1))
             item = Completion(
                 row,
                 "deferred",

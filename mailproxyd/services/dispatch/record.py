@@ -23,8 +23,7 @@ from typing import Any, Literal
 
 import trio
 
-from mailproxyd.core.redact import escape_control
-from mailproxyd.core.timefmt import iso
+from mailproxyd.core.smtp_outcome import delivery_log_line
 from mailproxyd.drivers import metrics
 from mailproxyd.errors import DatabaseUnavailable
 from mailproxyd.store import leases, ratelimit
@@ -399,25 +398,18 @@ class Recorder:
         self._log.info("%s", delivery_line(item))
 
 
-def _quote(text: str) -> str:
-    # SMTP replies and network errors come from outside: no control character reaches the log.
-    quoted = text.replace("\\", "\\\\").replace('"', '\\"')
-    return '"' + escape_control(quoted, limit=None) + '"'
-
-
 def delivery_line(item: Completion) -> str:
-    """The reference §18.6 ``delivery …`` log line of a recorded attempt."""
+    """The reference §18.6 ``delivery …`` log line of a recorded attempt (``core.smtp_outcome``)."""
     row = item.row
-    head = f"tenant={row['tenant_id']} id={row['id']} account={row.get('account_id')}"
-    if item.kind == "sent":
-        line = f"delivery sent {head} rcpts={item.rcpts} attempt={item.attempt}"
-        if item.duration_ms is not None:
-            line += f" duration_ms={item.duration_ms}"
-        return line
-    if item.kind == "deferred":
-        until = iso(float(item.deferred_ts or 0)) + "Z"
-        return (
-            f"delivery deferred {head} attempt={item.attempt} until={until} "
-            f"reason={_quote(item.text or '')}"
-        )
-    return f"delivery failed {head} attempt={item.attempt} reason={_quote(item.text or '')}"
+    event = {"sent": "sent", "deferred": "deferred"}.get(item.kind, "failed")
+    return delivery_log_line(
+        event,
+        tenant=str(row["tenant_id"]),
+        message_id=str(row["id"]),
+        account=row.get("account_id"),
+        attempt=item.attempt,
+        rcpts=item.rcpts if item.kind == "sent" else None,
+        duration_ms=item.duration_ms if item.kind == "sent" else None,
+        until=float(item.deferred_ts or 0) if item.kind == "deferred" else None,
+        reason=None if item.kind == "sent" else item.text or "",
+    )

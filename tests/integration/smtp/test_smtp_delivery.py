@@ -13,7 +13,7 @@ import trio
 
 from mailproxyd.core.mime import Built, Part, build_message
 from mailproxyd.core.smtp_outcome import Kind
-from mailproxyd.drivers.smtp import SmtpAccount, SmtpPool, resolve_tls_mode
+from mailproxyd.drivers.smtp import SmtpAccount, SmtpPool
 from tests.smtpservers import PASSWORD, USER, SmtpServer
 
 NOW = 1767225605.0
@@ -369,11 +369,16 @@ async def test_refused_transaction_keeps_the_connection(
 def test_account_from_mapping_and_legacy_tls() -> None:
     acc = SmtpAccount.from_mapping({"host": "h", "port": 465, "user": "", "ttl": None})
     assert acc.tls_mode == "implicit" and acc.user is None and acc.ttl == 300
-    assert resolve_tls_mode(None, True, 587) == "starttls"
-    assert resolve_tls_mode(None, True, 465) == "implicit"
-    assert resolve_tls_mode(None, False, 465) == "none"
-    assert resolve_tls_mode(None, None, 587) == "opportunistic"
-    assert resolve_tls_mode("none", None, 465) == "none"
+
+    # The driver derives the mode with the account model's rule (reference §10.1).
+    def mode(**m: object) -> str:
+        return SmtpAccount.from_mapping({"host": "h", **m}).tls_mode
+
+    assert mode(port=587, use_tls=True) == "starttls"
+    assert mode(port=465, use_tls=True) == "implicit"
+    assert mode(port=465, use_tls=False) == "none"
+    assert mode(port=587) == "opportunistic" and mode(port=587, tls_mode="") == "opportunistic"
+    assert mode(port=465, tls_mode="none") == "none"
 
 
 @pytest.mark.parametrize("pipelining", [False, True])

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from mailproxyd.core.crypto import SecretBox
+from mailproxyd.core.ratelimit import Window, account_windows, tenant_windows
 from mailproxyd.store import Database, accounts, meta, open_database, tenants
 from tests.dbfixtures import (  # noqa: F401  (fixtures)
     database,
@@ -25,6 +26,12 @@ from tests.dbfixtures import (  # noqa: F401  (fixtures)
 )
 
 NOW = 1_767_225_600.0
+
+
+def rate_windows(**limits: int) -> list[Window]:
+    """The windows of an account's ``limit_per_*`` fields and a tenant's ``hourly``/``daily``."""
+    tenant: dict[str, int] = {k: limits.pop(k) for k in ("hourly", "daily") if k in limits}
+    return [*account_windows(limits), *tenant_windows(tenant)]
 
 
 def make_item(message_key: str, **fields: Any) -> dict[str, Any]:

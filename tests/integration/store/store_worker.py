@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from mailproxyd.core.crypto import SecretBox
+from mailproxyd.core.ratelimit import account_windows
 from mailproxyd.store import open_database, queue, ratelimit
 from tests.helpers import wait_for
 
@@ -42,7 +43,14 @@ def main(argv: list[str]) -> None:
     elif mode == "reserve":
         results = []
         for _ in range(int(args[0])):
-            res = db.run(ratelimit.reserve, "acme", "main", None, time.time(), per_minute=10)
+            res = db.run(
+                ratelimit.reserve,
+                "acme",
+                "main",
+                None,
+                time.time(),
+                account_windows({"limit_per_minute": 10}),
+            )
             results.append({"granted": res.granted, "free_at": res.free_at})
         out = results
     elif mode == "claim-and-hang":

@@ -18,7 +18,7 @@ from mailproxyd.store import (
 )
 from mailproxyd.store import messages as store_messages
 
-from .conftest import NOW, make_item, setup_tenant
+from .conftest import NOW, make_item, rate_windows, setup_tenant
 
 
 def test_instance_settings_and_bounce_cursor(database: Database) -> None:
@@ -146,7 +146,7 @@ def test_retention_sweep(database: Database) -> None:
             leases.complete_error(tx, rows[1]["pk"], owner, NOW, error="no")
         acme_events = events.unreported(tx, "acme", 10)
         events.acknowledge(tx, [acme_events[0]["event_id"]], NOW + 10)  # only "sent" acked
-        ratelimit.reserve(tx, "acme", "main", None, NOW, per_minute=10)
+        ratelimit.reserve(tx, "acme", "main", None, NOW, rate_windows(limit_per_minute=10))
         commandlog.append(tx, NOW, "addMessages", "acme", {}, 200)
     with database.transaction() as tx:
         assert retention.sweep(tx, NOW + 50, 100, 1000) == {

@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
+from mailproxyd.core.ratelimit import whole_second
 from mailproxyd.store import Database, leases, queue, ratelimit
 from mailproxyd.store import messages as store_messages
 from tests.helpers import wait_for
 
-from .conftest import NOW, make_item
+from .conftest import NOW, make_item, rate_windows
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -94,14 +95,16 @@ def test_rate_limit_holds_exactly_across_four_processes(
         slots = [
             row["slot_ts"] for row in tx.raw("SELECT slot_ts FROM rate_slots ORDER BY slot_ts")
         ]
-        late = ratelimit.reserve(tx, "acme", "main", None, time.time(), per_minute=10)
+        late = ratelimit.reserve(
+            tx, "acme", "main", None, time.time(), rate_windows(limit_per_minute=10)
+        )
     assert len(slots) == 10
     oldest = slots[0]
-    assert not late.granted and late.blocking == ["account_minute"]
-    assert late.free_at == pytest.approx(oldest + 60, abs=1e-6)
+    assert not late.granted and late.blocking == ("limit_per_minute",)
+    assert late.free_at == whole_second(oldest + 60)
     for outcome in outcomes:
         if not outcome["granted"]:
-            assert outcome["free_at"] == pytest.approx(oldest + 60, abs=1e-6)
+            assert outcome["free_at"] == whole_second(oldest + 60)
 
 
 def test_dead_claimer_messages_come_back_after_lease_expiry(

@@ -109,26 +109,18 @@ def test_sync_state_round_trip(database: Database) -> None:
             "queued_wanted": False,
             "heartbeat_due": False,
         }
-        store_report.record_failure(tx, "acme", NOW, error="HTTP 502", backoff_until=NOW + 1)
-        state = store_report.record_failure(
-            tx, "acme", NOW + 1, error="HTTP 503", backoff_until=NOW + 3
+        state = store_report.save_state(
+            tx, "acme", last_attempt_ts=NOW + 1, consecutive_failures=2, last_error="HTTP 503"
         )
         assert state["consecutive_failures"] == 2 and state["last_error"] == "HTTP 503"
         assert state["last_sync_ts"] is None
-        state = store_report.record_success(
-            tx, "acme", NOW + 5, dnd_until=NOW + 3600, queued_calls=1, queued_wanted=True
+        state = store_report.save_state(
+            tx, "acme", last_sync_ts=NOW + 5, dnd_until=NOW + 3600, queued_wanted=True
         )
-        assert state["consecutive_failures"] == 0 and state["backoff_until"] is None
+        # Only the given fields change; flags and times read back as they were written.
+        assert state["consecutive_failures"] == 2 and state["dnd_until"] == NOW + 3600
         assert store_report.get_state(tx, "acme")["queued_wanted"] is True
-        # A failed call leaves the wish; an acknowledged answer without queued clears it.
-        store_report.record_failure(
-            tx, "acme", NOW + 5.5, error="HTTP 500", backoff_until=NOW + 6.5
-        )
-        assert store_report.get_state(tx, "acme")["queued_wanted"] is True
-        assert state["dnd_until"] == NOW + 3600 and state["last_sync_ts"] == NOW + 5
-        assert (
-            store_report.record_success(tx, "acme", NOW + 6, dnd_until=NOW)["dnd_until"] is None
-        )  # past
+        assert store_report.get_state(tx, "acme")["last_sync_ts"] == NOW + 5
         store_report.save_state(tx, "acme", dnd_until=NOW + 99, backoff_until=NOW + 50)
         state = store_report.run_now(tx, "acme")
         assert state["dnd_until"] is None and state["backoff_until"] is None
@@ -139,7 +131,7 @@ def test_sync_state_round_trip(database: Database) -> None:
         status = store_report.sync_status(tx, NOW)
         assert [s["id"] for s in status] == ["acme", "quiet"]
         assert status[0]["unreported_events"] == 2 and status[0]["name"] == "ACME"
-        assert status[0]["last_sync_ts"] == NOW + 6 and status[0]["client_base_url"] == URL
+        assert status[0]["last_sync_ts"] == NOW + 5 and status[0]["client_base_url"] == URL
         assert status[1]["last_sync_ts"] is None and status[1]["unreported_events"] == 0
         assert [s["id"] for s in store_report.sync_status(tx, NOW, "quiet")] == ["quiet"]
         assert [s["id"] for s in store_report.tenants_to_consider(tx, NOW)] == ["acme"]
