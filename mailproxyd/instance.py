@@ -132,6 +132,8 @@ _TEMPLATE = """\
 [api]
 # max_batch = 1000
 # max_request_mb = 20
+# max_pending_messages = 10000
+# max_pending_mb = 64
 # metrics_token = ""
 
 [logging]
