@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
 import secrets
 import tempfile
@@ -33,7 +34,8 @@ from bench.harness import PG_ADMIN_URL, Check, Record, Run
 from mailproxyd.core import report as core_report
 from mailproxyd.core.crypto import SecretBox
 from mailproxyd.drivers.http import ReportClient
-from mailproxyd.services.report import Doorbell, ReportContext, reporter_loop, run_report_cycle
+from mailproxyd.services.context import Doorbell, Reporting, ServiceContext
+from mailproxyd.services.report import reporter_loop, run_report_cycle
 from mailproxyd.settings import Settings, load_settings
 from mailproxyd.store import AsyncDatabase, Database, events, open_database, tenants
 from mailproxyd.store._codec import dumps
@@ -41,6 +43,18 @@ from tests.tenantservers import TenantServer
 
 TENANT = "acme"
 PAYLOAD = '{"id":"x","from":"shop@acme.example","to":["ann@example.org"],"subject":"Hi"}'
+
+
+def _context(adb: AsyncDatabase, settings: Settings, client: ReportClient) -> ServiceContext:
+    return ServiceContext(
+        settings=settings,
+        db=adb,
+        link=None,  # type: ignore[arg-type]  # the report cycle never calls the supervisor
+        log=logging.getLogger("bench.report"),
+        kind="reporter",
+        owner="bench/reporter",
+        reporting=Reporting(client=client),
+    )
 
 
 def _load_sent(tx: Any, first: int, n: int, now: float) -> None:
@@ -108,7 +122,7 @@ async def _backlog(db: Database, server: TenantServer, n: int) -> dict[str, floa
     db.run(_load_sent, 1, n, time.time())
     settings = _settings()
     async with ReportClient() as client:
-        ctx = ReportContext(AsyncDatabase(db), settings, client, owner="bench/reporter")
+        ctx = _context(AsyncDatabase(db), settings, client)
         started = time.perf_counter()
         stats = await run_report_cycle(ctx, retention=False)
         elapsed = time.perf_counter() - started
@@ -137,7 +151,7 @@ async def _lag(db: Database, server: TenantServer, rate: int, seconds: float) ->
     adb = AsyncDatabase(db)
     wake = Doorbell()
     async with ReportClient() as client, trio.open_nursery() as nursery:
-        ctx = ReportContext(adb, settings, client, owner="bench/reporter")
+        ctx = _context(adb, settings, client)
         await nursery.start(reporter_loop, ctx, wake)
         started = time.perf_counter()
         first = 1

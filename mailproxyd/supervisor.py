@@ -24,22 +24,22 @@ import httpx
 import trio
 
 from mailproxyd import __version__, logsetup
+from mailproxyd import link as wire
+from mailproxyd.control import protocol as control
 from mailproxyd.control.server import SocketInUse, bind_control_socket, serve_control
 from mailproxyd.core.owners import run_prefix
 from mailproxyd.drivers.sdnotify import Notifier
 from mailproxyd.errors import ConfigError, DatabaseUnavailable, MailProxyError, StartRefused
+from mailproxyd.link import API_GRACE_SECONDS, SETTINGS_ENV, ChannelClosed, LinkMessage
+from mailproxyd.services.context import ServiceContext
 from mailproxyd.settings import Settings
 from mailproxyd.store import AsyncDatabase, meta
 from mailproxyd.supervision import handlers, startup
-from mailproxyd.supervision.channel import ChannelClosed, Message
 from mailproxyd.supervision.peers import Peers
 from mailproxyd.supervision.table import Kind, WorkerSlot, WorkerTable
 from mailproxyd.supervision.workerproc import kill_slot, stop_slot, supervise_slot
-from mailproxyd.workers._runtime import SETTINGS_ENV
 
 NODE_HEARTBEAT_SECONDS = 5.0
-# The API gets this long for requests in progress at shutdown (reference §18.3 step 1).
-API_GRACE_SECONDS = 10.0
 # Test mode: the reporter starts its cycle when every sender is done, or after this (reference §8.7).
 CYCLE_SENDER_WAIT_SECONDS = 60.0
 # A worker is "overdue" for the systemd watchdog after this long without a heartbeat.
@@ -182,12 +182,14 @@ class Supervisor:
         else:
             print(line, file=sys.stderr, flush=True)
 
-    async def on_worker_message(self, slot: WorkerSlot, message: Message) -> None:
-        kind = message.get("type")
-        if kind == "wake":
-            await self.on_wake_message(message)
-        elif kind == "call" and self._nursery is not None:
-            self._nursery.start_soon(self._answer_call, slot, message)
+    async def on_worker_message(self, slot: WorkerSlot, message: LinkMessage) -> None:
+        match message:
+            case wire.Wake(target=target, reason=reason, tenant_id=tenant_id):
+                await self.on_wake(target, reason, tenant_id)
+            case wire.Call() if self._nursery is not None:
+                self._nursery.start_soon(self._answer_call, slot, message)
+            case _:
+                pass
 
     # ------------------------------------------------------------------ public operations
 
@@ -217,24 +219,20 @@ class Supervisor:
             "workers": self.table.counts(),
         }
 
-    def service_context(self) -> handlers.ServiceContext:
-        return handlers.ServiceContext(self.settings, self.db, handlers.LocalLink(self), _log)
+    def service_context(self) -> ServiceContext:
+        """The context the control methods run ``services.admin`` in, here in the supervisor."""
+        return ServiceContext(self.settings, self.db, handlers.LocalLink(self), _log)
 
     async def trigger_run_now(self, tenant_id: str | None = None) -> None:
         """Wake every sender and reporter here and on every other node (reference §5.2, §8.6)."""
         await self._wake_local("all", "run_now")
         await self._peers.publish("run_now", tenant_id)
 
-    async def on_wake_message(self, message: Message) -> None:
+    async def on_wake(self, target: str, reason: str, tenant_id: str | None = None) -> None:
         """A wake-up from a worker (or from a service running in the supervisor)."""
-        if message.get("type") != "wake":
-            return
-        target = str(message.get("target") or "all")
-        reason = str(message.get("reason") or "wake")
         await self._wake_local(target, reason)
         if target in ("sender", "all") and reason in ("enqueue", "run_now", "activate"):
-            tenant_id = message.get("tenant_id")
-            await self._peers.publish(reason, tenant_id if isinstance(tenant_id, str) else None)
+            await self._peers.publish(reason, tenant_id)
 
     async def reload(self) -> dict[str, Any]:
         """Apply reference §3.4: re-read the files, hand the result to the workers, resize senders."""
@@ -255,7 +253,7 @@ class Supervisor:
                         "changed settings need a restart to take effect: %s", ", ".join(restart)
                     )
                 _log.info("configuration reloaded; changed: %s", ", ".join(changed) or "nothing")
-                await self._broadcast({"type": "reload", "settings": new.to_json()})
+                await self._broadcast(wire.Reload(settings=new.to_json()))
                 if new.sender_processes != self.table.expected_senders:
                     self._resize_senders(new.sender_processes)
             finally:
@@ -272,7 +270,7 @@ class Supervisor:
                 await nursery.start(
                     serve_control,
                     control_sock,
-                    lambda method, params: handlers.handle_control(self, method, params),
+                    lambda call: handlers.handle_control(self, call),
                 )
                 for slot in self.table:
                     nursery.start_soon(supervise_slot, self, slot)
@@ -455,7 +453,7 @@ class Supervisor:
             senders = [s for s in self.table.of_kind("sender") if s.channel is not None]
             for slot in senders:
                 slot.cycle_done = trio.Event()
-            await self._send_to(senders, {"type": "run_cycle"})
+            await self._send_to(senders, wire.RunCycle())
             with trio.move_on_after(CYCLE_SENDER_WAIT_SECONDS):
                 for slot in senders:
                     await slot.cycle_done.wait()
@@ -463,7 +461,7 @@ class Supervisor:
             reporters = [s for s in self.table.of_kind("reporter") if s.channel is not None]
             for slot in reporters:
                 slot.cycle_done = trio.Event()
-            await self._send_to(reporters, {"type": "run_cycle"})
+            await self._send_to(reporters, wire.RunCycle())
             with trio.move_on_after(CYCLE_SENDER_WAIT_SECONDS * 2):
                 for slot in reporters:
                     await slot.cycle_done.wait()
@@ -489,12 +487,12 @@ class Supervisor:
         targets: dict[str, tuple[Kind, ...]] = {"sender": ("sender",), "reporter": ("reporter",)}
         kinds = targets.get(target, ("sender", "reporter"))
         slots = [s for s in self.table if s.kind in kinds]
-        await self._send_to(slots, {"type": "wake", "reason": reason})
+        await self._send_to(slots, wire.Wake(reason=reason))
 
-    async def _broadcast(self, message: Message) -> None:
+    async def _broadcast(self, message: LinkMessage) -> None:
         await self._send_to(list(self.table), message)
 
-    async def _send_to(self, slots: Sequence[WorkerSlot], message: Message) -> None:
+    async def _send_to(self, slots: Sequence[WorkerSlot], message: LinkMessage) -> None:
         for slot in slots:
             channel = slot.channel
             if channel is None:
@@ -506,20 +504,15 @@ class Supervisor:
                 except ChannelClosed:
                     pass
 
-    async def _answer_call(self, slot: WorkerSlot, message: Message) -> None:
-        from mailproxyd.control.protocol import error_from_exception
-
-        call_id = message.get("id")
-        method = str(message.get("method") or "")
-        raw_params = message.get("params")
-        params: dict[str, Any] = raw_params if isinstance(raw_params, dict) else {}
-        reply: Message
+    async def _answer_call(self, slot: WorkerSlot, message: wire.Call) -> None:
+        reply: wire.Reply
         try:
-            result = await handlers.handle_link_call(self, method, params)
-            reply = {"type": "reply", "id": call_id, "result": result}
+            call = control.make_call(message.method, message.params)
+            result = await handlers.handle_link_call(self, call)
+            reply = wire.Reply(id=message.id, result=result)
         except Exception as exc:
-            code, text = error_from_exception(exc)
-            reply = {"type": "reply", "id": call_id, "error": {"code": code, "message": text}}
+            code, text = control.error_from_exception(exc)
+            reply = wire.Reply(id=message.id, error=wire.ReplyError(code=code, message=text))
         channel = slot.channel
         if channel is not None:
             try:

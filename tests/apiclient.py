@@ -1,7 +1,7 @@
 """Pytest plugin: the real HTTP API over a real database, and clients for it.
 
 ``api_server`` starts hypercorn on a free loopback port in a background thread with its
-own trio loop, serving ``create_app(ctx)`` where ``ctx`` is a genuine ``WorkerContext``
+own trio loop, serving ``create_app(ctx)`` where ``ctx`` is a genuine ``ServiceContext``
 over a freshly opened database. The supervisor end of the link is a :class:`RecordingLink`,
 a small in-process object that records what the API sends and answers the few calls the
 API makes (the daemon's system tests cover the real link). Running the server in its own
@@ -166,11 +166,11 @@ class _ServerThread:
 
     async def _main(self) -> None:
         from mailproxyd.api import create_app
+        from mailproxyd.services.context import ServiceContext
         from mailproxyd.store import AsyncDatabase, open_database
-        from mailproxyd.workers._runtime import WorkerContext
 
         db = open_database(self.settings.database, box=SecretBox(self.key))
-        self.ctx = WorkerContext(
+        self.ctx = ServiceContext(
             kind="api",
             index=0,
             settings=self.settings,

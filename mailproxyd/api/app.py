@@ -23,9 +23,11 @@ from werkzeug.routing import Rule
 
 from mailproxyd.api import errors as api_errors
 from mailproxyd.api.auth import authenticate
+from mailproxyd.api.openapi import document_bytes
 from mailproxyd.api.params import check_nul_free
 from mailproxyd.api.registry import ROUTES, RouteSpec
 from mailproxyd.api.responses import json_response
+from mailproxyd.api.routes import load_all
 from mailproxyd.drivers import metrics
 from mailproxyd.services.admin import ACTOR
 
@@ -57,20 +59,6 @@ class _HTTPConnection(TrioASGIHTTPConnection):
         with trio.CancelScope(shield=shield), trio.move_on_after(timeout or math.inf):
             await self._send_response(send, response)
         nursery.cancel_scope.cancel()
-
-
-def _import_routes() -> None:
-    """Fill the registry: each route module registers its handlers when imported."""
-    from mailproxyd.api.routes import (  # noqa: F401
-        accounts,
-        commandlog,
-        commands,
-        events,
-        instance,
-        messages,
-        system,
-        tenants,
-    )
 
 
 def _max_request_bytes(ctx: Any) -> int:
@@ -131,8 +119,11 @@ def _logger(ctx: Any) -> logging.Logger:
 
 def create_app(ctx: Any) -> QuartTrio:
     """The HTTP API application bound to a worker context (settings, database, link)."""
-    _import_routes()
+    load_all()
     app = QuartTrio("mailproxyd.api")
+    # Served by ``routes.system``, which must not import the document's builder (that would
+    # close the cycle openapi → routes → openapi).
+    app.config["OPENAPI_DOCUMENT"] = document_bytes
     app.asgi_http_class = _HTTPConnection
     app.config["MAX_CONTENT_LENGTH"] = _max_request_bytes(ctx)
     app.config["BODY_TIMEOUT"] = BODY_TIMEOUT_SECONDS
@@ -268,4 +259,4 @@ def _path() -> str:
         return websocket.path
 
 
-_import_routes()
+load_all()

@@ -18,6 +18,7 @@ import msgspec
 from mailproxyd import __version__
 from mailproxyd.api import schemas
 from mailproxyd.api.registry import ROUTES, RouteSpec
+from mailproxyd.api.routes import load_all
 
 REF_TEMPLATE = "#/components/schemas/{name}"
 
@@ -149,9 +150,7 @@ def _operation(spec: RouteSpec) -> dict[str, Any]:
 
 def build_document() -> dict[str, Any]:
     """The whole OpenAPI 3.1 document as a dict."""
-    from mailproxyd.api.app import _import_routes
-
-    _import_routes()
+    load_all()
     _, components = msgspec.json.schema_components(_models(), ref_template=REF_TEMPLATE)
     paths: dict[str, dict[str, Any]] = {}
     for spec in ROUTES:

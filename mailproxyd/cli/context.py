@@ -12,7 +12,7 @@ node's control socket when one answers.
 from __future__ import annotations
 
 import dataclasses
-import time
+import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,9 +25,9 @@ from mailproxyd.cli.errors import NotRunning, UsageError
 from mailproxyd.control import client as control
 from mailproxyd.control import protocol
 from mailproxyd.errors import MailProxyError
+from mailproxyd.services.context import ServiceContext
 from mailproxyd.services.instance_db import open_instance_database
-from mailproxyd.settings import Settings, load_settings
-from mailproxyd.store import AsyncDatabase
+from mailproxyd.settings import load_settings
 
 T = TypeVar("T")
 
@@ -85,7 +85,10 @@ class CliLink:
     def __init__(self, directory: Path) -> None:
         self._directory = directory
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def wake(self, target: str, reason: str, tenant_id: str | None = None) -> None:
+        return None
+
+    async def cycle_done(self) -> None:
         return None
 
     async def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -94,19 +97,12 @@ class CliLink:
         return dict(result)
 
 
-@dataclasses.dataclass
-class CliContext:
-    """What ``services.admin`` and ``services.enqueue`` need, for one command."""
+@dataclasses.dataclass(eq=False)
+class CliContext(ServiceContext):
+    """The ``ServiceContext`` of one command, with the instance it works on."""
 
-    name: str
-    directory: Path
-    settings: Settings
-    db: AsyncDatabase
-    link: CliLink
-
-    @staticmethod
-    def now() -> float:
-        return time.time()
+    name: str = dataclasses.field(kw_only=True)
+    directory: Path = dataclasses.field(kw_only=True)
 
     def run(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
         """Run one service call (a coroutine function taking this context first) to completion."""
@@ -124,6 +120,14 @@ def open_instance(name: str) -> Iterator[CliContext]:
     settings = load_settings("instance", name=name)
     adb = open_instance_database(settings)
     try:
-        yield CliContext(name, directory, settings, adb, CliLink(directory))
+        yield CliContext(
+            settings,
+            adb,
+            CliLink(directory),
+            logging.getLogger("mailproxyd.cli"),
+            kind="cli",
+            name=name,
+            directory=directory,
+        )
     finally:
         adb.db.close()

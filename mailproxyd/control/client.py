@@ -16,6 +16,7 @@ from mailproxyd.control import protocol
 from mailproxyd.errors import MailProxyError
 
 _ids = itertools.count(1)
+ANSWER_LIMIT_BYTES = 256 * 1024 * 1024
 
 
 class ControlUnavailable(MailProxyError):
@@ -41,7 +42,9 @@ class ControlClient:
         except OSError as exc:
             self._sock.close()
             raise ControlUnavailable() from exc
-        self._buf = b""
+        # Answers carry no 1 MB bound of their own; this only stops a runaway peer.
+        self._lines = protocol.LineBuffer(limit=ANSWER_LIMIT_BYTES)
+        self._ready: list[bytes | None] = []
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """Send one request and return its ``result``; raise ``ControlError`` on an error answer."""
@@ -61,12 +64,14 @@ class ControlClient:
         return dict(result) if isinstance(result, dict) else {}
 
     def _read_line(self) -> bytes:
-        while b"\n" not in self._buf:
+        while not self._ready:
             chunk = self._sock.recv(65536)
             if not chunk:
                 raise ConnectionResetError("control connection closed")
-            self._buf += chunk
-        line, _, self._buf = self._buf.partition(b"\n")
+            self._ready.extend(self._lines.feed(chunk))
+        line = self._ready.pop(0)
+        if line is None:
+            raise MailProxyError("the node's answer is too long")
         return line
 
     def close(self) -> None:

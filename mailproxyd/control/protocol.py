@@ -1,17 +1,24 @@
 """The control-socket wire protocol (reference §17), as pure functions.
 
-One JSON object per line, UTF-8, at most 1 MB per line. ``parse_request`` turns a raw line into a
-``Request`` or a ``ProtocolError`` that already carries the answer to send; ``encode_result`` and
-``encode_error`` build the answer lines. Nothing here touches a socket, so every rule is unit-tested.
+One JSON object per line (``core.framing``), UTF-8, at most 1 MB per line. The methods and their
+parameters are one table of msgspec Structs (:data:`METHODS`, :data:`ControlCall`).
+``parse_request`` turns a raw line into a ``Request`` or a ``ProtocolError`` that already carries
+the answer to send; ``encode_result`` and ``encode_error`` build the answer lines. Nothing here
+touches a socket, so every rule is unit-tested.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from collections.abc import Mapping
 from typing import Any, Final
 
+import msgspec
+
+from mailproxyd.core import framing
+from mailproxyd.core.framing import encode_line
 from mailproxyd.core.limits import DEPTH_PROBLEM, could_be_deep, too_deep
 from mailproxyd.errors import (
     Conflict,
@@ -30,32 +37,88 @@ INTERNAL_ERROR: Final = -32603
 NOT_FOUND: Final = -32001
 CONFLICT: Final = -32002
 
-METHODS: Final = frozenset(
-    {"status", "stats", "run_now", "suspend", "activate", "reload", "stop", "workers"}
-)
+
+# ---------------------------------------------------------------- the methods: one table
+
+
+class _Method(msgspec.Struct, tag_field="method", kw_only=True):
+    """A control method and its parameters; the tag is the method's name on the wire."""
+
+
+class Status(_Method, tag="status"):
+    pass
+
+
+class Stats(_Method, tag="stats"):
+    tenant_id: str | None = None
+
+
+class RunNow(_Method, tag="run_now"):
+    tenant_id: str | None = None
+
+
+class Suspend(_Method, tag="suspend"):
+    tenant_id: str | None = None
+    batch_code: str | None = None
+
+
+class Activate(_Method, tag="activate"):
+    tenant_id: str | None = None
+    batch_code: str | None = None
+
+
+class Reload(_Method, tag="reload"):
+    pass
+
+
+class Stop(_Method, tag="stop"):
+    grace_seconds: float | None = None
+
+
+class Workers(_Method, tag="workers"):
+    pass
+
+
+#: Every control method, as a typed value.
+ControlCall = Status | Stats | RunNow | Suspend | Activate | Reload | Stop | Workers
+
+#: The one method table: name → its Struct.
+METHODS: Final[Mapping[str, type[ControlCall]]] = {
+    str(cls.__struct_config__.tag): cls for cls in typing.get_args(ControlCall)
+}
+
+
+def method_name(call: ControlCall) -> str:
+    return str(call.__struct_config__.tag)
+
+
+def _json_types(annotation: Any) -> tuple[type, ...]:
+    """The JSON types a parameter of this annotation accepts (``None`` is always allowed)."""
+    members = typing.get_args(annotation) or (annotation,)
+    if float in members:
+        return (int, float)
+    return tuple(t for t in members if t is not type(None))
+
 
 # Which parameters each method accepts and their JSON type; anything else is -32602.
 _PARAMS: Final[Mapping[str, Mapping[str, tuple[type, ...]]]] = {
-    "status": {},
-    "stats": {"tenant_id": (str,)},
-    "run_now": {"tenant_id": (str,)},
-    "suspend": {"tenant_id": (str,), "batch_code": (str,)},
-    "activate": {"tenant_id": (str,), "batch_code": (str,)},
-    "reload": {},
-    "stop": {"grace_seconds": (int, float)},
-    "workers": {},
+    name: {f.name: _json_types(f.type) for f in msgspec.structs.fields(cls)}
+    for name, cls in METHODS.items()
 }
+
 
 RequestId = str | int | None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Request:
-    """A well-formed request: ``params`` has been checked against the method's parameter list."""
+    """A well-formed request: ``params`` has been checked against the method's parameter list;
+    ``call`` is the same request as a typed value."""
 
     id: str | int
     method: str
     params: dict[str, Any]
+    call: ControlCall
 
 
 class ProtocolError(Exception):
@@ -102,15 +165,25 @@ def parse_request(line: bytes | str) -> Request:
     if unknown_keys:
         key = sorted(unknown_keys)[0]
         raise ProtocolError(INVALID_REQUEST, f"unexpected member: {key}", usable_id)
-    if method not in METHODS:
-        raise ProtocolError(METHOD_NOT_FOUND, f"unknown method: {method}", usable_id)
     params = obj.get("params", {})
     if params is None:
         params = {}
+    call = make_call(method, params, usable_id)
+    return Request(id=usable_id, method=method, params=params, call=call)
+
+
+def make_call(method: str, params: Any, request_id: RequestId = None) -> ControlCall:
+    """The typed call of ``method`` with ``params``, or the ``ProtocolError`` to answer with.
+
+    Used for control-socket requests and for the calls workers make over their link alike.
+    """
+    cls = METHODS.get(method)
+    if cls is None:
+        raise ProtocolError(METHOD_NOT_FOUND, f"unknown method: {method}", request_id)
     if not isinstance(params, dict):
-        raise ProtocolError(INVALID_PARAMS, "params must be an object", usable_id)
-    _check_params(method, params, usable_id)
-    return Request(id=usable_id, method=method, params=params)
+        raise ProtocolError(INVALID_PARAMS, "params must be an object", request_id)
+    _check_params(method, params, request_id)
+    return cls(**params)
 
 
 def _check_params(method: str, params: dict[str, Any], request_id: RequestId) -> None:
@@ -167,42 +240,11 @@ def encode_request(
 
 
 def _line(obj: Mapping[str, Any]) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+    return encode_line(obj)
 
 
-class LineBuffer:
-    """Splits a byte stream into lines, refusing any line above ``MAX_LINE_BYTES``.
-
-    ``feed`` returns complete lines (without the newline); an over-long line is returned as the
-    sentinel ``None`` once and its remainder is skipped up to the next newline, so a client that
-    sent garbage still gets an answer and can go on using the connection.
-    """
+class LineBuffer(framing.LineBuffer):
+    """The control socket's lines (``core.framing``): at most ``MAX_LINE_BYTES`` each."""
 
     def __init__(self, limit: int = MAX_LINE_BYTES) -> None:
-        self._limit = limit
-        self._buf = bytearray()
-        self._skipping = False
-
-    def feed(self, data: bytes) -> list[bytes | None]:
-        out: list[bytes | None] = []
-        self._buf += data
-        while True:
-            nl = self._buf.find(b"\n")
-            if nl < 0:
-                if len(self._buf) > self._limit and not self._skipping:
-                    out.append(None)
-                    self._skipping = True
-                if self._skipping:
-                    self._buf.clear()
-                return out
-            line = bytes(self._buf[:nl])
-            del self._buf[: nl + 1]
-            if self._skipping:
-                self._skipping = False
-                continue
-            if len(line) > self._limit:
-                out.append(None)
-                continue
-            line = line.rstrip(b"\r")
-            if line.strip():
-                out.append(line)
+        super().__init__(limit)

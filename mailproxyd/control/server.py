@@ -25,7 +25,8 @@ from mailproxyd.control import protocol
 from mailproxyd.errors import MailProxyError
 from mailproxyd.services.admin import ACTOR
 
-Handler = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+#: Serves one well-formed request, given as its typed call; returns the ``result`` object.
+Handler = Callable[[protocol.ControlCall], Awaitable[dict[str, Any]]]
 
 _log = logging.getLogger("mailproxyd.control")
 
@@ -149,7 +150,7 @@ async def _answer(line: bytes | None, handler: Handler) -> bytes:
     except protocol.ProtocolError as exc:
         return protocol.encode_error(exc.request_id, exc.code, exc.message)
     try:
-        result = await handler(request.method, request.params)
+        result = await handler(request.call)
     except Exception as exc:
         code, message = protocol.error_from_exception(exc)
         if not isinstance(exc, MailProxyError | protocol.ProtocolError):

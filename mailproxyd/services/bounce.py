@@ -18,11 +18,10 @@ delivery reports; nothing that goes wrong here ever reaches them. Test mode call
 from __future__ import annotations
 
 import logging
-import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import trio
 
@@ -42,8 +41,9 @@ from mailproxyd.drivers.imap import (
     MailboxConfig,
     open_mailbox,
 )
-from mailproxyd.store import AsyncDatabase, meta
+from mailproxyd.services.context import Doorbell, ServiceContext
 from mailproxyd.store import bounces as store_bounces
+from mailproxyd.store import meta
 
 log = logging.getLogger("mailproxyd.bounce")
 # The flufl.bounce detectors log every detector they try, and tracebacks of their own slips
@@ -57,18 +57,6 @@ RECHECK_SECONDS = 5.0
 # After an unexpected failure (say, the database briefly away) the loop tries again this soon.
 TROUBLE_RETRY_SECONDS = 10.0
 INCOMPLETE = "bounce mailbox settings incomplete (host, user and password are required)"
-
-
-@dataclass
-class BounceContext:
-    """What the poller needs from its process."""
-
-    db: AsyncDatabase
-    owner: str  # lease owner, unique across processes and nodes
-    on_recorded: Callable[[], None] | None = None  # new events: wake the reporter
-    timeout: float = 30.0  # per IMAP operation
-    cafile: str | None = None  # tests; production trusts the system store / SSL_CERT_FILE
-    ssl_context_factory: Callable[[], ssl.SSLContext] | None = None
 
 
 @dataclass
@@ -108,12 +96,12 @@ def _config(instance: dict[str, Any], timeout: float) -> MailboxConfig | None:
 
 
 async def poll_once(
-    bctx: BounceContext, *, now_fn: Callable[[], float] = time.time, force: bool = False
+    ctx: ServiceContext, *, now_fn: Callable[[], float] = time.time, force: bool = False
 ) -> PollResult:
     """One poll of the bounce mailbox, if enabled and due (or ``force``) and the lease is free."""
     result = PollResult()
-    instance = await bctx.db.run(meta.get_instance_for_bounce, write=False)
-    state = await bctx.db.run(store_bounces.get_state, write=False)
+    instance = await ctx.db.run(meta.get_instance_for_bounce, write=False)
+    state = await ctx.db.run(store_bounces.get_state, write=False)
     result.next_poll_ts = state["next_poll_ts"]
     if not instance.get("bounce_enabled"):
         return result
@@ -122,25 +110,25 @@ async def poll_once(
     now = now_fn()
     if not force and state["next_poll_ts"] is not None and state["next_poll_ts"] > now:
         return result
-    locked = await bctx.db.run(
-        store_bounces.try_lock, bctx.owner, until=now + LEASE_SECONDS, now=now, force=force
+    locked = await ctx.db.run(
+        store_bounces.try_lock, ctx.owner, until=now + LEASE_SECONDS, now=now, force=force
     )
     if not locked:
         return result
     result.polled = True
     # Read again under the lease: another poller may have moved the cursor meanwhile.
-    state = await bctx.db.run(store_bounces.get_state, write=False)
+    state = await ctx.db.run(store_bounces.get_state, write=False)
     succeeded = False
     outcome_known = False
     try:
-        config = _config(instance, bctx.timeout)
+        config = _config(instance, ctx.bounce.timeout)
         if config is None:
             raise ImapError(INCOMPLETE)
         mailbox = await open_mailbox(
-            config, cafile=bctx.cafile, ssl_context_factory=bctx.ssl_context_factory
+            config, cafile=ctx.bounce.cafile, ssl_context_factory=ctx.bounce.ssl_context_factory
         )
         try:
-            await _read(bctx, mailbox, state, result, now_fn)
+            await _read(ctx, mailbox, state, result, now_fn)
         finally:
             await mailbox.aclose()
         succeeded = outcome_known = True
@@ -152,16 +140,16 @@ async def poll_once(
     finally:
         with trio.CancelScope(shield=True):
             if outcome_known:
-                await _finish(bctx, result, state, interval, succeeded, now_fn)
+                await _finish(ctx, result, state, interval, succeeded, now_fn)
             else:
                 # Cancelled (the reporter stops), or the database failed: no verdict on the
                 # mailbox; only the lease is given back.
-                await bctx.db.run(store_bounces.release, bctx.owner)
+                await ctx.db.run(store_bounces.release, ctx.owner)
     return result
 
 
 async def _finish(
-    bctx: BounceContext,
+    ctx: ServiceContext,
     result: PollResult,
     state: dict[str, Any],
     interval: float,
@@ -172,9 +160,9 @@ async def _finish(
     failures = 0 if succeeded else int(state["consecutive_failures"]) + 1
     delay = poll_delay(interval, failures)
     result.next_poll_ts = now + delay
-    before = await bctx.db.run(
+    before = await ctx.db.run(
         store_bounces.finish,
-        bctx.owner,
+        ctx.owner,
         now=now,
         next_poll_ts=result.next_poll_ts,
         succeeded=succeeded,
@@ -202,7 +190,7 @@ async def _finish(
 
 
 async def _read(
-    bctx: BounceContext,
+    ctx: ServiceContext,
     mailbox: AsyncMailbox,
     state: dict[str, Any],
     result: PollResult,
@@ -226,9 +214,9 @@ async def _read(
         parsed = await trio.to_thread.run_sync(_parse_all, chunk, raws)
         now = now_fn()
         bounces = [(uid, p) for uid, p in parsed if isinstance(p, Bounce)]
-        applied = await bctx.db.run(
+        applied = await ctx.db.run(
             store_bounces.apply_batch,
-            bctx.owner,
+            ctx.owner,
             uidvalidity=uidvalidity,
             last_uid=chunk[-1],
             bounces=bounces,
@@ -241,8 +229,8 @@ async def _read(
         await mailbox.mark_seen(present)
         result.read += len(present)
         _report(result, parsed, {a.uid: a for a in applied})
-        if any(a.outcome == "recorded" for a in applied) and bctx.on_recorded is not None:
-            bctx.on_recorded()
+        if any(a.outcome == "recorded" for a in applied) and ctx.bounce.on_recorded is not None:
+            ctx.bounce.on_recorded()
 
 
 def _parse_all(uids: Sequence[int], raws: dict[int, bytes]) -> list[tuple[int, Parsed]]:
@@ -300,20 +288,14 @@ def _report(
 # ------------------------------------------------------------------------------ normal mode
 
 
-async def reload(bctx: BounceContext) -> None:
+async def reload(ctx: ServiceContext) -> None:
     """``POST /instance/reload-bounce``: the next poll is due now, without back-off."""
-    await bctx.db.run(store_bounces.force_due)
-
-
-class Bell(Protocol):
-    """A wake-up that is kept until waited for (``workers._runtime.Doorbell``)."""
-
-    async def wait(self, at_most: float = ...) -> bool: ...
+    await ctx.db.run(store_bounces.force_due)
 
 
 async def bounce_loop(
-    bctx: BounceContext,
-    reload_bell: Bell,
+    ctx: ServiceContext,
+    reload_bell: Doorbell,
     *,
     now_fn: Callable[[], float] = time.time,
 ) -> None:
@@ -327,8 +309,8 @@ async def bounce_loop(
         delay = RECHECK_SECONDS
         try:
             if force:
-                await reload(bctx)
-            result = await poll_once(bctx, now_fn=now_fn, force=force)
+                await reload(ctx)
+            result = await poll_once(ctx, now_fn=now_fn, force=force)
             due_in = (result.next_poll_ts or 0.0) - now_fn()
             if result.enabled and due_in > 0:
                 delay = min(RECHECK_SECONDS, due_in)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from mailproxyd.core import messages as core_messages
 from mailproxyd.core import reasons as R
@@ -29,18 +29,9 @@ from mailproxyd.core.messages import (
 )
 from mailproxyd.errors import NotFound
 from mailproxyd.services.admin import log_command, needs_redaction
+from mailproxyd.services.context import ServiceContext
 from mailproxyd.services.ingest import Bounds, IngestWriter
 from mailproxyd.store import accounts, queue, tenants
-
-
-class EnqueueContext(Protocol):
-    """What this use case needs from its caller (a worker context, the CLI, tests)."""
-
-    settings: Any
-    db: Any
-    link: Any
-
-    def now(self) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +188,7 @@ def _single_tenant(*groups: dict[str, Any]) -> str | None:
 
 
 async def add_messages(
-    ctx: EnqueueContext,
+    ctx: ServiceContext,
     body: dict[str, Any],
     *,
     caller_tenant: str | None,
@@ -242,5 +233,5 @@ async def add_messages(
             bounds=Bounds.of(settings),
         )
     if outcome.queued:
-        await ctx.link.send({"type": "wake", "target": "sender", "reason": "enqueue"})
+        await ctx.link.wake("sender", "enqueue")
     return outcome

@@ -8,15 +8,13 @@ give it: the key's fingerprint and an active scheduler (reference §3.2).
 
 from __future__ import annotations
 
-from typing import Any
-
 from mailproxyd.core.crypto import SecretBox, fingerprint
 from mailproxyd.instance import resolve_instance_key
 from mailproxyd.settings import Settings
-from mailproxyd.store import AsyncDatabase, meta, open_database
+from mailproxyd.store import AsyncDatabase, Tx, meta, open_database
 
 
-def _first_use(tx: Any, key: bytes) -> None:
+def _first_use(tx: Tx, key: bytes) -> None:
     if meta.get_key_fingerprint(tx) is None:
         meta.set_key_fingerprint(tx, fingerprint(key))
         meta.set_scheduler_active(tx, True)

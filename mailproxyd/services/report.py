@@ -22,7 +22,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,10 +31,10 @@ import trio
 from mailproxyd.core import report as core_report
 from mailproxyd.core.redact import escape_control
 from mailproxyd.core.report import ReportState
-from mailproxyd.drivers.http import Answer, ReportClient
+from mailproxyd.drivers.http import Answer
 from mailproxyd.errors import DatabaseUnavailable
-from mailproxyd.settings import Settings
-from mailproxyd.store import AsyncDatabase, Tx
+from mailproxyd.services.context import Doorbell, ServiceContext
+from mailproxyd.store import Tx
 from mailproxyd.store import events as store_events
 from mailproxyd.store import report as store_report
 from mailproxyd.store import retention as store_retention
@@ -52,22 +52,6 @@ LOCKED_RETRY = 0.5
 # lets a busy sender's events gather into large POSTs (a POST's cost is mostly per call, not
 # per item) while every event is still reported well within the second of reference §13.5.
 MIN_POLL_GAP = 0.2
-
-Observer = Callable[[str, core_report.Outcome, float], None]
-
-
-@dataclass
-class ReportContext:
-    """What the report cycle needs from its process."""
-
-    db: AsyncDatabase
-    settings: Settings
-    client: ReportClient
-    owner: str  # reporter identity for the per-tenant lock, unique across processes and nodes
-    observe: Observer | None = None  # metrics hook: (tenant_id, outcome, duration seconds)
-    # Further sweeps run right after retention (the expired large-file sweep, reference §8.7 step 2):
-    # each is called with ``now``; a failing one is logged and does not stop the others.
-    extra_sweeps: list[Callable[[float], Awaitable[object]]] = field(default_factory=list)
 
 
 @dataclass
@@ -200,7 +184,7 @@ def _load(
 
 
 def _due_tenants(
-    overview: Sequence[Mapping[str, Any]], ctx: ReportContext, now: float
+    overview: Sequence[Mapping[str, Any]], ctx: ServiceContext, now: float
 ) -> tuple[list[str], dict[str, float]]:
     """Which tenants of the store's overview are due now, and when the others may become due."""
     due: list[str] = []
@@ -224,7 +208,7 @@ def _due_tenants(
     return due, later
 
 
-async def _tenants_due(ctx: ReportContext, now: float) -> tuple[list[str], dict[str, float]]:
+async def _tenants_due(ctx: ServiceContext, now: float) -> tuple[list[str], dict[str, float]]:
     overview = await ctx.db.run(store_report.tenants_to_consider, now, write=False)
     return _due_tenants(overview, ctx, now)
 
@@ -247,7 +231,7 @@ def _log_call(tenant_id: str, url: str, items: int, answer: Answer) -> None:
 
 
 async def serve_tenant(
-    ctx: ReportContext,
+    ctx: ServiceContext,
     tenant_id: str,
     *,
     now_fn: Callable[[], float] = time.time,
@@ -331,7 +315,7 @@ async def serve_tenant(
 
 
 async def _call(
-    ctx: ReportContext,
+    ctx: ServiceContext,
     tenant: Mapping[str, Any],
     rows: list[dict[str, Any]],
     stats: CycleStats,
@@ -343,7 +327,8 @@ async def _call(
     url = core_report.sync_url(tenant["client_base_url"], tenant.get("client_sync_path"))
     body = core_report.encode_body([core_report.encode_item(r) for r in rows])
     headers = core_report.request_headers(tenant.get("client_auth"), body, now=now_fn())
-    answer = await ctx.client.post_report(
+    reporting = ctx.reporter()
+    answer = await reporting.client.post_report(
         url,
         body,
         headers,
@@ -358,15 +343,15 @@ async def _call(
         _log_call(tenant_id, url, len(rows), answer)
     for warning in answer.reply.warnings:
         log.warning("sync tenant=%s answered %s", tenant_id, escape_control(warning))
-    if ctx.observe is not None:
-        ctx.observe(tenant_id, answer.outcome, answer.duration)
+    if reporting.observe is not None:
+        reporting.observe(tenant_id, answer.outcome, answer.duration)
     return answer
 
 
 # --- a whole cycle ----------------------------------------------------------------------------
 
 
-async def _sweep(ctx: ReportContext, now: float) -> dict[str, int]:
+async def _sweep(ctx: ServiceContext, now: float) -> dict[str, int]:
     """The retention sweep (reference §13.7), in chunks so no transaction grows with the backlog."""
     settings = ctx.settings
     totals: Counter[str] = Counter()
@@ -380,7 +365,8 @@ async def _sweep(ctx: ReportContext, now: float) -> dict[str, int]:
         totals.update(counts)
         if counts.get("messages", 0) < store_retention.SWEEP_CHUNK:
             break
-    for extra in ctx.extra_sweeps:
+    extras = ctx.reporting.extra_sweeps if ctx.reporting is not None else []
+    for extra in extras:
         try:
             await extra(now)
         except Exception:
@@ -389,7 +375,7 @@ async def _sweep(ctx: ReportContext, now: float) -> dict[str, int]:
 
 
 async def run_report_cycle(
-    ctx: ReportContext,
+    ctx: ServiceContext,
     *,
     now_fn: Callable[[], float] = time.time,
     test_mode: bool = False,
@@ -425,7 +411,7 @@ async def run_report_cycle(
 
 
 async def flush_before_exit(
-    ctx: ReportContext, *, now_fn: Callable[[], float] = time.time
+    ctx: ServiceContext, *, now_fn: Callable[[], float] = time.time
 ) -> CycleStats:
     """Shutdown step 3 (reference §18.3): one last POST per tenant with events and not in back-off.
 
@@ -463,30 +449,8 @@ async def flush_before_exit(
 # --- normal mode ------------------------------------------------------------------------------
 
 
-class Doorbell:
-    """A resettable wake-up signal: ``ring()`` from anywhere in the trio run, ``wait`` in the loop.
-
-    Rings between two waits are not lost: the next ``wait`` returns at once.
-    """
-
-    def __init__(self) -> None:
-        self._event = trio.Event()
-
-    def ring(self) -> None:
-        self._event.set()
-
-    async def wait(self, deadline: float) -> bool:
-        """Wait until rung or until trio's clock reaches ``deadline``; True when rung."""
-        with trio.move_on_at(deadline):
-            await self._event.wait()
-        rung = self._event.is_set()
-        if rung:
-            self._event = trio.Event()
-        return rung
-
-
 async def reporter_loop(
-    ctx: ReportContext,
+    ctx: ServiceContext,
     wake: Doorbell,
     *,
     now_fn: Callable[[], float] = time.time,
@@ -569,7 +533,7 @@ async def reporter_loop(
             # Sleep until woken, the next poll, or the earliest time something becomes due.
             times = [t for tid, t in (*later.items(), *hold_until.items()) if tid not in running]
             wait_until = min([now + poll_interval, *times])
-            await wake.wait(trio.current_time() + max(0.0, wait_until - now_fn()))
+            await wake.wait(wait_until - now_fn())
             if not (stopping is not None and stopping.is_set()):
                 await trio.sleep_until(looked_at + MIN_POLL_GAP)
         # Stopping: tenant tasks end after their POST in flight; nothing else should linger.

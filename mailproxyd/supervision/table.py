@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import trio
 
-from mailproxyd.supervision.channel import Channel
+from mailproxyd.link import Channel
 
 Kind = Literal["api", "sender", "reporter"]
 State = Literal["starting", "running", "stopping", "restarting"]

@@ -20,13 +20,12 @@ from typing import Any, Protocol
 
 import trio
 
+from mailproxyd import link as wire
+from mailproxyd.link import EXIT_FATAL, FD_ENV, HEARTBEAT_TIMEOUT_SECONDS, Channel, ChannelClosed
 from mailproxyd.logsetup import get_logger
 from mailproxyd.supervision import backoff
-from mailproxyd.supervision.channel import Channel, ChannelClosed, Message
 from mailproxyd.supervision.table import WorkerSlot
-from mailproxyd.workers._runtime import EXIT_FATAL, FD_ENV
 
-HEARTBEAT_TIMEOUT_SECONDS = 30.0
 # After a stop request, how long beyond its grace a worker may take before it is killed.
 STOP_MARGIN_SECONDS = 5.0
 
@@ -43,7 +42,7 @@ class SlotHost(Protocol):
 
     def worker_settings(self) -> str: ...
 
-    async def on_worker_message(self, slot: WorkerSlot, message: Message) -> None: ...
+    async def on_worker_message(self, slot: WorkerSlot, message: wire.LinkMessage) -> None: ...
 
     def slot_changed(self, slot: WorkerSlot) -> None: ...
 
@@ -133,7 +132,7 @@ async def _run_once(host: SlotHost, slot: WorkerSlot) -> int:
             key = base64.urlsafe_b64encode(host.instance_key()).rstrip(b"=").decode()
             try:
                 # Secrets travel over the link, never in the environment (/proc/<pid>/environ).
-                await channel.send({"type": "init", "key": key, "settings": host.worker_settings()})
+                await channel.send(wire.Init(key=key, settings=host.worker_settings()))
             except ChannelClosed:
                 pass
             reader_done = trio.Event()
@@ -170,19 +169,21 @@ async def _dispatch_link(host: SlotHost, slot: WorkerSlot, channel: Channel) -> 
         if message is None:
             return
         slot.last_heartbeat = trio.current_time()
-        kind = message.get("type")
-        if kind == "ready":
-            if slot.state == "starting":
-                slot.state = "running"
-            slot.ready.set()
-            host.slot_changed(slot)
-        elif kind == "fatal":
-            slot.fatal = str(message.get("message") or f"{slot.name} cannot start")
-        elif kind == "cycle_done":
-            _logger().debug("%s finished its test-mode cycle step", slot.name)
-            slot.cycle_done.set()
-        elif kind != "heartbeat":
-            await host.on_worker_message(slot, message)
+        match message:
+            case wire.Ready():
+                if slot.state == "starting":
+                    slot.state = "running"
+                slot.ready.set()
+                host.slot_changed(slot)
+            case wire.Fatal():
+                slot.fatal = message.message or f"{slot.name} cannot start"
+            case wire.CycleDone():
+                _logger().debug("%s finished its test-mode cycle step", slot.name)
+                slot.cycle_done.set()
+            case wire.Heartbeat():
+                pass
+            case _:
+                await host.on_worker_message(slot, message)
 
 
 async def _watch_heartbeat(slot: WorkerSlot, process: trio.Process) -> None:
@@ -217,7 +218,7 @@ async def stop_slot(slot: WorkerSlot, grace: float) -> None:
     channel = slot.channel
     if channel is not None:
         try:
-            await channel.send({"type": "stop", "grace": grace})
+            await channel.send(wire.Stop(grace=grace))
         except ChannelClosed:
             pass
     with trio.move_on_after(grace + STOP_MARGIN_SECONDS) as scope:

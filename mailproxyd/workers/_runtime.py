@@ -1,16 +1,10 @@
 """The worker side of the supervisor link, shared by the api, sender and reporter processes.
 
-A worker is started as ``python -m mailproxyd.workers.<kind> --index N`` with
+A worker is started as ``python -m mailproxyd.workers.<kind> --index N``; the link itself (its
+environment, messages and channel) is :mod:`mailproxyd.link`.
 
-* ``MAIL_PROXY_WORKER_SETTINGS``: the supervisor's resolved settings without their secrets
-  (the full settings, secrets included, come in the ``init`` message),
-* ``MAIL_PROXY_WORKER_FD``: its end of a UNIX socket pair carrying JSON lines both ways
-  (docs/internals.md, "Worker ↔ supervisor channel"). The first line from the supervisor is
-  ``{"type": "init", "key": …}``: the instance key travels over the link, never in the
-  environment, where ``/proc/<pid>/environ`` would keep it readable.
-
-``run_worker`` opens the database, builds the ``WorkerContext``, sends a heartbeat every 5 s,
-and turns a ``stop`` message, SIGTERM/SIGINT, or the end of the link (supervisor gone) into the
+``run_worker`` opens the database, builds the ``ServiceContext``, sends a heartbeat every 5 s,
+and turns a ``Stop`` message, SIGTERM/SIGINT, or the end of the link (supervisor gone) into the
 worker's own part of the ordered shutdown (reference §18.3). The worker body receives the context,
 calls ``task_status.started()`` once it really serves, and returns once it has wound down
 after ``ctx.stopping`` is set.
@@ -20,40 +14,32 @@ from __future__ import annotations
 
 import argparse
 import base64
-import dataclasses
 import itertools
 import logging
-import math
 import os
-import secrets
 import signal
 import socket
 import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import trio
 
+from mailproxyd import link as wire
 from mailproxyd import logsetup
-from mailproxyd.core.owners import run_owner
 from mailproxyd.errors import MailProxyError
-from mailproxyd.supervision.channel import Channel, ChannelClosed, Message
+from mailproxyd.link import Channel, ChannelClosed, LinkMessage
+from mailproxyd.services.context import ServiceContext
 
 if TYPE_CHECKING:
     from mailproxyd.settings import Settings
+    from mailproxyd.store import AsyncDatabase
 
-SETTINGS_ENV = "MAIL_PROXY_WORKER_SETTINGS"
-FD_ENV = "MAIL_PROXY_WORKER_FD"
-HEARTBEAT_SECONDS = 5.0
 # When the supervisor is gone nobody waits for a graceful stop, and reference §2.2 wants us gone within
 # 10 s; keep well inside that.
 ORPHAN_GRACE_SECONDS = 4.0
-
-# Exit status a worker uses for "I can never work with this configuration" (port in use, ...):
-# the supervisor does not restart it but gives up starting the node (exit code 1, reference §18.4).
-EXIT_FATAL = 3
 
 
 class ControlCallError(MailProxyError):
@@ -64,42 +50,22 @@ class ControlCallError(MailProxyError):
         self.code = code
 
 
-class Doorbell:
-    """A wake-up that is never lost: a ring while nobody waits is kept for the next ``wait``."""
-
-    def __init__(self) -> None:
-        self._event = trio.Event()
-
-    def ring(self) -> None:
-        self._event.set()
-
-    @property
-    def pending(self) -> bool:
-        return self._event.is_set()
-
-    async def wait(self, at_most: float = math.inf) -> bool:
-        """Wait for a ring, at most ``at_most`` seconds; ``True`` if rung. Consumes the ring."""
-        with trio.move_on_after(at_most):
-            await self._event.wait()
-        rung = self._event.is_set()
-        if rung:
-            self._event = trio.Event()
-        return rung
-
-
 class SupervisorLink:
-    """The worker's end of the link: fire-and-forget ``send`` and request/response ``call``."""
+    """The worker's end of the link: fire-and-forget ``send`` and request/response ``call``.
+
+    A ``services.context.Link``.
+    """
 
     def __init__(self, channel: Channel) -> None:
         self._channel = channel
         self._ids = itertools.count(1)
-        self._pending: dict[int, trio.MemorySendChannel[Message]] = {}
+        self._pending: dict[int, trio.MemorySendChannel[wire.Reply]] = {}
 
     @property
     def closed(self) -> bool:
         return self._channel.closed
 
-    async def send(self, message: Message) -> None:
+    async def send(self, message: LinkMessage) -> None:
         """Send a message; quietly dropped when the supervisor is gone (we are exiting then)."""
         try:
             await self._channel.send(message)
@@ -108,10 +74,10 @@ class SupervisorLink:
 
     async def wake(self, target: str, reason: str, tenant_id: str | None = None) -> None:
         """Ask the supervisor to wake ``sender``, ``reporter`` or ``all`` workers of every node."""
-        msg: Message = {"type": "wake", "target": target, "reason": reason}
-        if tenant_id is not None:
-            msg["tenant_id"] = tenant_id
-        await self.send(msg)
+        await self.send(wire.Wake(reason=reason, target=target, tenant_id=tenant_id))
+
+    async def cycle_done(self) -> None:
+        await self.send(wire.CycleDone())
 
     async def call(
         self, method: str, params: dict[str, Any] | None = None, *, answer_within: float = 15.0
@@ -122,27 +88,24 @@ class SupervisorLink:
         and ``MailProxyError`` when it does not answer in time or is gone.
         """
         call_id = next(self._ids)
-        send, receive = trio.open_memory_channel[Message](1)
+        send, receive = trio.open_memory_channel[wire.Reply](1)
         self._pending[call_id] = send
         try:
             try:
-                await self._channel.send(
-                    {"type": "call", "id": call_id, "method": method, "params": params or {}}
-                )
+                await self._channel.send(wire.Call(id=call_id, method=method, params=params or {}))
             except ChannelClosed:
                 raise MailProxyError("supervisor unavailable") from None
             with trio.move_on_after(answer_within):
                 reply = await receive.receive()
-                if "error" in reply:
-                    err = reply["error"] or {}
-                    raise ControlCallError(int(err.get("code", -32603)), str(err.get("message")))
-                return dict(reply.get("result") or {})
+                if reply.error is not None:
+                    raise ControlCallError(reply.error.code, reply.error.message)
+                return dict(reply.result or {})
             raise MailProxyError("supervisor did not answer")
         finally:
             self._pending.pop(call_id, None)
 
-    def _deliver_reply(self, message: Message) -> None:
-        target = self._pending.get(message.get("id"))  # type: ignore[arg-type]
+    def _deliver_reply(self, message: wire.Reply) -> None:
+        target = self._pending.get(message.id)
         if target is not None:
             try:
                 target.send_nowait(message)
@@ -154,68 +117,7 @@ class SupervisorLink:
             send.close()
 
 
-class AsyncDatabaseLike(Protocol):
-    async def run(self, fn: Callable[..., Any], /, **kwargs: Any) -> Any: ...
-
-
-@dataclasses.dataclass(eq=False)
-class WorkerContext:
-    """What a worker body gets: the agreed shape between processes and services.
-
-    ``settings`` is replaced in place on reload (reference §3.4), so read it each time rather than caching
-    values. ``wake`` is rung by wake-ups (enqueue, event, run-now); ``cycles`` is rung by run-now in
-    test mode (reference §8.7); ``stopping`` is set when the worker must wind down, with ``grace`` seconds
-    left for in-flight work (deadline ``stop_deadline`` on the trio clock).
-    """
-
-    kind: str
-    index: int
-    settings: Settings
-    db: AsyncDatabaseLike
-    link: SupervisorLink
-    log: logging.Logger
-    instance_key: bytes
-    now: Callable[[], float] = time.time
-    wake: Doorbell = dataclasses.field(default_factory=Doorbell)
-    cycles: Doorbell = dataclasses.field(default_factory=Doorbell)
-    stopping: trio.Event = dataclasses.field(default_factory=trio.Event)
-    grace: float = 0.0
-    stop_deadline: float = math.inf
-    on_reload: list[Callable[[Settings], None]] = dataclasses.field(default_factory=list)
-    # Called with the reason of every wake-up (``reload_bounce`` concerns only the bounce poller).
-    on_wake: list[Callable[[str], None]] = dataclasses.field(default_factory=list)
-    #: Random part of this run's lease owner, drawn once per process run (reference §8.3).
-    run_token: str = dataclasses.field(default_factory=lambda: secrets.token_hex(8))
-
-    @property
-    def name(self) -> str:
-        """``api``, ``reporter``, or ``sender-<index>`` (log lines, lease owners)."""
-        return self.kind if self.kind != "sender" else f"sender-{self.index}"
-
-    @property
-    def owner(self) -> str:
-        """Lease owner of this worker run (``core.owners``): unique per run, so a late result
-        of a previous run of the same slot is refused; it starts with the node id, so a
-        restarted node can release every lease of its own node at once (reference §8.3)."""
-        return run_owner(self.settings.node_id, self.name, os.getpid(), self.run_token)
-
-    def request_stop(self, grace: float) -> None:
-        if self.stopping.is_set():
-            # A second request only ever shortens the grace.
-            self.stop_deadline = min(self.stop_deadline, trio.current_time() + grace)
-            return
-        self.grace = grace
-        self.stop_deadline = trio.current_time() + grace
-        self.stopping.set()
-        # Loops blocked on a doorbell must notice the stop at once.
-        self.wake.ring()
-        self.cycles.ring()
-
-    async def cycle_done(self) -> None:
-        """Tell the supervisor this worker finished its test-mode cycle step (reference §8.7)."""
-        await self.link.send({"type": "cycle_done"})
-
-
+#: ``body(ctx, *, task_status)``: the process's work.
 WorkerBody = Callable[..., Awaitable[None]]
 
 
@@ -249,25 +151,25 @@ def run_worker(kind: str, body: WorkerBody, argv: list[str] | None = None) -> No
 async def _main(kind: str, index: int, body: WorkerBody, log: logging.Logger) -> int:
     from mailproxyd.settings import Settings
 
-    settings = Settings.from_json(os.environ[SETTINGS_ENV])
+    settings = Settings.from_json(os.environ[wire.SETTINGS_ENV])
     logsetup.set_level(settings.log_level)
     if settings.metrics_dir:
         from mailproxyd.drivers import metrics
 
         metrics.activate(settings.metrics_dir)
-    fd = int(os.environ[FD_ENV])
+    fd = int(os.environ[wire.FD_ENV])
     channel = Channel.from_socket(socket.socket(fileno=fd))
     first = await channel.receive()
-    if first is None or first.get("type") != "init":
+    if not isinstance(first, wire.Init):
         log.error("no init message from the supervisor; exiting")
         return 1
-    key = base64.urlsafe_b64decode(str(first["key"]) + "=")
-    if isinstance(first.get("settings"), str):
-        settings = Settings.from_json(first["settings"])
+    key = base64.urlsafe_b64decode(first.key + "=")
+    if first.settings is not None:
+        settings = Settings.from_json(first.settings)
         logsetup.set_level(settings.log_level)
     link = SupervisorLink(channel)
     db = await _open_database(settings, key)
-    ctx = WorkerContext(
+    ctx = ServiceContext(
         kind=kind, index=index, settings=settings, db=db, link=link, log=log, instance_key=key
     )
     exit_code = 0
@@ -280,7 +182,7 @@ async def _main(kind: str, index: int, body: WorkerBody, log: logging.Logger) ->
             body_done.set()
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_read_link, ctx, channel, nursery.cancel_scope)
+        nursery.start_soon(_read_link, ctx, link, channel, nursery.cancel_scope)
         nursery.start_soon(_signals, ctx)
         # Heartbeats from the start: a worker that hangs while starting is caught too.
         nursery.start_soon(_heartbeats, link)
@@ -288,10 +190,10 @@ async def _main(kind: str, index: int, body: WorkerBody, log: logging.Logger) ->
             await nursery.start(run_body)
         except FatalWorkerError as exc:
             log.error("%s", exc.message)
-            await link.send({"type": "fatal", "message": exc.message})
-            exit_code = EXIT_FATAL
+            await link.send(wire.Fatal(message=exc.message))
+            exit_code = wire.EXIT_FATAL
         else:
-            await link.send({"type": "ready"})
+            await link.send(wire.Ready())
             # The body returns once it has wound down after a stop; then so do we.
             await body_done.wait()
         nursery.cancel_scope.cancel()
@@ -303,28 +205,30 @@ class FatalWorkerError(MailProxyError):
     """Raised by a body before ``started()``: the node cannot work (e.g. port in use)."""
 
 
-async def _read_link(ctx: WorkerContext, channel: Channel, scope: trio.CancelScope) -> None:
-    link = ctx.link
+async def _read_link(
+    ctx: ServiceContext, link: SupervisorLink, channel: Channel, scope: trio.CancelScope
+) -> None:
     while True:
         message = await channel.receive()
         if message is None:
             break
-        kind = message.get("type")
-        if kind == "reply":
-            link._deliver_reply(message)
-        elif kind == "wake":
-            reason = str(message.get("reason", "wake"))
-            ctx.log.debug("woken (%s)", reason)
-            ctx.wake.ring()
-            for wake_hook in ctx.on_wake:
-                wake_hook(reason)
-        elif kind == "run_cycle":
-            ctx.log.debug("run-now cycle requested")
-            ctx.cycles.ring()
-        elif kind == "reload":
-            _apply_reload(ctx, message.get("settings"))
-        elif kind == "stop":
-            ctx.request_stop(float(message.get("grace", ctx.settings.shutdown_grace_seconds)))
+        match message:
+            case wire.Reply():
+                link._deliver_reply(message)
+            case wire.Wake(reason=reason):
+                ctx.log.debug("woken (%s)", reason)
+                ctx.wake.ring()
+                for wake_hook in ctx.on_wake:
+                    wake_hook(reason)
+            case wire.RunCycle():
+                ctx.log.debug("run-now cycle requested")
+                ctx.cycles.ring()
+            case wire.Reload(settings=data):
+                _apply_reload(ctx, data)
+            case wire.Stop(grace=grace):
+                ctx.request_stop(grace)
+            case _:
+                pass
     # End of the link: the supervisor is gone (or closed us). Wind down quickly; if the body
     # does not finish in time, leave anyway — leases expire or are released by the next start.
     link._fail_pending()
@@ -334,11 +238,9 @@ async def _read_link(ctx: WorkerContext, channel: Channel, scope: trio.CancelSco
     scope.cancel()
 
 
-def _apply_reload(ctx: WorkerContext, data: Any) -> None:
+def _apply_reload(ctx: ServiceContext, data: str) -> None:
     from mailproxyd.settings import Settings
 
-    if not isinstance(data, str):
-        return
     new = Settings.from_json(data)
     ctx.settings = new
     logsetup.set_level(new.log_level)
@@ -351,11 +253,11 @@ def _apply_reload(ctx: WorkerContext, data: Any) -> None:
 
 async def _heartbeats(link: SupervisorLink) -> None:
     while not link.closed:
-        await link.send({"type": "heartbeat"})
-        await trio.sleep(HEARTBEAT_SECONDS)
+        await link.send(wire.Heartbeat())
+        await trio.sleep(wire.HEARTBEAT_SECONDS)
 
 
-async def _signals(ctx: WorkerContext) -> None:
+async def _signals(ctx: ServiceContext) -> None:
     received = 0
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for _ in signals:
@@ -389,7 +291,7 @@ def _watch_parent() -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-async def _open_database(settings: Settings, key: bytes) -> AsyncDatabaseLike:
+async def _open_database(settings: Settings, key: bytes) -> AsyncDatabase:
     from mailproxyd.core.crypto import SecretBox
     from mailproxyd.store import AsyncDatabase, open_database
 
@@ -397,9 +299,6 @@ async def _open_database(settings: Settings, key: bytes) -> AsyncDatabaseLike:
     return AsyncDatabase(db)
 
 
-async def _close_database(adb: AsyncDatabaseLike) -> None:
-    inner = getattr(adb, "db", None) or getattr(adb, "_db", None)
-    close = getattr(inner, "close", None)
-    if callable(close):
-        with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(close)
+async def _close_database(adb: AsyncDatabase) -> None:
+    with trio.CancelScope(shield=True):
+        await trio.to_thread.run_sync(adb.db.close)

@@ -4,7 +4,7 @@ Runs the quart-trio application of ``mailproxyd.api`` under hypercorn inside tri
 socket is bound before anything else so that a port in use is reported as a fatal start error
 (the node exits 1, reference §18.4) instead of a crash loop, and ``started()`` is reported only once
 hypercorn really accepts connections. A stop closes the listener and gives requests in progress
-up to 10 s (reference §18.3).
+up to ``link.API_GRACE_SECONDS`` (reference §18.3).
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
 from mailproxyd.api.app import create_app
-from mailproxyd.workers._runtime import FatalWorkerError, WorkerContext, run_worker
+from mailproxyd.link import API_GRACE_SECONDS
+from mailproxyd.services.context import ServiceContext
+from mailproxyd.workers._runtime import FatalWorkerError, run_worker
 
-REQUEST_GRACE_SECONDS = 10.0
 #: Connection bounds (hypercorn's own settings): an idle keep-alive connection, or one whose
 #: request headers are not complete, is closed after KEEP_ALIVE_SECONDS; a connection on which
 #: the client sends nothing for READ_TIMEOUT_SECONDS is closed (WebSocket clients answer the
@@ -34,13 +35,13 @@ BACKLOG = 128
 GIL_SWITCH_SECONDS = 0.001
 
 
-def _config(ctx: WorkerContext) -> Config:
+def _config(ctx: ServiceContext) -> Config:
     config = Config()
     host = str(ctx.settings.host)
     # IPv6 literals need brackets in a hypercorn bind string.
     bind_host = f"[{host}]" if ":" in host and not host.startswith("[") else host
     config.bind = [f"{bind_host}:{ctx.settings.port}"]
-    config.graceful_timeout = REQUEST_GRACE_SECONDS
+    config.graceful_timeout = API_GRACE_SECONDS
     config.accesslog = None
     # /events pings every 20 s (reference §5.9); hypercorn sends the WebSocket pings.
     config.websocket_ping_interval = 20.0
@@ -58,7 +59,7 @@ def _config(ctx: WorkerContext) -> Config:
 
 
 async def api_body(
-    ctx: WorkerContext, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ctx: ServiceContext, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
 ) -> None:
     config = _config(ctx)
     try:

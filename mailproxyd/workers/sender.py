@@ -13,23 +13,24 @@ import trio
 
 from mailproxyd.services.attachments import AttachmentService
 from mailproxyd.services.attachments.service import CACHE_EXPIRY_INTERVAL
+from mailproxyd.services.context import ServiceContext
 from mailproxyd.services.dispatch.cycle import sender_loop
-from mailproxyd.workers._runtime import WorkerContext, run_worker
+from mailproxyd.workers._runtime import run_worker
 
 
 async def sender_body(
-    ctx: WorkerContext, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ctx: ServiceContext, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
 ) -> None:
     service = AttachmentService(
         settings=lambda: ctx.settings, db=ctx.db, instance_key=ctx.instance_key, now=ctx.now
     )
     async with service, trio.open_nursery() as nursery:
         nursery.start_soon(_expire_cache, ctx, service)
-        await sender_loop(ctx, ctx.wake, attachments=service.prepare, task_status=task_status)
+        await sender_loop(ctx, attachments=service.prepare, task_status=task_status)
         nursery.cancel_scope.cancel()
 
 
-async def _expire_cache(ctx: WorkerContext, service: AttachmentService) -> None:
+async def _expire_cache(ctx: ServiceContext, service: AttachmentService) -> None:
     """Expired cache entries go at least every 10 minutes (reference §11.7), whatever the traffic."""
     while True:
         await trio.sleep(CACHE_EXPIRY_INTERVAL)

@@ -14,17 +14,21 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import trio
 
 from mailproxyd.control import client as control
+from mailproxyd.control import protocol
 from mailproxyd.control.server import SocketInUse, bind_control_socket, serve_control
 from mailproxyd.errors import Conflict, NotFound
 
 NOBODY = 65534
 
 
-async def _handler(method: str, params: dict[str, Any]) -> dict[str, Any]:
+async def _handler(call: protocol.ControlCall) -> dict[str, Any]:
+    method = protocol.method_name(call)
+    params = {k: v for k, v in msgspec.structs.asdict(call).items() if v is not None}
     if method == "stats" and params.get("tenant_id") == "ghost":
         raise NotFound("tenant 'ghost' not found")
     if method == "activate":

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import mimetypes
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from quart import Response, request
+from quart import Response, current_app, request
 
 from mailproxyd.api import schemas
 from mailproxyd.api.auth import Principal, resolve_tenant
@@ -114,11 +115,9 @@ async def metrics(ctx: Any, principal: Principal) -> Response:
     response={"type": "object"},
 )
 async def openapi(ctx: Any, principal: Principal) -> Response:
-    from mailproxyd.api.openapi import document_bytes
-
-    return Response(
-        document_bytes() + b"\n", status=200, content_type="application/json; charset=utf-8"
-    )
+    # The application holds the document's builder (``api.app``): no import of it from here.
+    document: Callable[[], bytes] = current_app.config["OPENAPI_DOCUMENT"]
+    return Response(document() + b"\n", status=200, content_type="application/json; charset=utf-8")
 
 
 @route(

@@ -21,7 +21,7 @@ modules behind it are one per concept:
 * ``state`` — health, node status, stats and sync status
 """
 
-from mailproxyd.services.admin._common import ACTOR, AdminContext, log_command, needs_redaction
+from mailproxyd.services.admin._common import ACTOR, log_command, needs_redaction
 from mailproxyd.services.admin.accounts import (
     create_account,
     delete_account,
@@ -68,7 +68,6 @@ from mailproxyd.services.admin.tenants import (
 
 __all__ = [
     "ACTOR",
-    "AdminContext",
     "SupervisorUnavailable",
     "activate",
     "cleanup_messages",

@@ -12,7 +12,7 @@ import contextvars
 import logging
 import re
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from mailproxyd.core.redact import SECRET_KEYS, redact_payload
 from mailproxyd.errors import (
@@ -22,7 +22,8 @@ from mailproxyd.errors import (
     NotFound,
     ValidationFailed,
 )
-from mailproxyd.store import commandlog, tenants
+from mailproxyd.services.context import ServiceContext
+from mailproxyd.store import Tx, commandlog, tenants
 
 # The name predates the split into a package; operators' log filters may rely on it.
 log = logging.getLogger("mailproxyd.services.admin")
@@ -63,16 +64,6 @@ def _log_change(endpoint: str, tenant_id: str | None, payload: Any, account_id: 
     )
 
 
-class AdminContext(Protocol):
-    """What these use cases need: settings, the async database, the supervisor link, a clock."""
-
-    settings: Any
-    db: Any
-    link: Any
-
-    def now(self) -> float: ...
-
-
 def _status_of(exc: BaseException) -> int | None:
     """The status a refusal is logged with; ``None`` for failures that are not refusals."""
     if isinstance(exc, ValidationFailed):
@@ -85,7 +76,7 @@ def _status_of(exc: BaseException) -> int | None:
 
 
 def log_command(
-    tx: Any,
+    tx: Tx,
     *,
     endpoint: str,
     tenant_id: str | None,
@@ -118,7 +109,7 @@ def needs_redaction(raw: bytes) -> bool:
 
 
 async def mutation(
-    ctx: AdminContext,
+    ctx: ServiceContext,
     endpoint: str,
     tenant_id: str | None,
     payload: Any,
@@ -130,7 +121,7 @@ async def mutation(
     """Run ``fn(tx, *args, now=…, **kwargs)`` and log the command in the same transaction."""
     now = ctx.now()
 
-    def work(tx: Any) -> Any:
+    def work(tx: Tx) -> Any:
         result = fn(tx, *args, now=now, **kwargs)
         log_command(
             tx, endpoint=endpoint, tenant_id=tenant_id, payload=payload, status=200, now=now
@@ -154,7 +145,7 @@ async def mutation(
 
 
 async def log_failure(
-    ctx: AdminContext, endpoint: str, tenant_id: str | None, payload: Any, status: int, now: float
+    ctx: ServiceContext, endpoint: str, tenant_id: str | None, payload: Any, status: int, now: float
 ) -> None:
     """Record a refused request in a transaction of its own; a lost line only warns."""
     try:
@@ -172,7 +163,7 @@ async def log_failure(
 
 
 async def validated(
-    ctx: AdminContext,
+    ctx: ServiceContext,
     endpoint: str,
     tenant_id: str | None,
     payload: Any,
@@ -189,12 +180,12 @@ async def validated(
         raise
 
 
-def require_tenant(tx: Any, tenant_id: str) -> None:
+def require_tenant(tx: Tx, tenant_id: str) -> None:
     """``NotFound`` (``tenant_not_found``) unless the tenant exists."""
     if not tenants.exists(tx, tenant_id):
         raise tenants.not_found(tenant_id)
 
 
-async def read(ctx: AdminContext, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+async def read(ctx: ServiceContext, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     """Run ``fn(tx, *args, **kwargs)`` in a read-only transaction."""
     return await ctx.db.run(fn, *args, write=False, **kwargs)

@@ -8,23 +8,23 @@ that resolves elsewhere later gains nothing.
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import urlsplit
 
 from mailproxyd.core.netpolicy import Policy
 from mailproxyd.drivers.connect import refusal_for
+from mailproxyd.services.context import ServiceContext
 
 
-def _policy(ctx: Any) -> Policy:
+def _policy(ctx: ServiceContext) -> Policy:
     return Policy(trusted=False, allow_private=bool(ctx.settings.allow_private_networks))
 
 
-async def host_refusal(ctx: Any, host: str, port: int) -> str | None:
+async def host_refusal(ctx: ServiceContext, host: str, port: int) -> str | None:
     """Why the untrusted rule refuses ``host`` now, or ``None``."""
     return await refusal_for(host, port, _policy(ctx)) if host else None
 
 
-async def url_refusal(ctx: Any, url: str) -> str | None:
+async def url_refusal(ctx: ServiceContext, url: str) -> str | None:
     """Why the untrusted rule refuses the host of ``url`` now, or ``None``."""
     try:
         parts = urlsplit(url)

@@ -9,14 +9,14 @@ from mailproxyd.core.payload_fields import is_host
 from mailproxyd.drivers import metrics
 from mailproxyd.errors import ValidationFailed
 from mailproxyd.services.admin._common import (
-    AdminContext,
     mutation,
     read,
     require_tenant,
     validated,
 )
 from mailproxyd.services.admin._netcheck import host_refusal
-from mailproxyd.store import accounts, tenants
+from mailproxyd.services.context import ServiceContext
+from mailproxyd.store import Tx, accounts, tenants
 
 # One copy of the wire form, kept under this package's name for its callers.
 present_account = account_model.present_account
@@ -27,7 +27,7 @@ def _without_tenant(payload: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in payload.items() if k != "tenant_id"}
 
 
-def _create_account(tx: Any, tenant_id: str, fields: dict[str, Any], *, now: float) -> bool:
+def _create_account(tx: Tx, tenant_id: str, fields: dict[str, Any], *, now: float) -> bool:
     require_tenant(tx, tenant_id)
     return bool(accounts.create_or_replace(tx, tenant_id, fields, now))
 
@@ -37,7 +37,12 @@ UNTRUSTED_HOST_KEY = "host_untrusted"
 
 
 async def _check_host(
-    ctx: AdminContext, endpoint: str, tenant_id: str, payload: dict[str, Any], host: Any, port: Any
+    ctx: ServiceContext,
+    endpoint: str,
+    tenant_id: str,
+    payload: dict[str, Any],
+    host: Any,
+    port: Any,
 ) -> None:
     """422 ``host`` when a tenant key points the account at an address it may not reach."""
     if not isinstance(host, str) or not is_host(host):
@@ -52,7 +57,7 @@ async def _check_host(
 
 
 async def create_account(
-    ctx: AdminContext, tenant_id: str, payload: dict[str, Any], *, by_tenant: bool = False
+    ctx: ServiceContext, tenant_id: str, payload: dict[str, Any], *, by_tenant: bool = False
 ) -> bool:
     """``POST /account``: create or replace; True when created (reference §5.4).
 
@@ -73,20 +78,20 @@ async def create_account(
     return await mutation(ctx, "addAccount", tenant_id, payload, _create_account, tenant_id, fields)
 
 
-async def list_accounts(ctx: AdminContext, tenant_id: str) -> list[dict[str, Any]]:
+async def list_accounts(ctx: ServiceContext, tenant_id: str) -> list[dict[str, Any]]:
     """A tenant's accounts in their wire form; ``NotFound`` for an unknown tenant."""
 
-    def work(tx: Any) -> list[dict[str, Any]]:
+    def work(tx: Tx) -> list[dict[str, Any]]:
         require_tenant(tx, tenant_id)
         return [present_account(a) for a in accounts.list_accounts(tx, tenant_id)]
 
     return await read(ctx, work)
 
 
-async def get_account(ctx: AdminContext, tenant_id: str, account_id: str) -> dict[str, Any]:
+async def get_account(ctx: ServiceContext, tenant_id: str, account_id: str) -> dict[str, Any]:
     """One account in its wire form; ``NotFound`` for an unknown tenant or account."""
 
-    def work(tx: Any) -> dict[str, Any]:
+    def work(tx: Tx) -> dict[str, Any]:
         require_tenant(tx, tenant_id)
         return present_account(accounts.get(tx, tenant_id, account_id))
 
@@ -94,7 +99,7 @@ async def get_account(ctx: AdminContext, tenant_id: str, account_id: str) -> dic
 
 
 def _update_account(
-    tx: Any,
+    tx: Tx,
     tenant_id: str,
     account_id: str,
     body: dict[str, Any],
@@ -113,7 +118,7 @@ def _update_account(
 
 
 async def update_account(
-    ctx: AdminContext,
+    ctx: ServiceContext,
     tenant_id: str,
     account_id: str,
     payload: dict[str, Any],
@@ -140,14 +145,14 @@ async def update_account(
 
 
 def _delete_account(
-    tx: Any, tenant_id: str, account_id: str, *, now: float
+    tx: Tx, tenant_id: str, account_id: str, *, now: float
 ) -> tuple[int, str | None]:
     """The number of queued messages that failed, and the tenant's name for their count."""
     name = tenants.get(tx, tenant_id).get("name")
     return int(accounts.delete(tx, tenant_id, account_id, now)), name
 
 
-async def delete_account(ctx: AdminContext, tenant_id: str, account_id: str) -> int:
+async def delete_account(ctx: ServiceContext, tenant_id: str, account_id: str) -> int:
     """Delete an account; its queued messages fail ``account deleted``; returns their count."""
     failed, tenant_name = await mutation(
         ctx,
@@ -163,5 +168,5 @@ async def delete_account(ctx: AdminContext, tenant_id: str, account_id: str) -> 
         labels = metrics.AccountLabels.of(tenant_id, tenant_name, account_id)
         metrics.delivery(labels, "error", count=failed)
         # The failed messages are new events for the tenant: report them without waiting.
-        await ctx.link.send({"type": "wake", "target": "reporter", "reason": "event"})
+        await ctx.link.wake("reporter", "event")
     return int(failed)

@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mailproxyd.services.admin._common import AdminContext, read
+from mailproxyd.services.admin._common import read
+from mailproxyd.services.context import ServiceContext
+from mailproxyd.store import Tx
 from mailproxyd.store import commandlog as store_commandlog
 
 _LIST_KEYS = ("id", "command_ts", "endpoint", "tenant_id", "payload", "response_status")
@@ -23,7 +25,7 @@ def _present_command(entry: Mapping[str, Any], keys: tuple[str, ...]) -> dict[st
 
 
 async def command_log(
-    ctx: AdminContext,
+    ctx: ServiceContext,
     *,
     tenant_id: str | None,
     since_ts: int | None,
@@ -47,7 +49,7 @@ async def command_log(
 
 
 async def command_log_export(
-    ctx: AdminContext, *, tenant_id: str | None, since_ts: int | None, until_ts: int | None
+    ctx: ServiceContext, *, tenant_id: str | None, since_ts: int | None, until_ts: int | None
 ) -> list[dict[str, Any]]:
     """At most 100,000 entries, oldest first (reference §5.7)."""
     rows = await read(
@@ -56,10 +58,10 @@ async def command_log_export(
     return [_present_command(row, _EXPORT_KEYS) for row in rows]
 
 
-def _purge(tx: Any, before: float) -> int:
+def _purge(tx: Tx, before: float) -> int:
     return int(store_commandlog.purge(tx, before))
 
 
-async def purge_command_log(ctx: AdminContext, before_ts: int) -> int:
+async def purge_command_log(ctx: ServiceContext, before_ts: int) -> int:
     """Delete the entries older than ``before_ts``; returns how many (``command-log purge``)."""
     return int(await ctx.db.run(_purge, float(before_ts)))

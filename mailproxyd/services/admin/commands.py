@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from mailproxyd.errors import MailProxyError
-from mailproxyd.services.admin._common import AdminContext, mutation, require_tenant
-from mailproxyd.store import meta, tenants
+from mailproxyd.services.admin._common import mutation, require_tenant
+from mailproxyd.services.context import ServiceContext
+from mailproxyd.store import Tx, meta, tenants
 from mailproxyd.store import report as store_report
 
 
@@ -18,12 +19,12 @@ class SupervisorUnavailable(MailProxyError):
     """The supervisor did not take the request: the node is shutting down (HTTP 503)."""
 
 
-def _run_now_tx(tx: Any, tenant_id: str, now: float) -> None:
+def _run_now_tx(tx: Tx, tenant_id: str, now: float) -> None:
     require_tenant(tx, tenant_id)
     store_report.run_now(tx, tenant_id)
 
 
-async def run_now(ctx: AdminContext, tenant_id: str | None) -> None:
+async def run_now(ctx: ServiceContext, tenant_id: str | None) -> None:
     """Wake every worker of every node; for a tenant also clear its DND and back-off (reference §5.2)."""
     if tenant_id is not None:
         await ctx.db.run(_run_now_tx, tenant_id, ctx.now())
@@ -34,16 +35,16 @@ async def run_now(ctx: AdminContext, tenant_id: str | None) -> None:
         raise SupervisorUnavailable(f"run-now not delivered: {exc.message}") from exc
 
 
-def _set_active(tx: Any, active: bool, now: float) -> bool:
+def _set_active(tx: Tx, active: bool, now: float) -> bool:
     meta.set_scheduler_active(tx, active)
     return active
 
 
-async def set_scheduler_active(ctx: AdminContext, active: bool) -> bool:
+async def set_scheduler_active(ctx: ServiceContext, active: bool) -> bool:
     """Global suspend/activate: the shared ``scheduler_active`` state (reference §3.2, §5.2)."""
     endpoint = "activate" if active else "suspend"
     result = await mutation(ctx, endpoint, None, {}, _set_active, active)
-    await ctx.link.send({"type": "wake", "target": "all", "reason": endpoint})
+    await ctx.link.wake("all", endpoint)
     return bool(result)
 
 
@@ -54,7 +55,7 @@ def _command_payload(tenant_id: str, batch_code: str | None) -> dict[str, Any]:
     return payload
 
 
-async def suspend(ctx: AdminContext, tenant_id: str, batch_code: str | None) -> dict[str, Any]:
+async def suspend(ctx: ServiceContext, tenant_id: str, batch_code: str | None) -> dict[str, Any]:
     """Suspend a tenant's sending, or only one batch of it; returns the suspension state."""
     payload = _command_payload(tenant_id, batch_code)
     return await mutation(
@@ -62,13 +63,11 @@ async def suspend(ctx: AdminContext, tenant_id: str, batch_code: str | None) -> 
     )
 
 
-async def activate(ctx: AdminContext, tenant_id: str, batch_code: str | None) -> dict[str, Any]:
+async def activate(ctx: ServiceContext, tenant_id: str, batch_code: str | None) -> dict[str, Any]:
     """Lift a tenant's (or one batch's) suspension and wake the senders; returns the state."""
     payload = _command_payload(tenant_id, batch_code)
     state = await mutation(
         ctx, "activate", tenant_id, payload, tenants.activate, tenant_id, batch_code
     )
-    await ctx.link.send(
-        {"type": "wake", "target": "sender", "reason": "activate", "tenant_id": tenant_id}
-    )
+    await ctx.link.wake("sender", "activate", tenant_id)
     return state

@@ -6,11 +6,12 @@ from typing import Any
 
 from mailproxyd import __version__
 from mailproxyd.core.models import instance as instance_model
-from mailproxyd.services.admin._common import AdminContext, mutation, read
-from mailproxyd.store import bounces, meta
+from mailproxyd.services.admin._common import mutation, read
+from mailproxyd.services.context import ServiceContext
+from mailproxyd.store import Tx, bounces, meta
 
 
-async def get_instance(ctx: AdminContext) -> dict[str, Any]:
+async def get_instance(ctx: ServiceContext) -> dict[str, Any]:
     """Instance name, version and bounce settings (reference §5.6), password as a flag only."""
     found = dict(await read(ctx, meta.get_instance))
     found["version"] = __version__
@@ -20,10 +21,10 @@ async def get_instance(ctx: AdminContext) -> dict[str, Any]:
     return instance_model.present_instance(found)
 
 
-async def update_instance(ctx: AdminContext, payload: dict[str, Any]) -> None:
+async def update_instance(ctx: ServiceContext, payload: dict[str, Any]) -> None:
     """``PUT /instance``: partial update of the name and the bounce settings (reference §5.6)."""
 
-    def work(tx: Any, *, now: float) -> None:
+    def work(tx: Tx, *, now: float) -> None:
         changes = instance_model.validate_instance_update(payload, current=meta.get_instance(tx))
         meta.update_instance(tx, changes, now)
         if any(key.startswith("bounce_imap_") or key == "bounce_enabled" for key in changes):
@@ -33,6 +34,6 @@ async def update_instance(ctx: AdminContext, payload: dict[str, Any]) -> None:
     await mutation(ctx, "updateInstance", None, payload, work)
 
 
-async def reload_bounce(ctx: AdminContext) -> None:
+async def reload_bounce(ctx: ServiceContext) -> None:
     """Restart the bounce poller with the stored settings: a wake-up for the reporters."""
-    await ctx.link.send({"type": "wake", "target": "reporter", "reason": "reload_bounce"})
+    await ctx.link.wake("reporter", "reload_bounce")

@@ -14,7 +14,9 @@ import msgspec
 from mailproxyd.core.limits import is_int_between
 from mailproxyd.core.timefmt import iso
 from mailproxyd.errors import NotFound, ValidationFailed
-from mailproxyd.services.admin._common import AdminContext, mutation, read, require_tenant
+from mailproxyd.services.admin._common import mutation, read, require_tenant
+from mailproxyd.services.context import ServiceContext
+from mailproxyd.store import Tx
 from mailproxyd.store import messages as store_messages
 
 _TS_FIELDS = ("deferred_ts", "sent_ts", "error_ts", "bounce_ts", "reported_ts")
@@ -67,7 +69,7 @@ def decode_cursor(text: str) -> tuple[int, int]:
 
 
 def _list_messages(
-    tx: Any, tenant_id: str, now: float, cursor: str | None, **filters: Any
+    tx: Tx, tenant_id: str, now: float, cursor: str | None, **filters: Any
 ) -> dict[str, Any]:
     require_tenant(tx, tenant_id)
     after = decode_cursor(cursor) if cursor is not None else None
@@ -79,7 +81,7 @@ def _list_messages(
 
 
 async def list_messages(
-    ctx: AdminContext,
+    ctx: ServiceContext,
     tenant_id: str,
     *,
     statuses: list[str] | None,
@@ -106,7 +108,7 @@ async def list_messages(
     )
 
 
-def _get_message(tx: Any, tenant_id: str, message_id: str, now: float) -> dict[str, Any]:
+def _get_message(tx: Tx, tenant_id: str, message_id: str, now: float) -> dict[str, Any]:
     require_tenant(tx, tenant_id)
     found = store_messages.get_message(tx, tenant_id, message_id, now)
     if found is None:
@@ -116,12 +118,12 @@ def _get_message(tx: Any, tenant_id: str, message_id: str, now: float) -> dict[s
     return present_record(found)
 
 
-async def get_message(ctx: AdminContext, tenant_id: str, message_id: str) -> dict[str, Any]:
+async def get_message(ctx: ServiceContext, tenant_id: str, message_id: str) -> dict[str, Any]:
     """One record with its history (reference §5.3); ``NotFound`` (``message_not_found``)."""
     return await read(ctx, _get_message, tenant_id, message_id, ctx.now())
 
 
-def _delete_messages(tx: Any, tenant_id: str, ids: list[str], *, now: float) -> dict[str, Any]:
+def _delete_messages(tx: Tx, tenant_id: str, ids: list[str], *, now: float) -> dict[str, Any]:
     require_tenant(tx, tenant_id)
     result = store_messages.delete_messages(tx, tenant_id, ids)
     return {
@@ -133,7 +135,7 @@ def _delete_messages(tx: Any, tenant_id: str, ids: list[str], *, now: float) -> 
 
 
 async def delete_messages(
-    ctx: AdminContext, tenant_id: str, ids: list[str], *, payload: Any = None
+    ctx: ServiceContext, tenant_id: str, ids: list[str], *, payload: Any = None
 ) -> dict[str, Any]:
     """Remove a tenant's messages by id with their events; ``sending`` ones are kept (reference §5.3)."""
     return await mutation(
@@ -147,13 +149,13 @@ async def delete_messages(
     )
 
 
-def _cleanup(tx: Any, tenant_id: str, older_than: int, *, now: float) -> int:
+def _cleanup(tx: Tx, tenant_id: str, older_than: int, *, now: float) -> int:
     require_tenant(tx, tenant_id)
     return int(store_messages.cleanup_messages(tx, tenant_id, older_than, now))
 
 
 async def cleanup_messages(
-    ctx: AdminContext, tenant_id: str, older_than_seconds: int | None, *, payload: Any = None
+    ctx: ServiceContext, tenant_id: str, older_than_seconds: int | None, *, payload: Any = None
 ) -> int:
     """Remove fully acknowledged terminal messages older than the threshold (reference §5.3)."""
     older = (

@@ -9,13 +9,14 @@ from typing import Any
 from mailproxyd import __version__
 from mailproxyd.core import report as core_report
 from mailproxyd.errors import DatabaseUnavailable, MailProxyError
-from mailproxyd.services.admin._common import AdminContext, read, require_tenant
+from mailproxyd.services.admin._common import read, require_tenant
+from mailproxyd.services.context import ServiceContext
+from mailproxyd.store import Tx, meta
 from mailproxyd.store import messages as store_messages
-from mailproxyd.store import meta
 from mailproxyd.store import report as store_report
 
 
-async def database_reachable(ctx: AdminContext) -> bool:
+async def database_reachable(ctx: ServiceContext) -> bool:
     """True when the database answers a trivial read (the health check)."""
     try:
         await ctx.db.probe(meta.schema_version)
@@ -24,7 +25,7 @@ async def database_reachable(ctx: AdminContext) -> bool:
     return True
 
 
-async def status(ctx: AdminContext) -> dict[str, Any]:
+async def status(ctx: ServiceContext) -> dict[str, Any]:
     """Scheduler and node state (reference §5.1); worker counts come from the supervisor."""
     active = await read(ctx, meta.get_scheduler_active)
     settings = ctx.settings
@@ -51,13 +52,13 @@ async def status(ctx: AdminContext) -> dict[str, Any]:
     }
 
 
-def _stats(tx: Any, tenant_id: str | None, now: float) -> dict[str, Any]:
+def _stats(tx: Tx, tenant_id: str | None, now: float) -> dict[str, Any]:
     if tenant_id is not None:
         require_tenant(tx, tenant_id)
     return dict(store_messages.stats(tx, now, tenant_id=tenant_id))
 
 
-async def stats(ctx: AdminContext, tenant_id: str | None) -> dict[str, Any]:
+async def stats(ctx: ServiceContext, tenant_id: str | None) -> dict[str, Any]:
     """Counts of tenants, accounts and messages by status (reference §5.1)."""
     return await read(ctx, _stats, tenant_id, ctx.now())
 
@@ -78,12 +79,12 @@ def _sync_view(row: Mapping[str, Any]) -> core_report.TenantReportView:
     )
 
 
-async def sync_status(ctx: AdminContext, tenant_id: str | None) -> dict[str, Any]:
+async def sync_status(ctx: ServiceContext, tenant_id: str | None) -> dict[str, Any]:
     """``GET /tenants/sync-status`` (without ``ok``): every tenant, or only ``tenant_id``."""
     now = ctx.now()
     interval = int(ctx.settings.sync_interval)
 
-    def work(tx: Any) -> dict[str, Any]:
+    def work(tx: Tx) -> dict[str, Any]:
         if tenant_id is not None:
             require_tenant(tx, tenant_id)
         views = [_sync_view(row) for row in store_report.sync_status(tx, now, tenant_id)]

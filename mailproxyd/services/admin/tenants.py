@@ -7,14 +7,14 @@ from typing import Any
 from mailproxyd.core.models import tenant as tenant_model
 from mailproxyd.errors import ValidationFailed
 from mailproxyd.services.admin._common import (
-    AdminContext,
     mutation,
     read,
     require_tenant,
     validated,
 )
 from mailproxyd.services.admin._netcheck import url_refusal
-from mailproxyd.store import tenants
+from mailproxyd.services.context import ServiceContext
+from mailproxyd.store import Tx, tenants
 
 #: The storage schemes a tenant key may set (reference §11.3): never the node's own disk.
 TENANT_STORAGE_SCHEMES = ("s3://", "gs://", "az://")
@@ -23,14 +23,14 @@ TENANT_STORAGE_SCHEMES = ("s3://", "gs://", "az://")
 present_tenant = tenant_model.present_tenant
 
 
-async def create_tenant(ctx: AdminContext, payload: dict[str, Any]) -> dict[str, Any]:
+async def create_tenant(ctx: ServiceContext, payload: dict[str, Any]) -> dict[str, Any]:
     """``POST /tenant``: ``{"created": bool, "api_key"?: str}`` (the key only on creation)."""
     tenant_id = payload.get("id") if isinstance(payload.get("id"), str) else None
     fields = await validated(
         ctx, "addTenant", tenant_id, payload, lambda: tenant_model.validate_tenant(payload)
     )
 
-    def work(tx: Any, *, now: float) -> dict[str, Any]:
+    def work(tx: Tx, *, now: float) -> dict[str, Any]:
         return dict(tenants.create_or_replace(tx, fields, now))
 
     result = await mutation(ctx, "addTenant", fields["id"], payload, work)
@@ -40,7 +40,7 @@ async def create_tenant(ctx: AdminContext, payload: dict[str, Any]) -> dict[str,
     return out
 
 
-async def _check_untrusted(ctx: AdminContext, tenant_id: str, payload: dict[str, Any]) -> None:
+async def _check_untrusted(ctx: ServiceContext, tenant_id: str, payload: dict[str, Any]) -> None:
     """422 when a tenant key points ``client_base_url`` or large-file storage off limits."""
     problems: list[tuple[str, str]] = []
     url = payload.get("client_base_url")
@@ -68,19 +68,19 @@ def _raise(problems: list[tuple[str, str]]) -> Any:
     return fail
 
 
-async def list_tenants(ctx: AdminContext, *, active_only: bool = False) -> list[dict[str, Any]]:
+async def list_tenants(ctx: ServiceContext, *, active_only: bool = False) -> list[dict[str, Any]]:
     """Every tenant (or only the active ones) in its wire form."""
     found = await read(ctx, tenants.list_tenants, active_only)
     return [present_tenant(t) for t in found]
 
 
-async def get_tenant(ctx: AdminContext, tenant_id: str) -> dict[str, Any]:
+async def get_tenant(ctx: ServiceContext, tenant_id: str) -> dict[str, Any]:
     """One tenant in its wire form; ``NotFound`` (``tenant_not_found``)."""
     return present_tenant(await read(ctx, tenants.get, tenant_id))
 
 
 async def update_tenant(
-    ctx: AdminContext, tenant_id: str, payload: dict[str, Any], *, by_tenant: bool = False
+    ctx: ServiceContext, tenant_id: str, payload: dict[str, Any], *, by_tenant: bool = False
 ) -> None:
     """``PUT /tenant/{id}``: partial update, ``client_auth`` merged key by key (reference §5.5).
 
@@ -90,7 +90,7 @@ async def update_tenant(
     if by_tenant:
         await _check_untrusted(ctx, tenant_id, payload)
 
-    def work(tx: Any, *, now: float) -> None:
+    def work(tx: Tx, *, now: float) -> None:
         current = tenants.get(tx, tenant_id)
         changes = tenant_model.validate_tenant_update(payload, current=current)
         if "client_base_url" in changes:
@@ -101,27 +101,27 @@ async def update_tenant(
     await mutation(ctx, "updateTenant", tenant_id, payload, work)
 
 
-async def delete_tenant(ctx: AdminContext, tenant_id: str) -> None:
+async def delete_tenant(ctx: ServiceContext, tenant_id: str) -> None:
     """Delete a tenant with everything it owns."""
 
-    def work(tx: Any, *, now: float) -> None:
+    def work(tx: Tx, *, now: float) -> None:
         tenants.delete(tx, tenant_id)
 
     await mutation(ctx, "deleteTenant", tenant_id, {"id": tenant_id}, work)
 
 
-async def tenant_for_api_key(ctx: AdminContext, key: str) -> str | None:
+async def tenant_for_api_key(ctx: ServiceContext, key: str) -> str | None:
     """The tenant owning the unexpired API key ``key`` (looked up by digest), else ``None``."""
     found = await read(ctx, tenants.find_by_api_key, key, ctx.now())
     return None if found is None else str(found["id"])
 
 
 async def issue_api_key(
-    ctx: AdminContext, tenant_id: str, expires_at: int | None
+    ctx: ServiceContext, tenant_id: str, expires_at: int | None
 ) -> dict[str, Any]:
     """A new tenant key (the old one stops working at once): ``{"api_key", "expires_at"?}``."""
 
-    def work(tx: Any, *, now: float) -> str:
+    def work(tx: Tx, *, now: float) -> str:
         require_tenant(tx, tenant_id)
         return str(tenants.issue_api_key(tx, tenant_id, now, expires_at))
 
@@ -133,10 +133,10 @@ async def issue_api_key(
     return out
 
 
-async def revoke_api_key(ctx: AdminContext, tenant_id: str) -> None:
+async def revoke_api_key(ctx: ServiceContext, tenant_id: str) -> None:
     """Revoke the tenant's API key; it stops working at once."""
 
-    def work(tx: Any, *, now: float) -> None:
+    def work(tx: Tx, *, now: float) -> None:
         tenants.revoke_api_key(tx, tenant_id, now)
 
     await mutation(ctx, "revokeApiKey", tenant_id, {}, work)

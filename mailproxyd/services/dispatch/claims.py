@@ -14,7 +14,7 @@ from typing import Any
 
 from mailproxyd.core.ratelimit import Window, account_windows, tenant_windows, whole_second
 from mailproxyd.services.dispatch.record import Completion, failed_instead
-from mailproxyd.store import accounts, gauges, leases, meta, queue, ratelimit, sessions
+from mailproxyd.store import Tx, accounts, gauges, leases, meta, queue, ratelimit, sessions
 
 DEFAULT_MAX_CONCURRENT = 3
 RATE_LIMITED = "rate_limit"
@@ -47,7 +47,7 @@ def max_concurrent_of(account: Mapping[str, Any]) -> int:
 
 
 def claim_tx(
-    tx: Any,
+    tx: Tx,
     *,
     tenant_id: str,
     account_id: str,
@@ -127,7 +127,7 @@ class Admission:
 
 
 def admit_tx(
-    tx: Any,
+    tx: Tx,
     *,
     rows: Sequence[Mapping[str, Any]],
     account: Mapping[str, Any],
@@ -198,7 +198,7 @@ def admit_tx(
 
 
 def release_tx(
-    tx: Any,
+    tx: Tx,
     *,
     owner: str,
     pks: Sequence[int],
@@ -220,7 +220,7 @@ def release_tx(
 
 
 def renew_tx(
-    tx: Any, *, owner: str, pks: Sequence[int], slots: Sequence[int], lease_until: float
+    tx: Tx, *, owner: str, pks: Sequence[int], slots: Sequence[int], lease_until: float
 ) -> int:
     """Store function: extend the leases of unfinished messages and the held session slots."""
     for slot in slots:

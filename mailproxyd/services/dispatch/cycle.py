@@ -19,20 +19,21 @@ the SMTP seam is ``smtp``.
 from __future__ import annotations
 
 import math
-import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 import trio
 
 from mailproxyd.drivers import metrics
+from mailproxyd.drivers.smtp import SmtpPool
 from mailproxyd.errors import DatabaseUnavailable
+from mailproxyd.services.context import Doorbell, ServiceContext
 from mailproxyd.services.dispatch import smtp as dispatch_smtp
 from mailproxyd.services.dispatch.account import AccountRun
 from mailproxyd.services.dispatch.env import DispatchEnv, FetchAttachments
-from mailproxyd.store import gauges, leases, queue, ratelimit, sessions
+from mailproxyd.store import Tx, gauges, leases, queue, ratelimit, sessions
 
 __all__ = ["DispatchEnv", "close_dispatch_pool", "run_dispatch_cycle", "sender_loop"]
 
@@ -46,19 +47,14 @@ LINGER_SECONDS = 2.0
 ERROR_PAUSE_SECONDS = 1.0
 
 
-class _Bell(Protocol):
-    """A doorbell (``workers._runtime.Doorbell``): ``wait(seconds)`` → True when rung."""
-
-    async def wait(self, seconds: float = ..., /) -> bool: ...
-
-
 class Dispatcher:
     """The cycle and the loops of one sender, over one ``DispatchEnv``."""
 
-    def __init__(self, env: DispatchEnv) -> None:
+    def __init__(self, env: DispatchEnv, bell: Doorbell) -> None:
         self.env = env
         self._active: set[tuple[str, str]] = set()
-        self._bell = _Doorbell()
+        # Rung by wake-ups and by drains that saw work arrive while they finished.
+        self._bell = bell
         self._last_expire = -math.inf
         self._last_prune = -math.inf
 
@@ -109,11 +105,10 @@ class Dispatcher:
                 nursery.start_soon(partial(self._serve, item, linger=0.0, totals=totals))
         return sum(totals)
 
-    async def normal_loop(self, wake: _Bell) -> None:
+    async def normal_loop(self) -> None:
         """Serve every ready account in its own task until the sender stops (reference §8.4, §8.6)."""
         env = self.env
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._forward, wake)
             nursery.start_soon(self._housekeeping_loop)
             async with trio.open_nursery() as accounts:
                 while not env.stopping():
@@ -152,12 +147,7 @@ class Dispatcher:
                 env.log.warning("database unavailable, retrying: %s", exc.message)
             await trio.sleep(EXPIRE_EVERY_SECONDS)
 
-    async def _forward(self, wake: _Bell) -> None:
-        while True:
-            if await wake.wait(math.inf):
-                self._bell.ring()
-
-    async def test_mode_loop(self, cycles: _Bell, done: Callable[[], Awaitable[None]]) -> None:
+    async def test_mode_loop(self, cycles: Doorbell, done: Callable[[], Awaitable[None]]) -> None:
         """Idle until ``run_cycle``; then claim after claim until nothing is ready (reference §8.7)."""
         env = self.env
         while not env.stopping():
@@ -175,25 +165,7 @@ class Dispatcher:
             await done()
 
 
-class _Doorbell:
-    """A ring that is kept until the next ``wait`` (never lost between two waits)."""
-
-    def __init__(self) -> None:
-        self._event = trio.Event()
-
-    def ring(self) -> None:
-        self._event.set()
-
-    async def wait(self, seconds: float = math.inf, /) -> bool:
-        with trio.move_on_after(seconds):
-            await self._event.wait()
-        rung = self._event.is_set()
-        if rung:
-            self._event = trio.Event()
-        return rung
-
-
-def _expire_tx(tx: Any, *, now: float, prune: bool) -> list[dict[str, Any]]:
+def _expire_tx(tx: Tx, *, now: float, prune: bool) -> list[dict[str, Any]]:
     """Store function: return expired leases (reference §8.3), drop lapsed session slots, prune
     slots; the messages that failed instead, with their tenant's name (for the metrics)."""
     failed: list[dict[str, Any]] = []
@@ -204,7 +176,7 @@ def _expire_tx(tx: Any, *, now: float, prune: bool) -> list[dict[str, Any]]:
     return gauges.with_tenant_names(tx, failed)
 
 
-def _ready_tx(tx: Any, *, now: float) -> tuple[list[dict[str, Any]], float | None]:
+def _ready_tx(tx: Tx, *, now: float) -> tuple[list[dict[str, Any]], float | None]:
     """Store function: the ready accounts and the earliest future ``deferred_ts``."""
     return queue.ready_accounts(tx, now), queue.next_ready_ts(tx, now)
 
@@ -213,13 +185,13 @@ def _ready_tx(tx: Any, *, now: float) -> tuple[list[dict[str, Any]], float | Non
 
 # The pool of each context driven through ``run_dispatch_cycle`` without an explicit pool
 # (one per sender process), so connections are reused from one cycle to the next.
-_pools: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+_pools: weakref.WeakKeyDictionary[ServiceContext, SmtpPool] = weakref.WeakKeyDictionary()
 
 
 def _env_for(
-    ctx: Any,
+    ctx: ServiceContext,
     owner: str | None,
-    pool: Any,
+    pool: SmtpPool,
     now_fn: Callable[[], float] | None,
     stop: trio.Event | None,
     attachments: FetchAttachments | None = None,
@@ -228,19 +200,19 @@ def _env_for(
         ctx,
         owner=owner or ctx.owner,
         pool=pool,
-        now_fn=now_fn or getattr(ctx, "now", None) or time.time,
-        stop=stop if stop is not None else getattr(ctx, "stopping", None),
-        hard_deadline=lambda: float(getattr(ctx, "stop_deadline", math.inf)),
+        now_fn=now_fn or ctx.now,
+        stop=stop if stop is not None else ctx.stopping,
+        hard_deadline=lambda: ctx.stop_deadline,
     )
     env.fetch_attachments = attachments
     return env
 
 
 async def run_dispatch_cycle(
-    ctx: Any,
+    ctx: ServiceContext,
     *,
     owner: str | None = None,
-    pool: Any = None,
+    pool: SmtpPool | None = None,
     now_fn: Callable[[], float] | None = None,
     stop: trio.Event | None = None,
     attachments: FetchAttachments | None = None,
@@ -257,7 +229,7 @@ async def run_dispatch_cycle(
         if pool is None:
             pool = _pools[ctx] = dispatch_smtp.make_pool(ctx.settings)
     env = _env_for(ctx, owner, pool, now_fn, stop, attachments)
-    dispatcher = Dispatcher(env)
+    dispatcher = Dispatcher(env, ctx.wake)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(env.watch_stop)
         handled = await dispatcher.cycle(expire=not bool(ctx.settings.test_mode))
@@ -265,7 +237,7 @@ async def run_dispatch_cycle(
     return handled
 
 
-async def close_dispatch_pool(ctx: Any) -> None:
+async def close_dispatch_pool(ctx: ServiceContext) -> None:
     """Close (``QUIT``) the pool ``run_dispatch_cycle`` made for ``ctx``, if it made one.
 
     For a caller that drives ``run_dispatch_cycle`` itself: call it once at exit (reference §18.3 step 4).
@@ -277,11 +249,11 @@ async def close_dispatch_pool(ctx: Any) -> None:
 
 
 async def sender_loop(
-    ctx: Any,
-    wake: _Bell | None = None,
+    ctx: ServiceContext,
+    wake: Doorbell | None = None,
     *,
     owner: str | None = None,
-    pool: Any = None,
+    pool: SmtpPool | None = None,
     now_fn: Callable[[], float] | None = None,
     stop: trio.Event | None = None,
     attachments: FetchAttachments | None = None,
@@ -297,7 +269,7 @@ async def sender_loop(
     if pool is None:
         pool = dispatch_smtp.make_pool(ctx.settings)
     env = _env_for(ctx, owner, pool, now_fn, stop, attachments)
-    dispatcher = Dispatcher(env)
+    dispatcher = Dispatcher(env, wake if wake is not None else ctx.wake)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(env.watch_stop)
@@ -305,7 +277,7 @@ async def sender_loop(
             if ctx.settings.test_mode:
                 await dispatcher.test_mode_loop(ctx.cycles, ctx.cycle_done)
             else:
-                await dispatcher.normal_loop(wake if wake is not None else ctx.wake)
+                await dispatcher.normal_loop()
             nursery.cancel_scope.cancel()
     finally:
         if own_pool:

@@ -1,6 +1,6 @@
 """What every part of one sender's dispatch cycle shares: ``DispatchEnv`` (reference §18.3).
 
-Built from a worker context (settings, database, supervisor link, logger, clock), it owns the
+Built from a ``ServiceContext`` (settings, database, supervisor link, logger, clock), it owns the
 stop logic of the cycle — ``stopping()`` ends admission, ``until_stop`` interrupts waits for a
 session, and each SMTP transaction runs in a ``send_scope`` cut off at the hard deadline — the
 per-account kicks that wake lingering drains, and the writer (``Committer``/``Recorder``).
@@ -13,12 +13,17 @@ import logging
 import math
 import random
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import trio
 
+from mailproxyd.drivers.smtp import SmtpPool
+from mailproxyd.services.context import ServiceContext
 from mailproxyd.services.dispatch import smtp as dispatch_smtp
 from mailproxyd.services.dispatch.record import Committer, Completion, Recorder
+
+if TYPE_CHECKING:
+    from mailproxyd.settings import Settings
 
 # In-flight transactions are cut off this long before the worker's stop deadline, leaving
 # time to record their outcomes and release their messages (reference §18.3).
@@ -35,24 +40,20 @@ PG_WRITE_LANES = 2
 FetchAttachments = Callable[[Mapping[str, Any], Sequence[Mapping[str, Any]]], Awaitable[Any]]
 
 
-class _Link(Protocol):
-    async def send(self, message: dict[str, Any]) -> None: ...
-
-
 class DispatchEnv:
     """What every part of the dispatch cycle shares within one sender process.
 
-    Built from a worker context (settings, database, link, logger, clock). Owns the stop logic:
+    Built from a ``ServiceContext`` (settings, database, link, logger, clock). Owns the stop logic:
     ``stopping()`` ends admission, ``until_stop`` interrupts waits for a session, and every
     SMTP transaction runs in a ``send_scope`` that is cut off at the hard deadline.
     """
 
     def __init__(
         self,
-        ctx: Any,
+        ctx: ServiceContext,
         *,
         owner: str,
-        pool: Any,
+        pool: SmtpPool,
         now_fn: Callable[[], float],
         stop: trio.Event | None,
         hard_deadline: Callable[[], float] | None = None,
@@ -62,9 +63,7 @@ class DispatchEnv:
         self.owner = owner
         self.pool = pool
         self.now = now_fn
-        self.log: logging.Logger = getattr(ctx, "log", None) or logging.getLogger(
-            "mailproxyd.dispatch"
-        )
+        self.log: logging.Logger = ctx.log
         self.rng = random.Random()
         self.fetch_attachments: FetchAttachments | None = None
         self._stop = stop
@@ -74,7 +73,7 @@ class DispatchEnv:
         # Per account: an event a lingering drain waits on, and how often it was kicked.
         self._kicks: dict[tuple[str, str], trio.Event] = {}
         self.kick_counts: dict[tuple[str, str], int] = {}
-        backend = getattr(getattr(self.db, "db", None), "backend", "sqlite")
+        backend = self.db.db.backend
         self.committer = Committer(self.db, lanes=1 if backend == "sqlite" else PG_WRITE_LANES)
         self.recorder = Recorder(
             self.committer,
@@ -87,7 +86,7 @@ class DispatchEnv:
 
     # ------------------------------------------------------------------ settings and stop
 
-    def settings(self) -> Any:
+    def settings(self) -> Settings:
         """The current settings (re-read each time: a reload replaces them in place)."""
         return self.ctx.settings
 
@@ -162,9 +161,7 @@ class DispatchEnv:
         return event.is_set() and not self.stopping()
 
     async def _wake_reporter(self) -> None:
-        link: _Link | None = getattr(self.ctx, "link", None)
-        if link is not None:
-            await link.send({"type": "wake", "target": "reporter", "reason": "event"})
+        await self.ctx.link.wake("reporter", "event")
 
     # ------------------------------------------------------------------ recording
 

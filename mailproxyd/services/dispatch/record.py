@@ -26,7 +26,7 @@ import trio
 from mailproxyd.core.smtp_outcome import delivery_log_line
 from mailproxyd.drivers import metrics
 from mailproxyd.errors import DatabaseUnavailable
-from mailproxyd.store import accounts, leases, ratelimit
+from mailproxyd.store import Tx, accounts, leases, ratelimit
 
 Kind = Literal["sent", "deferred", "error", "release"]
 
@@ -73,7 +73,7 @@ def failed_instead(item: Completion) -> Completion:
     return dataclasses.replace(item, kind="error", text=accounts.ACCOUNT_DELETED, deferred_ts=None)
 
 
-def _write_one(tx: Any, item: Completion, owner: str) -> Completion | None:
+def _write_one(tx: Tx, item: Completion, owner: str) -> Completion | None:
     pk = int(item.row["pk"])
     failed: list[dict[str, Any]] = []
     held = _write_kind(tx, item, owner, pk, failed)
@@ -83,7 +83,7 @@ def _write_one(tx: Any, item: Completion, owner: str) -> Completion | None:
 
 
 def _write_kind(
-    tx: Any, item: Completion, owner: str, pk: int, failed: list[dict[str, Any]]
+    tx: Tx, item: Completion, owner: str, pk: int, failed: list[dict[str, Any]]
 ) -> bool:
     if item.release_slot is not None:
         ratelimit.release(tx, item.release_slot)
@@ -127,7 +127,7 @@ def _write_kind(
     return bool(result.get("returned") or result.get("failed"))
 
 
-def write_completion(tx: Any, *, item: Completion, owner: str) -> Completion | None:
+def write_completion(tx: Tx, *, item: Completion, owner: str) -> Completion | None:
     """Store function: record one completion; what was recorded (``item``, or the error it
     became), or None when the lease no longer held."""
     return _write_one(tx, item, owner)
@@ -148,7 +148,7 @@ def _sent_completion(op: _Op) -> Completion | None:
     return item if isinstance(item, Completion) and item.kind == "sent" else None
 
 
-def write_sent_many(tx: Any, *, items: Sequence[Completion], owner: str) -> list[bool]:
+def write_sent_many(tx: Tx, *, items: Sequence[Completion], owner: str) -> list[bool]:
     """Store function: record many ``sent`` completions in a few set-based statements.
 
     The same effect as ``write_completion`` for each of them, in their order, fenced per row.
@@ -169,7 +169,7 @@ def write_sent_many(tx: Any, *, items: Sequence[Completion], owner: str) -> list
     return leases.complete_sent_many(tx, owner, rows, max(item.now for item in items))
 
 
-def _run_group(tx: Any, ops: Sequence[_Op]) -> list[Any]:
+def _run_group(tx: Tx, ops: Sequence[_Op]) -> list[Any]:
     """Every operation of ``ops`` in one transaction; their results in their order.
 
     The ``sent`` completions of the group (the bulk of a busy sender's writes) are written

@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
 
-from mailproxyd.services.bounce import BounceContext
+from mailproxyd.services.context import BounceOptions, ServiceContext
+from mailproxyd.settings import load_settings
 from mailproxyd.store import AsyncDatabase, Database
 from mailproxyd.store import accounts as store_accounts
 from mailproxyd.store import bounces as store_bounces
@@ -86,8 +88,16 @@ class BounceEnv:
         settings.update(changes)
         self.db.run(store_meta.update_instance, settings, time.time())
 
-    def ctx(self, owner: str = "node-a/reporter", **kw: Any) -> BounceContext:
-        return BounceContext(db=self.adb, owner=owner, cafile=self.cafile, timeout=10, **kw)
+    def ctx(self, owner: str = "node-a/reporter", **kw: Any) -> ServiceContext:
+        return ServiceContext(
+            settings=load_settings("serve", environ={}),
+            db=self.adb,
+            link=None,  # type: ignore[arg-type]  # the poller never calls the supervisor
+            log=logging.getLogger("tests.bounce"),
+            kind="reporter",
+            owner=owner,
+            bounce=BounceOptions(cafile=self.cafile, timeout=10, **kw),
+        )
 
     def bounce_events(self, tenant_id: str = "acme") -> list[dict[str, Any]]:
         rows = self.db.run(store_events.unreported, tenant_id, 1000)

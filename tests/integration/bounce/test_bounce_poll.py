@@ -11,7 +11,7 @@ import trio
 from mailproxyd.core.report import encode_item
 from mailproxyd.drivers.imap import Mailbox, MailboxConfig
 from mailproxyd.services import bounce
-from mailproxyd.workers._runtime import Doorbell
+from mailproxyd.services.context import Doorbell
 from tests import bounce_samples as samples
 
 from .conftest import FOLDER, BounceEnv, message_id

@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 import trio
 
+from mailproxyd.services.context import Doorbell
 from mailproxyd.settings import Settings
 from mailproxyd.store import AsyncDatabase, Database, accounts, events, meta, queue, tenants
 from mailproxyd.store import messages as store_messages
-from mailproxyd.workers._runtime import Doorbell
 from tests import helpers
 from tests.dbfixtures import (  # noqa: F401  (fixtures)
     database,
@@ -50,6 +50,18 @@ class FakeLink:
 
     async def send(self, message: dict[str, Any]) -> None:
         self.sent.append(message)
+
+    async def wake(self, target: str, reason: str, tenant_id: str | None = None) -> None:
+        msg: dict[str, Any] = {"type": "wake", "target": target, "reason": reason}
+        if tenant_id is not None:
+            msg["tenant_id"] = tenant_id
+        await self.send(msg)
+
+    async def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {}
+
+    async def cycle_done(self) -> None:
+        await self.send({"type": "cycle_done"})
 
     def wakes(self, target: str) -> int:
         return sum(1 for m in self.sent if m.get("type") == "wake" and m.get("target") == target)

@@ -278,9 +278,9 @@ async def test_kick_counts_are_kept_only_while_a_drain_runs(harness: Harness, po
     for n in range(3):
         harness.account("acme", f"acc{n}")
     env = _env_for(harness, None, pool, None, None)
-    dispatcher = Dispatcher(env)
+    dispatcher = Dispatcher(env, harness.wake)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(dispatcher.normal_loop, harness.wake)
+        nursery.start_soon(dispatcher.normal_loop)
         for round_ in range(3):
             for n in range(3):
                 harness.enqueue("acme", [f"m{round_}-{n}"], account_id=f"acc{n}")

@@ -5,6 +5,7 @@ would."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from mailproxyd.drivers.http import ReportClient
-from mailproxyd.services.report import ReportContext
+from mailproxyd.services.context import Reporting, ServiceContext
 from mailproxyd.settings import Settings, load_settings
 from mailproxyd.store import AsyncDatabase, Database, leases
 from mailproxyd.store import accounts as store_accounts
@@ -134,9 +135,17 @@ class ReportEnv:
 
     def ctx(
         self, client: ReportClient, owner: str = "node-a/reporter", **changes: Any
-    ) -> ReportContext:
+    ) -> ServiceContext:
         settings = dataclasses.replace(self.settings, **changes) if changes else self.settings
-        return ReportContext(db=self.adb, settings=settings, client=client, owner=owner)
+        return ServiceContext(
+            settings=settings,
+            db=self.adb,
+            link=None,  # type: ignore[arg-type]  # the report cycle never calls the supervisor
+            log=logging.getLogger("tests.report"),
+            kind="reporter",
+            owner=owner,
+            reporting=Reporting(client=client),
+        )
 
 
 @pytest.fixture

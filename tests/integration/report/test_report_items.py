@@ -143,7 +143,10 @@ async def test_metrics_hook_sees_each_outcome(
     report_env.add_tenant("d", closed_port_url)
     seen: dict[str, str] = {}
     ctx = report_env.ctx(sync_client)
-    ctx.observe = lambda tenant_id, outcome, duration: seen.__setitem__(tenant_id, outcome)
+    assert ctx.reporting is not None
+    ctx.reporting.observe = lambda tenant_id, outcome, duration: seen.__setitem__(
+        tenant_id, outcome
+    )
     await run_report_cycle(ctx)
     assert seen == {"a": "ok", "b": "rejected", "c": "http_error", "d": "network_error"}
 

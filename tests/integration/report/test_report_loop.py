@@ -8,7 +8,8 @@ import time
 import trio
 
 from mailproxyd.drivers.http import ReportClient
-from mailproxyd.services.report import Doorbell, reporter_loop, run_report_cycle
+from mailproxyd.services.context import Doorbell
+from mailproxyd.services.report import reporter_loop, run_report_cycle
 from mailproxyd.store import AsyncDatabase, open_database
 from tests.helpers import until
 from tests.tenantservers import ok, slow

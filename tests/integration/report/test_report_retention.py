@@ -68,6 +68,7 @@ async def test_extra_sweeps_run_after_retention_even_if_one_fails(report_env, sy
         seen.append(now)
 
     ctx = report_env.ctx(sync_client)
-    ctx.extra_sweeps += [broken, large_files]
+    assert ctx.reporting is not None
+    ctx.reporting.extra_sweeps += [broken, large_files]
     stats = await run_report_cycle(ctx, now_fn=lambda: 1767225600.0)
     assert seen == [1767225600.0] and stats.retention is not None

@@ -301,11 +301,11 @@ def _run_owner(node_id: str = "node-1") -> str:
     import dataclasses
     import logging
 
+    from mailproxyd.services.context import ServiceContext
     from mailproxyd.settings import load_settings
-    from mailproxyd.workers._runtime import WorkerContext
 
     settings = dataclasses.replace(load_settings("serve", environ={}), node_id=node_id)
-    ctx = WorkerContext(
+    ctx = ServiceContext(
         kind="sender",
         index=0,
         settings=settings,
