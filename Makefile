@@ -55,11 +55,13 @@ test-lowest:
 test-faults: $(STAMP)
 	$(BIN)/python -m pytest tests/system/faults --faults-long -s -p no:cacheprovider $(PYTEST_ARGS)
 
-## lint: ruff (rules, banned imports, formatting) and mypy on the package
+## lint: ruff (rules, banned imports, formatting), mypy on the package and import-linter's
+## contracts (the layers of the design, setup.cfg [importlinter])
 lint: $(STAMP)
 	$(BIN)/ruff check mailproxyd tests bench
 	$(BIN)/ruff format --check mailproxyd tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

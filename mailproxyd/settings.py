@@ -302,6 +302,8 @@ SPECS: tuple[Spec, ...] = (
     _s("sync_concurrency", "sync.concurrency", _int_between(1, 1000), 50),
     _s("max_batch", "api.max_batch", _int_between(1, 100000), 1000),
     _s("max_request_mb", "api.max_request_mb", _int_between(1, 1024), 20),
+    _s("max_pending_messages", "api.max_pending_messages", _int_between(1, 10_000_000), 10_000),
+    _s("max_pending_mb", "api.max_pending_mb", _int_between(1, 65536), 64),
     _s("metrics_token", "api.metrics_token", _optional_text, None, secret=True),
     _s("attachment_max_mb", "attachments.max_mb", _int_between(1, 2048), 25),
     _s("attachment_timeout", "attachments.timeout", _number_between(1, 600), 30.0),
@@ -360,6 +362,8 @@ class Settings:
     sync_concurrency: int
     max_batch: int
     max_request_mb: int
+    max_pending_messages: int
+    max_pending_mb: int
     metrics_token: str | None
     attachment_max_mb: int
     attachment_timeout: float

@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import httpx
 import trio
@@ -622,11 +622,3 @@ def run_node(settings: Settings, *, log_file: Path | None = None) -> int:
         journal=logsetup.stderr_is_journal(settings.environ),
     )
     return trio.run(_run, settings, log_file is not None)
-
-
-def main(argv: list[str] | None = None) -> NoReturn:
-    """``mailproxyd``: the same program as ``mail-proxy serve``."""
-    from mailproxyd.cli import main as cli_main
-
-    cli_main(["serve", *(sys.argv[1:] if argv is None else argv)])
-    raise SystemExit(0)  # pragma: no cover - cli_main exits

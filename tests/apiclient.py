@@ -20,7 +20,6 @@ import secrets
 import threading
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,7 +29,8 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 
 from mailproxyd.core.crypto import SecretBox
-from mailproxyd.settings import Settings, load_settings
+from mailproxyd.settings import Settings
+from tests.helpers import make_settings
 
 PG_ADMIN_URL = os.environ.get("MAIL_PROXY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -135,22 +135,6 @@ def _record(response: httpx.Response) -> None:
             response.content,
         )
     )
-
-
-def make_settings(db_url: str, home: Path, **overrides: Any) -> Settings:
-    token = overrides.pop("api_token", None) or secrets.token_urlsafe(32)
-    env = {
-        "GMP_API_TOKEN": token,
-        "MAIL_PROXY_HOME": str(home),
-        "GMP_TEST_MODE": "true",
-        "GMP_NODE_ID": "test-node",
-    }
-    if db_url.startswith("postgres"):
-        env["GMP_DATABASE_URL"] = db_url
-    else:
-        env["GMP_DB_PATH"] = db_url.removeprefix("sqlite:")
-    settings = load_settings("serve", environ=env)
-    return dataclasses.replace(settings, **overrides) if overrides else settings
 
 
 class _ServerThread:
@@ -307,7 +291,11 @@ def _api_backend(api_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> I
     from mailproxyd.store import open_database
 
     key = secrets.token_bytes(32)
-    settings = make_settings(api_db_url, tmp_path_factory.mktemp("home"))
+    settings = make_settings(
+        api_db_url,
+        tmp_path_factory.mktemp("home"),
+        environ={"GMP_API_TOKEN": secrets.token_urlsafe(32), "GMP_TEST_MODE": "true"},
+    )
     SECRETS.add(settings.api_token or "")
     db = open_database(settings.database, box=SecretBox(key))  # migrates once, here
     server = _ServerThread(settings, key, RecordingLink(settings.sender_processes))

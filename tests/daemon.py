@@ -21,37 +21,18 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 
 from mailproxyd.control import client as control
+from tests.helpers import free_port, wait_for
 
 ADMIN_TOKEN = "system-test-admin-token"
-T = TypeVar("T")
-
-
-def wait_for(
-    predicate: Callable[[], T], timeout: float = 20.0, interval: float = 0.02, what: str = ""
-) -> T:
-    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what or predicate}")
-        time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["ADMIN_TOKEN", "Daemon", "Node", "free_port", "pid_running", "wait_for"]
 
 
 def pid_running(pid: int) -> bool:

@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 import trustme
 
-from tests.daemon import free_port
+from tests.helpers import free_port
 
 HOST = "127.0.0.1"
 USER = "bounces@acme.example"

@@ -17,7 +17,6 @@ Every server accepts the user ``USER`` with password ``PASSWORD`` (PLAIN and LOG
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator
@@ -29,7 +28,9 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
 
-__all__ = ["PASSWORD", "USER", "Received", "Script", "ServerLog", "SmtpServer"]
+from tests.helpers import free_port
+
+__all__ = ["PASSWORD", "USER", "Received", "Script", "ServerLog", "SmtpServer", "free_port"]
 
 USER = "mailer@acme.example"
 PASSWORD = "app-password"
@@ -272,12 +273,6 @@ def _authenticator(log: ServerLog) -> Callable[..., AuthResult]:
         return AuthResult(success=ok, handled=False, auth_data=login)
 
     return authenticate
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

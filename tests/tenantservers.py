@@ -11,7 +11,7 @@ Each server answers from a script (:meth:`TenantServer.script`), one answer per 
 callable receiving the :class:`Call` and returning one of those. Every request is recorded with
 its arrival time, headers, raw body, the parsed items and the client's address (which shows
 connection reuse). Wait for calls with :meth:`TenantServer.wait_for_calls`, which polls with a
-deadline, or from a trio test with :func:`eventually`.
+deadline, or from a trio test with :func:`tests.helpers.until`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-import trio
+
+from tests.helpers import free_port
 
 
 @dataclass(frozen=True)
@@ -252,15 +253,6 @@ class TenantServer:
         return Handler
 
 
-async def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    """In a trio test: poll ``predicate`` until true; fail after ``timeout`` seconds."""
-    with trio.move_on_after(timeout):
-        while not predicate():
-            await trio.sleep(0.01)
-        return
-    raise AssertionError(f"condition not reached within {timeout} s")
-
-
 @pytest.fixture
 def tenant_server() -> Iterator[Callable[..., TenantServer]]:
     """Factory of :class:`TenantServer`; every server is closed at teardown."""
@@ -279,10 +271,7 @@ def tenant_server() -> Iterator[Callable[..., TenantServer]]:
 @pytest.fixture
 def closed_port_url() -> str:
     """A base URL on 127.0.0.1 where nothing listens: connecting is refused."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 __all__ = [
@@ -290,7 +279,6 @@ __all__ = [
     "Reply",
     "TenantServer",
     "closed_port_url",
-    "eventually",
     "non_json",
     "not_ok",
     "ok",

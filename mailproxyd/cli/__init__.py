@@ -9,6 +9,19 @@ a command is a matter of adding one module.
 
 from __future__ import annotations
 
+import sys
+from typing import NoReturn
+
 from mailproxyd.cli.launcher import main
 
-__all__ = ["main"]
+__all__ = ["mailproxyd_main", "main"]
+
+
+def mailproxyd_main(argv: list[str] | None = None) -> NoReturn:
+    """``mailproxyd``: the same program as ``mail-proxy serve``.
+
+    It lives here, not in ``supervisor``: the supervisor is below the command line (the
+    layers contract in setup.cfg) and never imports it.
+    """
+    main(["serve", *(sys.argv[1:] if argv is None else argv)])
+    raise SystemExit(0)  # pragma: no cover - main exits

@@ -6,10 +6,13 @@ thread: the tenant/account lookups validation needs, the pure validation of ever
 reference §6.9, and the command-log entry. Keeping validation inside the transaction means an
 account deleted concurrently can never receive a message; running it in the thread keeps
 the event loop free while a large batch is checked. After the commit, senders are woken.
+In the API, that transaction is a savepoint of a group transaction shared with the concurrent
+requests (``services.ingest``): one commit for all of them, each still applied or not alone.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -26,6 +29,7 @@ from mailproxyd.core.messages import (
 )
 from mailproxyd.errors import NotFound
 from mailproxyd.services.admin import log_command, needs_redaction
+from mailproxyd.services.ingest import Bounds, IngestWriter
 from mailproxyd.store import accounts, queue, tenants
 
 
@@ -199,6 +203,7 @@ async def add_messages(
     caller_tenant: str | None,
     envelope_tenant: str | None,
     raw: bytes | None = None,
+    writer: IngestWriter | None = None,
 ) -> EnqueueOutcome:
     """Validate and queue one add-messages request; wake the senders if anything was queued.
 
@@ -206,6 +211,8 @@ async def add_messages(
     ``envelope_tenant`` the request's ``tenant_id`` (query or body), already scoped.
     ``raw`` (the request bytes, when the caller has them) lets the command log skip
     redaction of bodies that provably hold nothing to redact.
+    ``writer`` (the API's): the request shares a group transaction with concurrent ones and may
+    be refused with ``ingest.Overloaded`` (nothing applied) when too much work is waiting.
     Raises ``ValidationFailed`` (422) and ``TooManyMessages`` (413) for envelope problems.
     """
     settings = ctx.settings
@@ -214,9 +221,9 @@ async def add_messages(
         envelope = envelope._replace(tenant_id=envelope_tenant)
     if not envelope.messages:
         return EnqueueOutcome(0, [], False, 200)
-    outcome: EnqueueOutcome = await ctx.db.run(
+    store = functools.partial(
         _run,
-        envelope,
+        envelope=envelope,
         caller_tenant=caller_tenant,
         envelope_tenant=envelope.tenant_id,
         settings=settings,
@@ -224,6 +231,16 @@ async def add_messages(
         redacted=raw is not None and not needs_redaction(raw),
         now=ctx.now(),
     )
+    outcome: EnqueueOutcome
+    if writer is None:
+        outcome = await ctx.db.run(store)
+    else:
+        outcome = await writer.submit(
+            store,
+            messages=len(envelope.messages),
+            size=len(raw) if raw is not None else 0,
+            bounds=Bounds.of(settings),
+        )
     if outcome.queued:
         await ctx.link.send({"type": "wake", "target": "sender", "reason": "enqueue"})
     return outcome

@@ -246,10 +246,24 @@ SELECT (SELECT coalesce(sum(delta), 0) FROM queue_count) AS pending,
        (SELECT min(ready_ts) FROM messages
         WHERE status = 'deferred' AND ready_ts <= :now) AS oldest_deferred,
        (SELECT min(created_at) FROM messages WHERE status = 'pending') AS oldest_pending,
-       (SELECT count(*) FROM queue_count) AS count_rows;
+       (SELECT count(*) FROM queue_count) AS count_rows,
+       (SELECT count(*) FROM unreported_count) AS unreported_rows;
 
 -- Fold the deltas into one row. Rows inserted by transactions still running are not seen and
 -- stay; two foldings at once each fold only what they deleted.
 -- name: queue_count_fold
 WITH gone AS (DELETE FROM queue_count RETURNING delta)
 INSERT INTO queue_count (delta) SELECT coalesce(sum(delta), 0) FROM gone;
+
+-- The unreported events per tenant: the sum of the deltas of migration 4's triggers.
+-- name: gauge_unreported
+SELECT t.id AS tenant_id, coalesce(u.n, 0) AS n
+FROM tenants t
+LEFT JOIN (SELECT tenant_id, sum(delta) AS n FROM unreported_count
+           GROUP BY tenant_id) u ON u.tenant_id = t.id;
+
+-- Fold them into one row per tenant (none for a count of 0), as queue_count_fold does.
+-- name: unreported_count_fold
+WITH gone AS (DELETE FROM unreported_count RETURNING tenant_id, delta)
+INSERT INTO unreported_count (tenant_id, delta)
+SELECT tenant_id, sum(delta) FROM gone GROUP BY tenant_id HAVING sum(delta) <> 0;

@@ -2,7 +2,8 @@
 
 Nothing here scans the queue: the pending count comes from partial indexes (SQLite) or a
 trigger-maintained sum (PostgreSQL), the queue age from the first row of each queue-index
-run, the unreported events from their partial index.
+run, the unreported events from a count per tenant that triggers keep (a counter row on
+SQLite, a sum of deltas on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from typing import Any
 
 from .database import Tx
 
-# The PostgreSQL delta rows of ``queue_count`` are folded into one when there are more.
+# The PostgreSQL delta rows of ``queue_count`` (and of ``unreported_count``) are folded when
+# there are more.
 FOLD_AT = 1000
 
 
@@ -25,6 +27,8 @@ def queue_gauges(tx: Tx, now: float) -> dict[str, Any]:
     unreported = {str(r["tenant_id"]): int(r["n"]) for r in tx.all("gauge_unreported")}
     if int(row.get("count_rows") or 0) > FOLD_AT:
         tx.execute("queue_count_fold")
+    if int(row.get("unreported_rows") or 0) > FOLD_AT:
+        tx.execute("unreported_count_fold")
     return {"pending": int(row.get("pending") or 0), "queue_age": age, "unreported": unreported}
 
 

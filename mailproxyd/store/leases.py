@@ -64,13 +64,22 @@ def end_leases(
     return {"returned": len(returned), "failed": len(failed)}
 
 
-def release(tx: Tx, owner: str, pks: Iterable[int], now: float) -> dict[str, int]:
-    """Give back leases at shutdown: back to ``pending``, no event, not counted as an expiry."""
+def release(
+    tx: Tx,
+    owner: str,
+    pks: Iterable[int],
+    now: float,
+    failures: list[dict[str, Any]] | None = None,
+) -> dict[str, int]:
+    """Give back leases at shutdown: back to ``pending``, no event, not counted as an expiry.
+
+    A message whose account was deleted meanwhile fails instead; ``failures`` receives it.
+    """
     pk_list = [int(pk) for pk in pks]
     if not pk_list:
         return {"returned": 0, "failed": 0}
     rows = tx.all("leases_of_owner", {"owner": owner, "pks": dumps(pk_list)})
-    return end_leases(tx, rows, now, expired=False)
+    return end_leases(tx, rows, now, expired=False, failures=failures)
 
 
 def expire_leases(
@@ -202,18 +211,22 @@ def complete_deferred(
     smtp_code: int | None = None,
     count_retry: bool = True,
     outcome_uncertain: bool = False,
+    failures: list[dict[str, Any]] | None = None,
 ) -> bool:
     """Put the message back until ``deferred_ts`` with a ``deferred`` event.
 
     ``count_retry``: a temporary failure adds 1 to ``retry_count``; a rate-limit deferral
     (``reason="rate_limit"``) passes False. If the account was deleted meanwhile the message
-    fails with ``account deleted`` instead (reference §5.4). False when the lease was lost.
+    fails with ``account deleted`` instead (reference §5.4) and ``failures`` receives it (the
+    metrics count an error, not a deferral). False when the lease was lost.
     """
     row = _fenced(tx, pk, owner)
     if row is None:
         return False
     row["outcome_uncertain"] = bool(row["outcome_uncertain"]) or outcome_uncertain
     if row["account_deleted"]:
+        if failures is not None:
+            failures.append(dict(row))
         return _fail(tx, row, now, ACCOUNT_DELETED, None, None)
     retry_count = int(row["retry_count"]) + (1 if count_retry else 0)
     tx.execute(

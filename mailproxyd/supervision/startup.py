@@ -109,13 +109,14 @@ def _prepare(db: Database, settings: Settings) -> OpenedNode:
 def _release_node_leases(tx: Tx, node_id: str) -> tuple[int, list[dict[str, Any]]]:
     """Release every lease of this node id at once (reference §8.3); each counts as an expiry.
     Returns the leases released and the messages that failed instead."""
-    from mailproxyd.store import bounces, gauges, leases
+    from mailproxyd.store import bounces, gauges, leases, sessions
     from mailproxyd.store import report as store_report
 
     failed: list[dict[str, Any]] = []
     outcome = leases.release_node(tx, node_id, time.time(), failed)
-    # Owners are unique per worker run: reporter and bounce-poll locks of the previous run
-    # would otherwise wait out their lease.
+    # Owners are unique per worker run: session slots, reporter and bounce-poll locks of the
+    # previous run would otherwise wait out their lease.
+    sessions.release_owner(tx, node_id)
     store_report.unlock_prefix(tx, node_prefix(node_id))
     bounces.release_prefix(tx, node_prefix(node_id))
     released = int(outcome.get("returned", 0)) + int(outcome.get("failed", 0))

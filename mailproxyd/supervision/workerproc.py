@@ -73,9 +73,10 @@ async def supervise_slot(host: SlotHost, slot: WorkerSlot) -> None:
         code = await _run_once(host, slot)
         if slot.pid is not None:
             await host.worker_exited(slot, slot.pid)
-            if code != 0:
-                # What the dead run held is free at once, before the slot runs again (reference §18.4).
-                await host.release_run(slot, slot.pid)
+            # What the dead run held is free at once, before the slot runs again (reference §18.4).
+            # A clean exit too: a release the run could not write (the database away at that
+            # moment) would otherwise hold its session slots until their lease lapses.
+            await host.release_run(slot, slot.pid)
         if host.shutting_down or slot.retired:
             break
         if code == EXIT_FATAL or slot.fatal is not None:

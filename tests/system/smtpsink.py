@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from tests.daemon import free_port
+from tests.helpers import free_port
 
 
 @dataclasses.dataclass

@@ -131,6 +131,7 @@ def test_sdist_and_wheel_build_install_and_pass_the_unit_tier(tmp_path: Path) ->
     }
     assert not unconditional & {"psycopg", "psycopg-pool", "fsspec", "s3fs", "platformdirs"}
     assert "LICENSE" in (metadata.get_all("License-File") or [])
+    assert "Documentation, docs/index.md" in (metadata.get_all("Project-URL") or [])
 
     # Install the unpacked sdist as the README says, at the documented path inside a root.
     source = tmp_path / "src" / prefix.rstrip("/")

@@ -87,3 +87,17 @@ def test_strip_nulls_keeps_false_and_empty() -> None:
     assert strip_nulls({"a": None, "b": False, "c": [], "d": {"e": None, "f": 0}}) == {
         "b": False, "c": [], "d": {"f": 0},
     }  # fmt: skip
+
+
+def test_mailproxyd_is_mail_proxy_serve(capsys: pytest.CaptureFixture[str]) -> None:
+    """The ``mailproxyd`` console script runs ``mail-proxy serve`` with its arguments."""
+    from mailproxyd.cli import mailproxyd_main, main
+
+    with pytest.raises(SystemExit) as served:
+        main(["serve", "--help"])
+    expected = capsys.readouterr().out
+    with pytest.raises(SystemExit) as daemon:
+        mailproxyd_main(["--help"])
+    assert daemon.value.code == served.value.code == 0
+    assert capsys.readouterr().out == expected
+    assert "serve" in expected

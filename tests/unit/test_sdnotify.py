@@ -51,10 +51,12 @@ def test_abstract_namespace_address() -> None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(b"\0" + name.encode())
     sock.settimeout(2)
+    notifier = Notifier(environ={"NOTIFY_SOCKET": "@" + name})
     try:
-        Notifier(environ={"NOTIFY_SOCKET": "@" + name}).status("hello")
+        notifier.status("hello")
         assert sock.recv(4096) == b"STATUS=hello"
     finally:
+        notifier.close()
         sock.close()
 
 
@@ -62,6 +64,7 @@ def test_a_vanished_listener_does_not_raise(tmp_path: Path) -> None:
     notifier = Notifier(environ={"NOTIFY_SOCKET": str(tmp_path / "gone.sock")})
     assert notifier.enabled
     assert notifier.ready() is False
+    notifier.close()
 
 
 def test_watchdog_interval_is_half_the_usec_and_only_for_us() -> None:

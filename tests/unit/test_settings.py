@@ -51,6 +51,8 @@ CASES: dict[str, tuple[str, object, str, object, str]] = {
     "sync_concurrency": ("1", 1, "1000", 1000, "0"),
     "max_batch": ("1", 1, "100000", 100000, "100001"),
     "max_request_mb": ("1", 1, "1024", 1024, "1025"),
+    "max_pending_messages": ("1", 1, "10000000", 10000000, "0"),
+    "max_pending_mb": ("1", 1, "65536", 65536, "65537"),
     "metrics_token": ("m-token-1", "m-token-1", "m-token-2", "m-token-2", None),
     "attachment_max_mb": ("1", 1, "2048", 2048, "2049"),
     "attachment_timeout": ("1", 1.0, "600", 600.0, "0"),

@@ -8,7 +8,7 @@ from quart import Response
 
 from mailproxyd.api import schemas
 from mailproxyd.api.auth import Principal, resolve_tenant
-from mailproxyd.api.errors import forbidden_tenant
+from mailproxyd.api.errors import ApiError, forbidden_tenant
 from mailproxyd.api.params import (
     body_int,
     query_bool,
@@ -21,7 +21,7 @@ from mailproxyd.api.registry import BOOLEAN, TENANT_ID, QueryParam, route
 from mailproxyd.api.responses import json_response
 from mailproxyd.core.messages import foreign_tenant
 from mailproxyd.errors import ValidationFailed
-from mailproxyd.services import admin, enqueue
+from mailproxyd.services import admin, enqueue, ingest
 
 MAX_OFFSET = 10**9
 _STATUSES = ("pending", "deferred", "sending", "sent", "error")
@@ -40,19 +40,26 @@ _STATUSES = ("pending", "deferred", "sending", "sent", "error")
     errors=(400, 401, 403, 404, 413, 422, 503),
 )
 async def add_messages(ctx: Any, principal: Principal) -> Response:
-    raw, body = await read_body_raw()
-    envelope_tenant = resolve_tenant(principal, body, required=False)
-    # reference §4.3: a tenant key naming another tenant in any item refuses the whole request.
-    foreign = foreign_tenant(body, None if principal.is_admin else principal.tenant_id)
-    if foreign is not None:
-        raise forbidden_tenant(foreign)
-    outcome = await enqueue.add_messages(
-        ctx,
-        body,
-        caller_tenant=None if principal.is_admin else principal.tenant_id,
-        envelope_tenant=envelope_tenant,
-        raw=raw,
-    )
+    writer = ingest.writer_for(ctx.db)
+    try:
+        # Over capacity already: refused before the body is read or parsed (reference §4.4).
+        writer.check(ingest.Bounds.of(ctx.settings))
+        raw, body = await read_body_raw()
+        envelope_tenant = resolve_tenant(principal, body, required=False)
+        # reference §4.3: a tenant key naming another tenant in any item refuses the whole request.
+        foreign = foreign_tenant(body, None if principal.is_admin else principal.tenant_id)
+        if foreign is not None:
+            raise forbidden_tenant(foreign)
+        outcome = await enqueue.add_messages(
+            ctx,
+            body,
+            caller_tenant=None if principal.is_admin else principal.tenant_id,
+            envelope_tenant=envelope_tenant,
+            raw=raw,
+            writer=writer,
+        )
+    except ingest.Overloaded as exc:
+        raise _OverCapacity(exc.message) from None
     rejected = outcome.rejected
     if outcome.nothing_queued:
         # The legacy 400 shape (reference §6.8): detail is an object that keeps "error": null.
@@ -68,6 +75,16 @@ async def add_messages(ctx: Any, principal: Principal) -> Response:
             strip=False,
         )
     return json_response({"ok": True, "queued": outcome.queued, "rejected": rejected}, strip=False)
+
+
+class _OverCapacity(ApiError):
+    """503 ``unavailable`` for ingest over its capacity limit, with its own ``Retry-After``."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(503, "unavailable", detail)
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(ingest.RETRY_AFTER_SECONDS)}
 
 
 _LIST_QUERY = (

@@ -74,8 +74,14 @@ async def http_fetch(
     *,
     headers: Mapping[str, str] | None = None,
     body: bytes | None = None,
+    redirect_client: httpx.AsyncClient | None = None,
 ) -> Content:
-    """GET/POST ``url`` following up to five redirects, each through the checked transport."""
+    """GET/POST ``url`` following up to five redirects, each through the checked transport.
+
+    ``redirect_client`` (the ``http_url`` policy) takes over once a redirect leaves the origin
+    of ``url``: the trust given to the tenant's ``client_base_url`` does not extend to wherever
+    its server redirects (reference §11.3).
+    """
     current = url
     send_headers = {"User-Agent": f"mail-proxy/{__version__}", **(headers or {})}
     for _ in range(MAX_REDIRECTS + 1):
@@ -111,6 +117,8 @@ async def http_fetch(
                 if not same_origin:
                     # Credentials belong to the origin they were given for.
                     send_headers.pop("Authorization", None)
+                if redirect_client is not None and origin(target) != origin(url):
+                    client = redirect_client
                 if response.status_code == 303 or (
                     response.status_code in (301, 302) and method == "POST"
                 ):

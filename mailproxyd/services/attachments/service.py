@@ -259,8 +259,15 @@ class AttachmentService:
             call = endpoint_call(tenant, path, auth, self.now())
             trusted = not call.override and not tenant.get(UNTRUSTED_URL_KEY)
             client = self.client(Policy(trusted=trusted, allow_private=allow_private))
+            elsewhere = self.client(Policy(trusted=False, allow_private=allow_private))
             return await http_fetch(
-                client, "POST", call.url, limits, headers=call.headers, body=call.body
+                client,
+                "POST",
+                call.url,
+                limits,
+                headers=call.headers,
+                body=call.body,
+                redirect_client=elsewhere if trusted else None,
             )
         if mode == "filesystem":
             return await filesystem(path, tuple(settings.attachment_fs_roots), limits)

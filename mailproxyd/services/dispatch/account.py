@@ -259,7 +259,7 @@ class AccountRun:
         if not chosen and not slots and not rate_slots:
             return
         with trio.CancelScope(shield=True):
-            await env.db.run(
+            failed = await env.db.run(
                 release_tx,
                 owner=env.owner,
                 pks=chosen,
@@ -267,6 +267,7 @@ class AccountRun:
                 rate_slots=list(rate_slots),
                 now=env.now(),
             )
+        metrics.lease_failures(failed)  # counted once committed (reference §14)
         for pk in chosen:
             self.unfinished.pop(pk, None)
         if pks is None:

@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mailproxyd.core.ratelimit import Window, account_windows, tenant_windows, whole_second
-from mailproxyd.services.dispatch.record import Completion
-from mailproxyd.store import accounts, leases, meta, queue, ratelimit, sessions
+from mailproxyd.services.dispatch.record import Completion, failed_instead
+from mailproxyd.store import accounts, gauges, leases, meta, queue, ratelimit, sessions
 
 DEFAULT_MAX_CONCURRENT = 3
 RATE_LIMITED = "rate_limit"
@@ -180,9 +180,19 @@ def admit_tx(
                 attempt=attempt,
                 rate_limited=True,
             )
+            failed: list[dict[str, Any]] = []
             held = leases.complete_deferred(
-                tx, pk, owner, now, deferred_ts=until, reason=RATE_LIMITED, count_retry=False
+                tx,
+                pk,
+                owner,
+                now,
+                deferred_ts=until,
+                reason=RATE_LIMITED,
+                count_retry=False,
+                failures=failed,
             )
+            if failed:  # the account was deleted meanwhile: the message failed instead
+                item = failed_instead(item)
         out.append(Admission(None, item, held))
     return out
 
@@ -195,16 +205,18 @@ def release_tx(
     slots: Sequence[int],
     rate_slots: Sequence[int] = (),
     now: float,
-) -> int:
+) -> list[dict[str, Any]]:
     """Store function: hand back claimed-but-not-started messages (with the rate-limit slots
-    they were admitted with) and session slots."""
+    they were admitted with) and session slots; the messages that failed instead (their
+    account was deleted meanwhile), with their tenant's name, for the metrics."""
     for slot in slots:
         sessions.release(tx, slot)
     for rate_slot in rate_slots:
         ratelimit.release(tx, rate_slot)
-    if not pks:
-        return 0
-    return int(leases.release(tx, owner, pks, now).get("returned", 0))
+    failed: list[dict[str, Any]] = []
+    if pks:
+        leases.release(tx, owner, pks, now, failures=failed)
+    return gauges.with_tenant_names(tx, failed)
 
 
 def renew_tx(

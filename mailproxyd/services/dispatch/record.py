@@ -26,7 +26,7 @@ import trio
 from mailproxyd.core.smtp_outcome import delivery_log_line
 from mailproxyd.drivers import metrics
 from mailproxyd.errors import DatabaseUnavailable
-from mailproxyd.store import leases, ratelimit
+from mailproxyd.store import accounts, leases, ratelimit
 
 Kind = Literal["sent", "deferred", "error", "release"]
 
@@ -67,8 +67,24 @@ class Completion:
     rate_limited: bool = False
 
 
-def _write_one(tx: Any, item: Completion, owner: str) -> bool:
+def failed_instead(item: Completion) -> Completion:
+    """``item`` as the store recorded it when the message failed with ``account deleted``
+    instead (a deferral or a release after the account was deleted, reference §5.4)."""
+    return dataclasses.replace(item, kind="error", text=accounts.ACCOUNT_DELETED, deferred_ts=None)
+
+
+def _write_one(tx: Any, item: Completion, owner: str) -> Completion | None:
     pk = int(item.row["pk"])
+    failed: list[dict[str, Any]] = []
+    held = _write_kind(tx, item, owner, pk, failed)
+    if not held:
+        return None
+    return failed_instead(item) if failed else item
+
+
+def _write_kind(
+    tx: Any, item: Completion, owner: str, pk: int, failed: list[dict[str, Any]]
+) -> bool:
     if item.release_slot is not None:
         ratelimit.release(tx, item.release_slot)
     if item.kind == "sent":
@@ -93,6 +109,7 @@ def _write_one(tx: Any, item: Completion, owner: str) -> bool:
             smtp_code=item.smtp_code,
             count_retry=item.count_retry,
             outcome_uncertain=item.outcome_uncertain,
+            failures=failed,
         )
     if item.kind == "error":
         assert item.text is not None
@@ -106,12 +123,13 @@ def _write_one(tx: Any, item: Completion, owner: str) -> bool:
             refused_recipients=item.refused_recipients,
             outcome_uncertain=item.outcome_uncertain,
         )
-    result = leases.release(tx, owner, [pk], item.now)
+    result = leases.release(tx, owner, [pk], item.now, failures=failed)
     return bool(result.get("returned") or result.get("failed"))
 
 
-def write_completion(tx: Any, *, item: Completion, owner: str) -> bool:
-    """Store function: record one completion; whether the lease still held."""
+def write_completion(tx: Any, *, item: Completion, owner: str) -> Completion | None:
+    """Store function: record one completion; what was recorded (``item``, or the error it
+    became), or None when the lease no longer held."""
     return _write_one(tx, item, owner)
 
 
@@ -170,7 +188,7 @@ def _run_group(tx: Any, ops: Sequence[_Op]) -> list[Any]:
         items = [_sent_completion(ops[index]) for index in indexes]
         held = write_sent_many(tx, items=[item for item in items if item is not None], owner=owner)
         for index, answer in zip(indexes, held, strict=True):
-            results[index] = answer
+            results[index] = ops[index].kwargs["item"] if answer else None
     return results
 
 
@@ -299,20 +317,21 @@ class Recorder:
         self._wake_again = False
 
     async def record(self, item: Completion) -> bool:
-        held = await self._write(item)
-        self.after(item, held)
-        if held and item.kind != "release":
+        recorded = await self._write(item)
+        self.after(recorded or item, recorded is not None)
+        if recorded is not None and recorded.kind != "release":
             await self.events_recorded()
-        return held
+        return recorded is not None
 
-    async def _write(self, item: Completion) -> bool:
+    async def _write(self, item: Completion) -> Completion | None:
         deadline = trio.current_time() + self._retry_for
         warned = False
         while True:
             try:
-                return bool(
-                    await self._committer.call(write_completion, item=item, owner=self._owner)
+                recorded = await self._committer.call(
+                    write_completion, item=item, owner=self._owner
                 )
+                return recorded if isinstance(recorded, Completion) else None
             except DatabaseUnavailable as exc:
                 if trio.current_time() + RECORD_RETRY_SECONDS > deadline:
                     raise
@@ -335,6 +354,7 @@ class Recorder:
             write_completion, [{"item": item, "owner": self._owner} for item in items]
         )
         held: list[bool] = []
+        evented = False
         first_error: BaseException | None = None
         for item, (result, error) in zip(items, answers, strict=True):
             if isinstance(error, DatabaseUnavailable):
@@ -342,13 +362,14 @@ class Recorder:
                     result, error = await self._write(item), None
                 except DatabaseUnavailable as exc:
                     error = exc
-            ok = error is None and bool(result)
+            recorded = result if error is None and isinstance(result, Completion) else None
             if error is None:
-                self.after(item, ok)
+                self.after(recorded or item, recorded is not None)
             elif first_error is None:
                 first_error = error
-            held.append(ok)
-        if any(ok and item.kind != "release" for item, ok in zip(items, held, strict=True)):
+            held.append(recorded is not None)
+            evented = evented or (recorded is not None and recorded.kind != "release")
+        if evented:
             await self.events_recorded()
         if first_error is not None:
             raise first_error
@@ -372,6 +393,9 @@ class Recorder:
 
     def after(self, item: Completion, held: bool) -> None:
         """Count and log a recorded completion (reference §14, §18.6), or the WARNING of a discarded one.
+
+        ``item`` is the completion as recorded: a deferral or release of a message whose
+        account was deleted meanwhile comes as the error it became (``failed_instead``).
 
         The SMTP attempt's duration counts whatever became of its result; the outcome counts
         only when it was recorded (a discarded result is another sender's to count, reference §8.3).

@@ -19,10 +19,11 @@ from typing import Any
 import pytest
 import trio
 
-from mailproxyd.settings import Settings, load_settings
+from mailproxyd.settings import Settings
 from mailproxyd.store import AsyncDatabase, Database, accounts, events, meta, queue, tenants
 from mailproxyd.store import messages as store_messages
 from mailproxyd.workers._runtime import Doorbell
+from tests import helpers
 from tests.dbfixtures import (  # noqa: F401  (fixtures)
     database,
     db_url,
@@ -36,9 +37,8 @@ from tests.integration.dispatch.scripted_smtp import ScriptedController, Scripte
 
 def make_settings(url: str, **overrides: Any) -> Settings:
     """Settings for a sender on ``url``; no retry jitter, so retry times are exact."""
-    base = load_settings("serve", environ={"GMP_DB_PATH": url})
     fields = {"retry_jitter": 0.0, "log_delivery_activity": True, **overrides}
-    return dataclasses.replace(base, database=url, **fields)
+    return helpers.make_settings(url, **fields)
 
 
 class FakeLink:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
-import socket
 import threading
 import time
 from email import message_from_bytes, policy
@@ -30,6 +29,8 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
+
+from tests.helpers import free_port
 
 TEXTS = {
     550: "5.1.1 User unknown",
@@ -151,13 +152,6 @@ class ScriptedHandler:
     def ids(self) -> list[str]:
         with self.lock:
             return [r.mail_id for r in self.received]
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class _CountingSMTP(SMTP):

@@ -29,13 +29,8 @@ from mailproxyd.core.crypto import SecretBox
 from mailproxyd.services.dispatch.cycle import run_dispatch_cycle, sender_loop
 from mailproxyd.services.dispatch.smtp import close_pool
 from mailproxyd.store import AsyncDatabase, open_database
+from tests.helpers import until
 from tests.integration.dispatch.conftest import FakeLink, Harness, make_settings, new_pool
-
-
-async def _wait_for(path: Path, timeout: float = 30.0) -> None:
-    with trio.fail_after(timeout):
-        while not path.exists():
-            await trio.sleep(0.005)
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -56,7 +51,7 @@ async def main(args: argparse.Namespace) -> None:
     pool = new_pool(settings)
     sync = Path(args.sync_dir)
     (sync / f"{args.name}.ready").touch()
-    await _wait_for(sync / "go")
+    await until((sync / "go").exists, timeout=30, interval=0.005)
     try:
         if args.mode == "cycle":
             handled = 0

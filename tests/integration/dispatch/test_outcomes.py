@@ -15,8 +15,9 @@ import pytest
 
 from mailproxyd.services.dispatch.cycle import run_dispatch_cycle
 from mailproxyd.store import accounts
+from tests.helpers import free_port
 from tests.integration.dispatch.conftest import Harness
-from tests.integration.dispatch.scripted_smtp import ScriptedController, free_port
+from tests.integration.dispatch.scripted_smtp import ScriptedController
 
 UNKNOWN = "5.1.1 User unknown"
 TEMPFAIL = "4.3.0 Temporary failure, try again later"

@@ -62,7 +62,8 @@ async def test_concurrent_sent_completions_share_a_transaction(database: Databas
 
     async def record(key: str, kind: str = "sent") -> None:
         item = Completion(rows[key], kind, NOW + 130, text="x" if kind == "error" else None)  # type: ignore[arg-type]
-        results[key] = await committer.call(write_completion, item=item, owner=OWNER)
+        recorded = await committer.call(write_completion, item=item, owner=OWNER)
+        results[key] = recorded is item  # recorded as it was (None: the lease was lost)
 
     async with trio.open_nursery() as nursery:
         # The first call is written alone at once; the rest queue up behind it and share the

@@ -5,25 +5,21 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from mailproxyd.services.dispatch import smtp as dispatch_smtp
 from mailproxyd.services.dispatch.cycle import run_dispatch_cycle, sender_loop
 from mailproxyd.services.dispatch.smtp import close_pool
 from mailproxyd.store import meta, queue
+from tests.helpers import until
 from tests.integration.dispatch.conftest import Harness
 from tests.integration.dispatch.scripted_smtp import ScriptedController
-
-
-async def _until(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    with trio.fail_after(timeout):
-        while not check():
-            await trio.sleep(0.01)
 
 
 def _statuses(harness: Harness, tenant_id: str, ids: list[str]) -> dict[str, str]:
@@ -40,12 +36,12 @@ async def test_immediate_overtakes_a_backlog_of_low_messages(
     harness.enqueue("acme", lows, priority=3)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(lambda: sender_loop(harness, harness.wake, pool=pool))
-        await _until(lambda: len(smtp.scripted.ids()) >= 20)
+        await until(lambda: len(smtp.scripted.ids()) >= 20)
         harness.enqueue("acme", ["urgent"], priority=0)
         harness.wake.ring()
         # Not yet claimed once "urgent" is committed: every one of these must come after it.
         waiting = harness.with_status("pending")
-        await _until(lambda: "urgent" in smtp.scripted.ids(), timeout=30)
+        await until(lambda: "urgent" in smtp.scripted.ids(), timeout=30)
         harness.request_stop(5)
     order = smtp.scripted.ids()
     before = set(order[: order.index("urgent")])
@@ -82,16 +78,16 @@ async def test_wake_up_starts_delivery_at_once(
         harness.enqueue("acme", ["m0"])
         nursery.start_soon(lambda: sender_loop(harness, harness.wake, pool=pool))
         # Once m0 is out, the loop has nothing to do and would sleep for 30 s.
-        await _until(lambda: smtp.scripted.ids() == ["m0"], timeout=5)
-        await _until(lambda: harness.with_status("sending") == set(), timeout=5)
+        await until(lambda: smtp.scripted.ids() == ["m0"], timeout=5)
+        await until(lambda: harness.with_status("sending") == set(), timeout=5)
         harness.enqueue("acme", ["m1"])
         queued = time.monotonic()
         harness.wake.ring()
-        await _until(lambda: smtp.scripted.ids() == ["m0", "m1"], timeout=5)
+        await until(lambda: smtp.scripted.ids() == ["m0", "m1"], timeout=5)
         latency = time.monotonic() - queued
         harness.enqueue("acme", ["m2"], deferred_ts=time.time() + 1.0)
         harness.wake.ring()
-        await _until(lambda: len(smtp.scripted.ids()) == 3, timeout=5)
+        await until(lambda: len(smtp.scripted.ids()) == 3, timeout=5)
         harness.request_stop(5)
     assert latency < 1.0
     m2 = harness.record("acme", "m2")
@@ -100,18 +96,37 @@ async def test_wake_up_starts_delivery_at_once(
 
 
 async def test_test_mode_runs_only_on_request(
-    harness: Harness, smtp: ScriptedController, pool: Any
+    harness: Harness,
+    smtp: ScriptedController,
+    pool: Any,
+    autojump_clock: trio.testing.MockClock,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from mailproxyd.services.dispatch.cycle import Dispatcher
+
+    started: list[float] = []
+    real_cycle = Dispatcher.cycle
+
+    async def counted(self: Dispatcher, *, expire: bool) -> int:
+        started.append(trio.current_time())
+        return await real_cycle(self, expire=expire)
+
+    monkeypatch.setattr(Dispatcher, "cycle", counted)
     harness.settings = dataclasses.replace(harness.settings, test_mode=True)
     harness.enqueue("acme", ["m1", "m2"])
     harness.enqueue("acme", ["retry"], to=["data451@example.org"])
     async with trio.open_nursery() as nursery:
         nursery.start_soon(lambda: sender_loop(harness, harness.wake, pool=pool))
         harness.wake.ring()  # wake-ups do nothing in test mode
-        await trio.sleep(0.3)  # a bounded window in which nothing may happen
-        assert smtp.scripted.ids() == []
+        # The loop runs on the trio clock, which jumps (autojump_clock) whenever every task
+        # waits: an hour of the loop's time, many poll ticks, passes at once. No cycle starts.
+        await trio.sleep(3600)
+        assert started == [] and smtp.scripted.ids() == []
+        # From here on the clock runs as a real one: the cycle waits for SMTP in threads.
+        autojump_clock.autojump_threshold = math.inf
+        autojump_clock.rate = 1.0
         harness.cycles.ring()
-        await _until(lambda: harness.cycles_done == 1)
+        await until(lambda: harness.cycles_done == 1)
         harness.request_stop(5)
     assert sorted(smtp.scripted.ids()) == ["m1", "m2"]
     record = harness.record("acme", "retry")
@@ -127,8 +142,8 @@ async def test_shutdown_releases_claimed_messages_that_did_not_start(
     harness.enqueue("acme", ids, to=["slow400@example.org"])
     async with trio.open_nursery() as nursery:
         nursery.start_soon(lambda: sender_loop(harness, harness.wake, pool=pool))
-        await _until(lambda: len(harness.leases()) == 10)  # the whole batch is claimed
-        await _until(lambda: smtp.scripted.sessions == 1)  # and the first is on the wire
+        await until(lambda: len(harness.leases()) == 10)  # the whole batch is claimed
+        await until(lambda: smtp.scripted.sessions == 1)  # and the first is on the wire
         harness.request_stop(10)
     statuses = _statuses(harness, "acme", ids)
     assert statuses["m0"] == "sent"  # the transaction in progress finished within the grace
@@ -153,7 +168,7 @@ async def test_shutdown_deadline_aborts_a_stalled_transaction_as_uncertain(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(lambda: sender_loop(harness, harness.wake, pool=pool))
         # The data is in and the reply is 4 s out when the stop comes.
-        await _until(lambda: smtp.scripted.data_received == 1)
+        await until(lambda: smtp.scripted.data_received == 1)
         harness.request_stop(1.5)
     assert time.monotonic() - started < 3.5  # cut off at the deadline, not after the reply
     record = harness.record("acme", "stuck")
@@ -176,10 +191,10 @@ async def test_sender_loop_closes_its_pool_with_quit(
     harness.enqueue("acme", ["m1"])
     async with trio.open_nursery() as nursery:
         nursery.start_soon(lambda: sender_loop(harness, harness.wake))
-        await _until(lambda: smtp.scripted.ids() == ["m1"])
+        await until(lambda: smtp.scripted.ids() == ["m1"])
         harness.request_stop(5)
     assert len(made) == 1
-    await _until(lambda: smtp.scripted.sessions == 0, timeout=5)
+    await until(lambda: smtp.scripted.sessions == 0, timeout=5)
     await close_pool(made[0])  # idempotent
 
 
@@ -224,7 +239,7 @@ async def test_cycle_without_a_pool_keeps_one_per_context(
     assert await run_dispatch_cycle(harness) == 1
     assert smtp.scripted.ids() == ["m1", "m2"]
     await close_dispatch_pool(harness)
-    await _until(lambda: smtp.scripted.sessions == 0, timeout=5)
+    await until(lambda: smtp.scripted.sessions == 0, timeout=5)
 
 
 async def test_one_session_carries_a_batch_with_mixed_outcomes(

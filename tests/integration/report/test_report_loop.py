@@ -10,7 +10,8 @@ import trio
 from mailproxyd.drivers.http import ReportClient
 from mailproxyd.services.report import Doorbell, reporter_loop, run_report_cycle
 from mailproxyd.store import AsyncDatabase, open_database
-from tests.tenantservers import eventually, ok, slow
+from tests.helpers import until
+from tests.tenantservers import ok, slow
 
 
 async def test_events_reported_within_a_second_of_the_wake(
@@ -23,12 +24,12 @@ async def test_events_reported_within_a_second_of_the_wake(
         # A long poll interval: only the wake-up can explain a fast report.
         loop = functools.partial(reporter_loop, poll_interval=30)
         await nursery.start(loop, report_env.ctx(sync_client), wake)
-        await eventually(lambda: len(srv.calls) == 1)  # first heartbeat: never acknowledged
+        await until(lambda: len(srv.calls) == 1)  # first heartbeat: never acknowledged
         for n in range(3):
             recorded = time.time()
             report_env.record_sent("t", [f"e{n}"])
             wake.ring()
-            await eventually(lambda n=n: len(srv.calls) == n + 2, timeout=1.0)
+            await until(lambda n=n: len(srv.calls) == n + 2, timeout=1.0)
             assert srv.calls[-1].time - recorded < 1.0
             assert [i["id"] for i in srv.calls[-1].items] == [f"e{n}"]
         nursery.cancel_scope.cancel()
@@ -39,9 +40,9 @@ async def test_polling_finds_events_without_a_wake(report_env, tenant_server, sy
     report_env.add_tenant("t", srv.base_url)
     async with trio.open_nursery() as nursery:
         await nursery.start(reporter_loop, report_env.ctx(sync_client), Doorbell())
-        await eventually(lambda: len(srv.calls) == 1)
+        await until(lambda: len(srv.calls) == 1)
         report_env.record_sent("t", ["e"])  # as if recorded on another node: nobody rings
-        await eventually(lambda: len(srv.calls) == 2, timeout=1.0)
+        await until(lambda: len(srv.calls) == 2, timeout=1.0)
         nursery.cancel_scope.cancel()
 
 
@@ -58,12 +59,12 @@ async def test_a_hanging_tenant_does_not_delay_twenty_others(
     async with trio.open_nursery() as nursery:
         # The default GMP_SYNC_TIMEOUT (10 s): the hanging call stays in flight throughout.
         await nursery.start(reporter_loop, report_env.ctx(sync_client), wake)
-        await eventually(lambda: all(len(s.calls) == 1 for s in others.values()))
+        await until(lambda: all(len(s.calls) == 1 for s in others.values()))
         assert len(hanging.calls) == 1
         await report_env.arecord_sent({t: [f"{t}-e"] for t in others})
         recorded = time.time()
         wake.ring()
-        await eventually(lambda: all(len(s.calls) == 2 for s in others.values()), timeout=2.0)
+        await until(lambda: all(len(s.calls) == 2 for s in others.values()), timeout=2.0)
         for tenant_id, srv in others.items():
             assert [i["id"] for i in srv.calls[1].items] == [f"{tenant_id}-e"]
             assert srv.calls[1].time - recorded < 2.0
@@ -97,9 +98,7 @@ async def test_two_reporters_never_push_one_tenant_concurrently(
                 wake_a.ring()
                 wake_b.ring()
                 await trio.sleep(0.03)  # pace the producer so both reporters get turns
-            await eventually(
-                lambda: all(report_env.unreported(t) == 0 for t in servers), timeout=10
-            )
+            await until(lambda: all(report_env.unreported(t) == 0 for t in servers), timeout=10)
             n.cancel_scope.cancel()
     finally:
         second_db.close()
@@ -159,7 +158,7 @@ async def test_stopping_lets_the_post_in_flight_finish(
         async with trio.open_nursery() as nursery:
             loop = functools.partial(reporter_loop, stopping=stopping)
             await nursery.start(loop, report_env.ctx(sync_client), Doorbell())
-            await eventually(lambda: len(srv.calls) == 1)
+            await until(lambda: len(srv.calls) == 1)
             report_env.record_sent("t", ["b"])
             stopping.set()
         # The loop returned on its own once the POST in flight was answered, and started no

@@ -14,7 +14,8 @@ import pytest
 from mailproxyd.core.mime import Built, build_message
 from mailproxyd.core.smtp_outcome import Kind
 from mailproxyd.drivers.smtp import SmtpPool
-from tests.smtpservers import PASSWORD, USER, Script, SmtpServer, free_port
+from tests.helpers import free_port
+from tests.smtpservers import PASSWORD, USER, Script, SmtpServer
 
 T, P, S, U = Kind.TEMPORARY, Kind.PERMANENT, Kind.SENT, Kind.UNCERTAIN
 

@@ -21,14 +21,7 @@ from pathlib import Path
 from mailproxyd.core.crypto import SecretBox
 from mailproxyd.core.ratelimit import account_windows
 from mailproxyd.store import open_database, queue, ratelimit
-
-
-def _wait_for(path: Path, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {path}")
-        time.sleep(0.005)
+from tests.helpers import wait_for
 
 
 def main(argv: list[str]) -> None:
@@ -37,7 +30,7 @@ def main(argv: list[str]) -> None:
     db = open_database(url, box=box, pool_size=2)
     owner = f"{name}/sender-{os.getpid()}"
     (Path(sync_dir) / f"{name}.ready").touch()
-    _wait_for(Path(sync_dir) / "go")
+    wait_for((Path(sync_dir) / "go").exists, timeout=30, interval=0.005)
     out: object
     if mode == "claim":
         claimed: list[int] = []

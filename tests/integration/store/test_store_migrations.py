@@ -68,11 +68,21 @@ def _pg_schema(url: str) -> dict[str, Any]:
             "SELECT sequence_name, data_type, start_value, increment FROM "
             "information_schema.sequences WHERE sequence_schema = 'public' ORDER BY 1"
         ).fetchall()
+        triggers = conn.execute(
+            "SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger WHERE NOT tgisinternal "
+            "ORDER BY 1"
+        ).fetchall()
+        functions = conn.execute(
+            "SELECT p.proname, pg_get_functiondef(p.oid) FROM pg_proc p "
+            "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public' ORDER BY 1"
+        ).fetchall()
     return {
         "columns": columns,
         "indexes": indexes,
         "constraints": constraints,
         "sequences": sequences,
+        "triggers": triggers,
+        "functions": functions,
     }
 
 

@@ -16,6 +16,7 @@ import pytest
 from mailproxyd.core.ratelimit import whole_second
 from mailproxyd.store import Database, leases, queue, ratelimit
 from mailproxyd.store import messages as store_messages
+from tests.helpers import wait_for
 
 from .conftest import NOW, make_item, rate_windows
 
@@ -44,13 +45,13 @@ def _spawn(mode: str, url: str, sync: Path, name: str, key: bytes, *args: str) -
 
 
 def _run_together(procs: list[subprocess.Popen], sync: Path, names: list[str]) -> list[Any]:
-    deadline = time.monotonic() + 60
-    while not all((sync / f"{name}.ready").exists() for name in names):
+    def ready() -> bool:
         for proc in procs:
             if proc.poll() is not None:
                 raise AssertionError(proc.stderr.read() if proc.stderr else "worker died")
-        assert time.monotonic() < deadline, "workers did not get ready"
-        time.sleep(0.01)
+        return all((sync / f"{name}.ready").exists() for name in names)
+
+    wait_for(ready, timeout=60, interval=0.01, what="workers ready")
     (sync / "go").touch()
     outputs = []
     for proc in procs:
@@ -114,18 +115,19 @@ def test_dead_claimer_messages_come_back_after_lease_expiry(
     dead_owner = "dying-node/sender-0"
     proc = _spawn("claim-and-hang", db_url, tmp_path, "dying", instance_key, dead_owner, str(NOW))
     try:
-        _wait = time.monotonic() + 60
-        while not (tmp_path / "dying.ready").exists():
+
+        def ready() -> bool:
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < _wait
-            time.sleep(0.01)
+            return (tmp_path / "dying.ready").exists()
+
+        wait_for(ready, timeout=60, interval=0.01, what="the claimer ready")
         (tmp_path / "go").touch()
         assert proc.stdout is not None
         claimed = json.loads(proc.stdout.readline())
         assert len(claimed) == 5
     finally:
         proc.kill()
-        proc.wait(timeout=10)
+        proc.communicate(timeout=10)  # reaps it and closes its pipes
     with acme.transaction() as tx:
         # Still leased to the dead process until its lease expires.
         assert queue.claim_batch(tx, "acme", "main", "node-b/sender-0", 10, NOW + 100, 120) == []

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.daemon import Daemon, Node, pid_running, wait_for
+from tests.smtpservers import Script, SmtpServer
 from tests.system.faults.conftest import Scale
 from tests.system.faults.harness import Inspector, enqueue, setup_tenant, transmissions
 from tests.system.smtpsink import SmtpSink
@@ -123,3 +124,29 @@ def test_sigkill_rounds_lose_nothing(
         f"in_flight_at_kills={in_flight_at_kills} duplicates={duplicates} retries={retries} "
         f"report_items={len(sync.reported_items())} events={len(events)}"
     )
+
+
+def test_a_restart_after_a_power_loss_frees_the_dead_runs_session_slots(
+    daemon: Daemon, smtp_server: Callable[..., SmtpServer]
+) -> None:
+    """An account with one concurrent session, its session held by a node that loses power:
+    the restarted node sends at once instead of waiting out the dead run's slot lease."""
+    server = smtp_server(script=Script(stall_after_data=120))
+    env = {**_env(), "GMP_CLAIM_LEASE_SECONDS": "120"}
+    node = daemon.serve(env=env)
+    database = node.env["GMP_DB_PATH"]
+    inspector = Inspector(database)
+    setup_tenant(node, server.port, None, account={"max_concurrent": 1})
+    enqueue(node, ["slot-1"])
+    wait_for(lambda: server.log.messages, 30, what="the message inside a held session")
+    assert inspector.scalar("SELECT COUNT(*) FROM session_slots") == 1
+    node.kill_group()
+    node.process.wait(10)
+    server.script.stall_after_data = 0
+    started = time.monotonic()
+    node = daemon.serve(env=env, database=database)
+    wait_for(lambda: len(server.log.messages) >= 2, 60, what="the message sent again")
+    # Well within the 120 s lease the dead run's slot would otherwise keep.
+    assert time.monotonic() - started < 40
+    node.signal(signal.SIGTERM)
+    assert node.wait_exit(60) == 0

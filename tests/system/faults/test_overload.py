@@ -1,6 +1,7 @@
 """Overload: many clients posting at once, event streams and slow-loris connections held open.
-Memory stays bounded, every 200 is honoured, excess load gets 503/429 with ``Retry-After``
-(never a crash or a hang), and ``/health`` keeps answering within a second (reference §4.4, §5.1, §5.9)."""
+Memory stays bounded, every 200 is honoured, excess load gets 503 with ``Retry-After`` from the
+ingest capacity limit (never a crash or a hang) and a refused request changes nothing, and
+``/health`` keeps answering within a second (reference §4.4, §4.5, §5.1, §5.9, §6.8)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import base64
 import contextlib
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -21,6 +24,7 @@ from tests.system.faults.harness import TENANT, Inspector, setup_tenant
 from tests.system.smtpsink import SmtpSink
 
 BATCH = 100
+PENDING_BOUND = 3 * BATCH
 
 
 def _rss_mb(node: Node) -> float:
@@ -74,13 +78,58 @@ def _health_seconds(node: Node) -> float:
     return time.monotonic() - started
 
 
+# Timed from a process of its own: this one runs the clients' threads, and the time they hold
+# its GIL would count against the node (the measurement is the API's, not the test's).
+_PROBE = """
+import http.client, sys, time
+host, port, interval, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+deadline = time.monotonic() + seconds
+while time.monotonic() < deadline:
+    started = time.monotonic()
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        conn.request("GET", "/health")
+        status = conn.getresponse().status
+    except OSError as exc:
+        status = type(exc).__name__
+    finally:
+        conn.close()
+    print(status, round(time.monotonic() - started, 4), flush=True)
+    time.sleep(interval)
+"""
+
+
+def _probe_health(node: Node, seconds: float) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", _PROBE, "127.0.0.1", str(node.port), "0.25", str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _probed(probe: subprocess.Popen[str]) -> list[float]:
+    out, _ = probe.communicate(timeout=60)
+    answers = [line.split() for line in out.splitlines() if line.strip()]
+    assert answers and all(a[0] == "200" for a in answers), answers[:5]
+    return [float(a[1]) for a in answers]
+
+
 def test_overload_is_refused_politely_and_health_stays_fast(
     daemon: Daemon, smtp_sink: SmtpSink, scale: Scale
 ) -> None:
-    node = daemon.serve(env={"GMP_SCHEDULER_ACTIVE": "false", "GMP_SENDER_PROCESSES": "1"})
+    # A bound of a few requests' worth: the clients always have more in flight than that, so
+    # the capacity limit is reached in the short run too (the default, 10,000, is for real nodes).
+    node = daemon.serve(
+        env={
+            "GMP_SCHEDULER_ACTIVE": "false",
+            "GMP_SENDER_PROCESSES": "1",
+            "GMP_MAX_PENDING_MESSAGES": str(PENDING_BOUND),
+        }
+    )
     setup_tenant(node, smtp_sink.port, None)
     baseline = _rss_mb(node)
     acknowledged: list[str] = []
+    refused: list[str] = []
     statuses: Counter[int] = Counter()
     problems: list[str] = []
     lock = threading.Lock()
@@ -118,14 +167,17 @@ def test_overload_is_refused_politely_and_health_stays_fast(
                     if answer.status_code == 200:
                         acknowledged.extend(ids)
                     elif answer.status_code in (429, 503):
+                        refused.extend(ids)
                         if not answer.headers.get("Retry-After", "").isdigit():
                             problems.append(f"{answer.status_code} without Retry-After")
                     else:
                         problems.append(f"{answer.status_code}: {answer.text[:200]}")
+                if answer.status_code in (429, 503):
+                    # A client that is told when to come back does (reference §4.4).
+                    stop.wait(float(answer.headers.get("Retry-After") or 1))
 
     threads = [threading.Thread(target=client, args=(n,)) for n in range(scale.overload_clients)]
     peak = baseline
-    health: list[float] = []
     for thread in threads:
         thread.start()
     try:
@@ -133,11 +185,11 @@ def test_overload_is_refused_politely_and_health_stays_fast(
             _held([_event_stream(node.port) for _ in range(scale.event_clients)]),
             _held([_slowloris(node.port) for _ in range(scale.slowloris)]),
         ):
-            deadline = time.monotonic() + scale.overload_seconds
-            while time.monotonic() < deadline:
+            probe = _probe_health(node, scale.overload_seconds)
+            while probe.poll() is None:
                 peak = max(peak, _rss_mb(node))
-                health.append(_health_seconds(node))
-                time.sleep(0.5)
+                time.sleep(0.25)
+            health = _probed(probe)
     finally:
         stop.set()
         for thread in threads:
@@ -145,19 +197,25 @@ def test_overload_is_refused_politely_and_health_stays_fast(
     assert not any(t.is_alive() for t in threads), "a client hung"
     assert problems == [], Counter(problems).most_common(5)
     assert statuses[200] > 0
+    # The capacity limit was reached, and answered politely (reference §4.4, §6.8).
+    assert statuses[503] > 0, dict(statuses)
     assert node.process.poll() is None
-    # Within a second, measured from this (busy, GIL-bound) test process on a shared 2-core
-    # machine: nearly always, and never more than a few seconds.
+    # Within a second (timed from a process of its own, on a shared 2-core machine): nine probes
+    # in ten, and none slower than two seconds.
     fast = sorted(health)[int(len(health) * 0.9) - 1]
-    assert fast < 1.0 and max(health) < 3.0, sorted(health)[-5:]
+    assert fast < 1.0 and max(health) < 2.0, sorted(health)[-5:]
     # Memory bounded: the node did not grow without limit while absorbing the load.
     assert peak < baseline + 600, (baseline, peak)
     stored = {r["id"] for r in Inspector(node.env["GMP_DB_PATH"]).rows("SELECT id FROM messages")}
     missing = [i for i in acknowledged if i not in stored]
     assert missing == []
+    # A refused request changed nothing (reference §4.5).
+    applied = [i for i in refused if i in stored]
+    assert applied == [], applied[:5]
     wait_for(lambda: _health_seconds(node) < 1.0, 10)
     print(
         f"\nfaults/overload [{scale.name}]: clients={scale.overload_clients} "
         f"seconds={scale.overload_seconds:g} statuses={dict(statuses)} accepted={len(acknowledged)} "
-        f"rss_mb={baseline:.0f}->{peak:.0f} health_max_s={max(health):.2f}"
+        f"rss_mb={baseline:.0f}->{peak:.0f} health_probes={len(health)} "
+        f"health_p90_s={fast:.3f} health_max_s={max(health):.3f}"
     )

@@ -144,7 +144,8 @@ def test_sqlite_files_copied_mid_write_reopen(
         ingest.stop()
     node.signal(signal.SIGTERM)
     node.wait_exit(30)
-    for copy, acknowledged in copies[-3:]:
+    reopen = copies[-3:] if scale.name == "long" else copies[-1:]  # a node start each
+    for copy, acknowledged in reopen:
         os.chmod(copy.parent / "secret.key", 0o600)
         reopened = _node(daemon, str(copy))
         assert reopened.http("GET", "/health").status_code == 200
@@ -158,4 +159,4 @@ def test_sqlite_files_copied_mid_write_reopen(
             assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         finally:
             conn.close()
-    print(f"\nfaults/sqlite-copy [{scale.name}]: copies={len(copies)} reopened=3")
+    print(f"\nfaults/sqlite-copy [{scale.name}]: copies={len(copies)} reopened={len(reopen)}")
