@@ -26,9 +26,11 @@ _FIELDS: Final = frozenset(
 )
 _AUTH_FIELDS: Final = frozenset({"method", "token", "user", "password"})
 
-_FILENAME = re.compile(r"[^/\\\x00-\x1f\x7f]{1,255}")
-_MIME_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+\-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+\-]*")
-_MD5 = re.compile(r"[0-9a-fA-F]{32}")
+FILENAME_PATTERN = re.compile(r"[^/\\\x00-\x1f\x7f]{1,255}")
+MIME_TYPE_PATTERN = re.compile(
+    r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+\-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+\-]*"
+)
+MD5_PATTERN = re.compile(r"[0-9a-fA-F]{32}")
 _BASE64_BODY = re.compile(rb"[A-Za-z0-9+/]*")
 _WHITESPACE = re.compile(rb"[ \t\r\n]+")
 
@@ -123,7 +125,7 @@ def check_attachment(raw: Any, policy: AttachmentPolicy) -> dict[str, Any]:
     filename = raw.get("filename")
     if filename is None or filename == "":
         raise AttachmentProblem("missing filename")
-    if type(filename) is not str or _FILENAME.fullmatch(filename) is None:
+    if type(filename) is not str or FILENAME_PATTERN.fullmatch(filename) is None:
         raise AttachmentProblem(f"invalid filename: {show_value(filename)}")
     storage_path = raw.get("storage_path")
     if storage_path is None or storage_path == "":
@@ -144,12 +146,12 @@ def check_attachment(raw: Any, policy: AttachmentPolicy) -> dict[str, Any]:
     }
     mime_type = raw.get("mime_type")
     if mime_type is not None:
-        if type(mime_type) is not str or _MIME_TYPE.fullmatch(mime_type) is None:
+        if type(mime_type) is not str or MIME_TYPE_PATTERN.fullmatch(mime_type) is None:
             raise AttachmentProblem(f"invalid mime_type: {show_value(mime_type)}")
         stored["mime_type"] = mime_type
     content_md5 = raw.get("content_md5")
     if content_md5 is not None:
-        if type(content_md5) is not str or _MD5.fullmatch(content_md5) is None:
+        if type(content_md5) is not str or MD5_PATTERN.fullmatch(content_md5) is None:
             raise AttachmentProblem(f"invalid content_md5: {show_value(content_md5)}")
         stored["content_md5"] = content_md5.lower()
     auth = raw.get("auth")

@@ -14,12 +14,12 @@ from mailproxyd.errors import ValidationFailed
 
 # First character alphanumeric, then up to 63 more of A–Z a–z 0–9 _ - . (ASCII only:
 # ``re.ASCII`` keeps ``\w``-style classes from matching other scripts' letters).
-_IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}", re.ASCII)
+IDENTIFIER_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}", re.ASCII)
 # 1–255 characters, none of U+0000–U+001F or U+007F.
-_MESSAGE_ID = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
+MESSAGE_ID_PATTERN = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
 # 1–64 characters, no control characters and no comma; "*" (the whole-tenant marker) is refused
 # separately because it is a valid single character otherwise.
-_BATCH_CODE = re.compile(r"[^\x00-\x1f\x7f,]{1,64}")
+BATCH_CODE_PATTERN = re.compile(r"[^\x00-\x1f\x7f,]{1,64}")
 
 #: Names that cannot be instance names because they are top-level CLI commands (reference §2.3).
 RESERVED_INSTANCE_NAMES = frozenset(
@@ -35,17 +35,19 @@ BATCH_CODE_PROBLEM = "must be 1-64 characters without control characters or ',' 
 
 def is_identifier(value: object) -> bool:
     """True for a valid tenant id, account id or node-style identifier (reference §0)."""
-    return isinstance(value, str) and _IDENTIFIER.fullmatch(value) is not None
+    return isinstance(value, str) and IDENTIFIER_PATTERN.fullmatch(value) is not None
 
 
 def is_message_id(value: object) -> bool:
     """True for a valid client message id (reference §0)."""
-    return isinstance(value, str) and _MESSAGE_ID.fullmatch(value) is not None
+    return isinstance(value, str) and MESSAGE_ID_PATTERN.fullmatch(value) is not None
 
 
 def is_batch_code(value: object) -> bool:
     """True for a valid, non-empty batch code (reference §0). ``""`` ("no batch") is not a code."""
-    return isinstance(value, str) and value != "*" and _BATCH_CODE.fullmatch(value) is not None
+    return (
+        isinstance(value, str) and value != "*" and BATCH_CODE_PATTERN.fullmatch(value) is not None
+    )
 
 
 def is_instance_name(value: object) -> bool:

@@ -13,6 +13,8 @@ from typing import Final
 
 # RFC 5322 line limit minus the header name: a longer Message-ID could not be written.
 _MAX_MESSAGE_ID: Final = 900
+#: The longest ``Message-ID`` without its angle brackets (public name of the limit above).
+MAX_MESSAGE_ID: Final = _MAX_MESSAGE_ID
 
 
 class _UuidSource:
@@ -71,4 +73,4 @@ def normalise_message_id(value: str) -> str | None:
 _FORBIDDEN: Final = re.compile("[\x00- <>\x7f]")
 
 
-__all__ = ["new_message_id", "normalise_message_id"]
+__all__ = ["MAX_MESSAGE_ID", "new_message_id", "normalise_message_id"]

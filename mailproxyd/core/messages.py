@@ -17,6 +17,7 @@ microseconds, since ingest has to reach tens of thousands of messages per second
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
@@ -30,34 +31,168 @@ from mailproxyd.core.attachment_rules import (
     check_attachment,
     normalise_roots,
 )
-from mailproxyd.core.ids import is_batch_code, is_identifier, is_message_id
-from mailproxyd.core.limits import MAX_INT
+from mailproxyd.core.ids import is_identifier
 from mailproxyd.core.message_ids import new_message_id, normalise_message_id
+from mailproxyd.core.models import message as message_model
+from mailproxyd.core.models.fields import Field
+from mailproxyd.core.models.message import CONTENT_TYPES, MAX_RECIPIENTS, RESERVED_HEADERS
 from mailproxyd.core.priorities import DEFAULT_PRIORITY, parse_priority
 from mailproxyd.errors import MailProxyError, ValidationFailed
 
-MAX_RECIPIENTS: Final = 1000
-
-#: Custom header names refused at enqueue (reference §7), lower-cased.
-RESERVED_HEADERS: Final = frozenset(
-    {
-        "bcc",
-        "x-genro-mail-id",
-        "mime-version",
-        "content-type",
-        "content-transfer-encoding",
-        "content-disposition",
-    }
-)
-
-_CONTENT_TYPES: Final = {
-    "plain": "plain",
-    "html": "html",
-    "text/plain": "plain",
-    "text/html": "html",
-}
 _LIST_FIELDS: Final = ("to", "cc", "bcc", "reply_to")
 _PRIORITY_PROBLEM: Final = "must be 0-3 or one of immediate, high, medium, low"
+
+__all__ = [
+    "MAX_RECIPIENTS",
+    "RESERVED_HEADERS",
+    "Accepted",
+    "BatchResult",
+    "Envelope",
+    "Rejected",
+    "TenantLookup",
+    "TenantView",
+    "TooManyMessages",
+    "ValidationContext",
+    "foreign_tenant",
+    "new_message_id",
+    "normalise_message_id",
+    "validate_batch",
+    "validate_envelope",
+    "validate_item",
+]
+
+_STR: Final = (str,)
+#: The Python types of each simple field kind (``bool`` is not an ``int`` here: JSON ``true``
+#: is no number).
+_TYPES: Final[dict[str, tuple[type, ...]]] = {
+    "string": _STR,
+    "text": _STR,
+    "choice": _STR,
+    "identifier": _STR,
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+}
+
+
+class _Rule:
+    """One simple :class:`~mailproxyd.core.models.fields.Field` of the message table, compiled.
+
+    ``ok(value)`` judges type, length, pattern, choices and bounds, exactly as the table says;
+    the caller turns a refusal into the rule's reason (reference §6.4). ``ok`` is a closure
+    specialised to the constraints the field has, since it runs several times per item.
+    """
+
+    __slots__ = ("ok", "types")
+
+    def __init__(self, field: Field) -> None:
+        self.types = _TYPES[field.kind]
+        self.ok = _checker(field, self.types)
+
+
+def _checker(field: Field, types: tuple[type, ...]) -> Callable[[Any], bool]:
+    if types is not _STR:
+        low, high = field.minimum, field.maximum
+
+        def number_ok(value: Any) -> bool:
+            if type(value) not in types:
+                return False
+            # `not >=`: NaN is refused too.
+            if low is not None and not value >= low:
+                return False
+            return high is None or value <= high
+
+        return number_ok
+    shortest, longest = field.min_length or 0, field.max_length
+    # fullmatch, so the table's ECMA ``^…$`` anchors cannot accept a trailing newline.
+    match = re.compile(field.pattern).fullmatch if field.pattern else None
+    choices = frozenset(field.enum) if field.enum is not None else None
+    if not shortest and longest is None and match is None and choices is None:
+        return _is_str
+
+    def text_ok(value: Any) -> bool:
+        if type(value) is not str:
+            return False
+        size = len(value)
+        if size < shortest or (longest is not None and size > longest):
+            return False
+        if match is not None and match(value) is None:
+            return False
+        return choices is None or value in choices
+
+    return text_ok
+
+
+def _is_str(value: Any) -> bool:
+    return type(value) is str
+
+
+class _Rules(NamedTuple):
+    """The message table compiled for one version of ``MESSAGE_FIELDS``."""
+
+    fields: tuple[Field, ...]
+    id: _Rule
+    tenant_id: _Rule
+    account_id: _Rule
+    sender: _Rule
+    #: The string and array forms of the address lists, and the recipient total (rule 14).
+    address_text: _Rule
+    address: _Rule
+    max_recipients: int
+    return_path: _Rule
+    subject: _Rule
+    body: _Rule
+    content_type: _Rule
+    header_name: _Rule
+    header_values: tuple[_Rule, ...]
+    message_id: _Rule
+    deferred_ts: _Rule
+    batch_code: _Rule
+
+
+def _variant(field: Field, kind: str) -> Field:
+    assert field.variants is not None
+    return next(variant for variant in field.variants if variant.kind == kind)
+
+
+def _compile(fields: tuple[Field, ...]) -> _Rules:
+    by_name = {field.name: field for field in fields}
+    to_list = _variant(by_name["to"], "array")
+    headers = by_name["headers"]
+    assert to_list.items is not None and to_list.max_length is not None
+    assert headers.keys is not None and headers.values is not None
+    assert headers.values.variants is not None
+    return _Rules(
+        fields,
+        _Rule(by_name["id"]),
+        _Rule(by_name["tenant_id"]),
+        _Rule(by_name["account_id"]),
+        _Rule(by_name["from"]),
+        _Rule(_variant(by_name["to"], "string")),
+        _Rule(to_list.items),
+        to_list.max_length,
+        _Rule(by_name["return_path"]),
+        _Rule(by_name["subject"]),
+        _Rule(by_name["body"]),
+        _Rule(by_name["content_type"]),
+        _Rule(headers.keys),
+        tuple(_Rule(variant) for variant in headers.values.variants),
+        _Rule(by_name["message_id"]),
+        _Rule(by_name["deferred_ts"]),
+        _Rule(by_name["batch_code"]),
+    )
+
+
+_compiled: list[_Rules] = []
+
+
+def _rules() -> _Rules:
+    """The compiled rules of the current ``MESSAGE_FIELDS`` (recompiled when it is replaced)."""
+    fields = message_model.MESSAGE_FIELDS
+    if _compiled and _compiled[0].fields is fields:
+        return _compiled[0]
+    _compiled[:] = [_compile(fields)]
+    return _compiled[0]
 
 
 class TooManyMessages(MailProxyError):
@@ -118,7 +253,7 @@ class ValidationContext:
             return self._views[tenant_id]
         except KeyError:
             pass
-        found = self.lookup(tenant_id) if is_identifier(tenant_id) else None
+        found = self.lookup(tenant_id) if _rules().tenant_id.ok(tenant_id) else None
         view: TenantView | None
         if found is None or isinstance(found, TenantView):
             view = found
@@ -270,7 +405,8 @@ def validate_item(
     msg_id = get("id")
     if msg_id is None or msg_id == "":
         return Rejected(index, None, R.MISSING_ID, 2, priority=ctx.default_priority, raw=raw)
-    if not is_message_id(msg_id):
+    rules = _rules()
+    if not rules.id.ok(msg_id):
         return Rejected(index, None, R.INVALID_ID, 3, priority=ctx.default_priority, raw=raw)
 
     # Rules 4–5: the owning tenant.
@@ -291,7 +427,7 @@ def validate_item(
             return _rejected(index, msg_id, tenant_id, raw, ctx, R.DUPLICATE_ID, 6)
         seen.add(key)
     try:
-        return _normalise(raw, index, msg_id, tenant_id, view, ctx)
+        return _normalise(raw, index, msg_id, tenant_id, view, ctx, rules)
     except _Reject as refusal:
         return _rejected(index, msg_id, tenant_id, raw, ctx, *refusal.args)
 
@@ -307,8 +443,13 @@ def _normalise(
     tenant_id: str,
     view: TenantView,
     ctx: ValidationContext,
+    rules: _Rules,
 ) -> Accepted:
-    """Rules 7–26 for an item whose id and tenant are settled; raises :class:`_Reject`."""
+    """Rules 7–26 for an item whose id and tenant are settled; raises :class:`_Reject`.
+
+    Type, length, pattern, choices and bounds come from ``rules`` (the message table); the
+    rest (defaults, address parsing, the recipient total, reserved headers) is code here.
+    """
     get = raw.get
     # Rules 7–8: the account, resolved once, at enqueue.
     account_id = get("account_id")
@@ -318,14 +459,17 @@ def _normalise(
             if len(view.account_ids) != 1:
                 raise _Reject(R.MISSING_ACCOUNT, 7)
             (account_id,) = view.account_ids
-    if type(account_id) is not str or account_id not in view.account_ids:
+        if account_id not in view.account_ids:
+            raise _Reject(R.ACCOUNT_NOT_FOUND, 8)
+    # A given account_id: the table's rule, then the tenant's accounts.
+    elif not rules.account_id.ok(account_id) or account_id not in view.account_ids:
         raise _Reject(R.ACCOUNT_NOT_FOUND, 8)
 
     # Rules 9–10: the sender.
     sender = get("from")
     if sender is None or sender == "":
         raise _Reject(R.MISSING_FROM, 9)
-    if type(sender) is not str:
+    if not rules.sender.ok(sender):
         raise _Reject(R.invalid_address(sender), 10)
     sender_address = ctx._senders.get(sender)
     if sender_address is None:
@@ -342,18 +486,19 @@ def _normalise(
     if to is None or to == "" or (type(to) is list and all(_blank(e) for e in to)):
         raise _Reject(R.MISSING_TO, 11)
     lists: dict[str, list[str]] = {}
+    # Only the element's type here: an empty or malformed address is rule 13's, below.
+    element_types = rules.address.types
     for name in _LIST_FIELDS:
         value = to if name == "to" else get(name)
         if value is None:
             continue
-        kind = type(value)
-        if kind is str:
-            parts = split_address_list(value) if value else []
-        elif kind is list:
+        if type(value) is list:
             for element in value:
-                if type(element) is not str:
+                if type(element) not in element_types:
                     raise _Reject(R.invalid_list_field(name), 12)
             parts = value
+        elif rules.address_text.ok(value):
+            parts = split_address_list(value) if value else []
         else:
             raise _Reject(R.invalid_list_field(name), 12)
         if parts:
@@ -375,7 +520,7 @@ def _normalise(
     if return_path == "":
         return_path = None
     if return_path is not None:
-        if type(return_path) is not str:
+        if not rules.return_path.ok(return_path):
             raise _Reject(R.invalid_address(return_path), 13)
         try:
             bare = parse_address(return_path)
@@ -386,32 +531,31 @@ def _normalise(
         smtputf8 = smtputf8 or bare.smtputf8
         return_path = bare.addr_spec
     recipients = len(lists["to"]) + len(lists.get("cc", ())) + len(lists.get("bcc", ()))
-    if recipients > MAX_RECIPIENTS:
-        raise _Reject(R.too_many_recipients(recipients, MAX_RECIPIENTS), 14)
+    if recipients > rules.max_recipients:
+        raise _Reject(R.too_many_recipients(recipients, rules.max_recipients), 14)
 
     # Rules 15–19: subject, body, content type.
     subject = get("subject")
     if subject is None or subject == "":
         raise _Reject(R.MISSING_SUBJECT, 15)
-    if type(subject) is not str:
+    if type(subject) not in rules.subject.types:
         raise _Reject(R.INVALID_SUBJECT, 16)
-    if "\r" in subject or "\n" in subject:
+    if not rules.subject.ok(subject):  # the table's pattern: no CR or LF
         raise _Reject(R.INVALID_SUBJECT_HEADER, 17)
     body = get("body")
     if body is None:
         body = ""
-    elif type(body) is not str:
+    elif not rules.body.ok(body):
         raise _Reject(R.INVALID_BODY, 18)
     raw_content_type = get("content_type")
     if raw_content_type is None:
         content_type = "plain"
     else:
-        found = (
-            _CONTENT_TYPES.get(raw_content_type.lower()) if type(raw_content_type) is str else None
-        )
-        if found is None:
+        # Case-insensitive: the table's choices are lower-case.
+        lowered = raw_content_type.lower() if type(raw_content_type) is str else None
+        if lowered is None or not rules.content_type.ok(lowered):
             raise _Reject(R.invalid_field_value("content_type", raw_content_type), 19)
-        content_type = found
+        content_type = CONTENT_TYPES.get(lowered, lowered)
 
     # Rules 20–21: custom headers.
     headers = get("headers")
@@ -419,7 +563,7 @@ def _normalise(
     if headers is not None:
         if type(headers) is not dict:
             raise _Reject(R.INVALID_HEADERS, 20)
-        problem = _header_problem(headers)
+        problem = _header_problem(headers, rules)
         if problem is not None:
             raise _Reject(R.invalid_header(problem), 21)
         kept_headers = {name: value for name, value in headers.items() if value is not None}
@@ -428,7 +572,8 @@ def _normalise(
     raw_message_id = get("message_id")
     given_message_id = None
     if raw_message_id is not None and raw_message_id != "":
-        if type(raw_message_id) is str:
+        # The table says the form; the length without brackets is normalise_message_id's.
+        if rules.message_id.ok(raw_message_id):
             given_message_id = normalise_message_id(raw_message_id)
         if given_message_id is None:
             raise _Reject(R.invalid_field_value("message_id", raw_message_id), 22)
@@ -445,16 +590,16 @@ def _normalise(
     raw_deferred = get("deferred_ts")
     deferred_ts = None
     if raw_deferred is not None:
-        kind = type(raw_deferred)
-        if (kind is not int and kind is not float) or not raw_deferred >= 0:
-            raise _Reject(R.invalid_field_value("deferred_ts", raw_deferred), 24)
-        if raw_deferred > MAX_INT:  # also inf: no time that far can be stored (reference §4.4)
+        # The table's maximum (MAX_INT) also refuses inf: no time that far can be stored
+        # (reference §4.4).
+        if not rules.deferred_ts.ok(raw_deferred):
             raise _Reject(R.invalid_field_value("deferred_ts", raw_deferred), 24)
         deferred_ts = int(raw_deferred)
     batch_code = get("batch_code")
     if batch_code == "":
         batch_code = None
-    elif batch_code is not None and not is_batch_code(batch_code):
+    elif batch_code is not None and (batch_code == "*" or not rules.batch_code.ok(batch_code)):
+        # "*" (the whole-tenant marker of reference §0) fits the pattern but is no code.
         raise _Reject(R.invalid_field_value("batch_code", batch_code), 25)
 
     # Rule 26: attachments.
@@ -563,26 +708,22 @@ def _priority_or(value: Any, default: int) -> int:
     return default if parsed is None else parsed
 
 
-def _header_problem(headers: dict[str, Any]) -> Any:
-    """The first offending header name (as given), or ``None`` when all are valid (reference §6.2, §7)."""
+def _header_problem(headers: dict[str, Any], rules: _Rules) -> Any:
+    """The first offending header name (as given), or ``None`` when all are valid (reference §6.2, §7).
+
+    Names and values follow the table (``headers.keys``, ``headers.values``); a ``null``
+    value is skipped and the reserved names are refused here.
+    """
+    name_ok = rules.header_name.ok
+    value_rules = rules.header_values
     for name, value in headers.items():
-        if not _valid_header_name(name) or name.lower() in RESERVED_HEADERS:
+        if not name_ok(name) or name.lower() in RESERVED_HEADERS:
             return name
         if value is None:
             continue
-        kind = type(value)
-        if kind is str:
-            if "\r" in value or "\n" in value:
-                return name
-        elif kind is not int and kind is not float and kind is not bool:
+        for rule in value_rules:
+            if rule.ok(value):
+                break
+        else:
             return name
     return None
-
-
-def _valid_header_name(name: str) -> bool:
-    if not 0 < len(name) <= 76:
-        return False
-    for char in name:
-        if not "!" <= char <= "~" or char == ":":
-            return False
-    return True

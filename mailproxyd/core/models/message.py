@@ -1,10 +1,12 @@
 """The field table of an add-messages item and of its attachments (reference §6.2, §6.3).
 
-The rules are those :mod:`mailproxyd.core.messages` and :mod:`mailproxyd.core.attachment_rules`
-apply, read from the same constants and patterns (recipient limit, content types, priority
-labels, reserved headers, id and batch-code patterns), so the OpenAPI description of a message
-item cannot drift from what enqueue accepts. The validation itself stays there: it judges the
-fields in the reference's order and answers with per-item rejection reasons.
+This table is the source of the simple rules of a message item: :mod:`mailproxyd.core.messages`
+reads each field's type, bounds, choices, pattern and length from it (in the reference's order,
+answering with per-item rejection reasons), and ``mailproxyd.api.schemas`` turns it into the
+OpenAPI description, so the two cannot drift. Rules a table cannot say (address parsing, the
+recipient total, reserved headers, ``Message-ID`` brackets, ``"*"`` as a batch code) are code
+there. The attachment fields are read from the constants and patterns
+:mod:`mailproxyd.core.attachment_rules` checks.
 """
 
 from __future__ import annotations
@@ -12,12 +14,41 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from mailproxyd.core import attachment_rules, ids, message_ids, messages
+from mailproxyd.core import attachment_rules, ids, message_ids
 from mailproxyd.core.limits import MAX_INT
 from mailproxyd.core.models.fields import Field
 from mailproxyd.core.priorities import LABELS
 
-__all__ = ["ATTACHMENT_FIELDS", "MESSAGE_FIELDS"]
+__all__ = [
+    "ATTACHMENT_FIELDS",
+    "CONTENT_TYPES",
+    "MAX_RECIPIENTS",
+    "MESSAGE_FIELDS",
+    "RESERVED_HEADERS",
+]
+
+#: Most addresses in ``to`` + ``cc`` + ``bcc`` together (reference §6.4 rule 14).
+MAX_RECIPIENTS: Final = 1000
+
+#: Custom header names refused at enqueue (reference §7), lower-cased.
+RESERVED_HEADERS: Final = frozenset(
+    {
+        "bcc",
+        "x-genro-mail-id",
+        "mime-version",
+        "content-type",
+        "content-transfer-encoding",
+        "content-disposition",
+    }
+)
+
+#: Accepted ``content_type`` values (lower-cased) and the stored name of each.
+CONTENT_TYPES: Final = {
+    "plain": "plain",
+    "html": "html",
+    "text/plain": "plain",
+    "text/html": "html",
+}
 
 
 def _anchored(pattern: re.Pattern[str]) -> str:
@@ -35,10 +66,10 @@ def _addresses(name: str, description: str, *, required: bool = False) -> Field:
         "union",
         required=required,
         variants=(
-            Field(name, "array", items=_ADDRESS, max_length=messages.MAX_RECIPIENTS),
+            Field(name, "array", items=_ADDRESS, max_length=MAX_RECIPIENTS),
             Field(name, "string"),
         ),
-        description=f"{description}; to + cc + bcc at most {messages.MAX_RECIPIENTS} addresses",
+        description=f"{description}; to + cc + bcc at most {MAX_RECIPIENTS} addresses",
     )
 
 
@@ -50,14 +81,14 @@ ATTACHMENT_FIELDS: Final = (
         "filename",
         "string",
         required=True,
-        pattern=_anchored(attachment_rules._FILENAME),
+        pattern=_anchored(attachment_rules.FILENAME_PATTERN),
         min_length=1,
         max_length=255,
     ),
     Field("storage_path", "string", required=True, min_length=1),
     Field("fetch_mode", "choice", enum=tuple(sorted(attachment_rules.FETCH_MODES))),
-    Field("mime_type", "string", pattern=_anchored(attachment_rules._MIME_TYPE)),
-    Field("content_md5", "string", pattern=_anchored(attachment_rules._MD5)),
+    Field("mime_type", "string", pattern=_anchored(attachment_rules.MIME_TYPE_PATTERN)),
+    Field("content_md5", "string", pattern=_anchored(attachment_rules.MD5_PATTERN)),
     Field(
         "auth",
         "object",
@@ -70,7 +101,6 @@ ATTACHMENT_FIELDS: Final = (
     ),
 )
 
-_CONTENT_TYPES: Final = tuple(messages._CONTENT_TYPES)
 _HEADER_VALUE = Field(
     "value",
     "union",
@@ -86,8 +116,12 @@ _HEADER_NAME = Field(
     pattern=r"^[!-9;-~]+$",
     min_length=1,
     max_length=76,
-    description="printable ASCII without ':'; not " + ", ".join(sorted(messages.RESERVED_HEADERS)),
+    description="printable ASCII without ':'; not " + ", ".join(sorted(RESERVED_HEADERS)),
 )
+
+# local@domain, bare or in a pair of angle brackets; no controls, blanks, brackets or DEL.
+_LOCAL_AT_DOMAIN = r"[^\x00-\x20<>\x7f]+@[^\x00-\x20<>@\x7f]+"
+_MESSAGE_ID_HEADER = f"^(?:<{_LOCAL_AT_DOMAIN}>|{_LOCAL_AT_DOMAIN})$"
 
 #: The fields of one add-messages item, in the reference's order (§6.2). Unknown keys are
 #: ignored.
@@ -96,13 +130,13 @@ MESSAGE_FIELDS: Final = (
         "id",
         "string",
         required=True,
-        pattern=_anchored(ids._MESSAGE_ID),
+        pattern=_anchored(ids.MESSAGE_ID_PATTERN),
         min_length=1,
         max_length=255,
         description="client id, unique per tenant",
     ),
-    Field("tenant_id", "string", pattern=_anchored(ids._IDENTIFIER), max_length=64),
-    Field("account_id", "string", pattern=_anchored(ids._IDENTIFIER), max_length=64),
+    Field("tenant_id", "string", pattern=_anchored(ids.IDENTIFIER_PATTERN), max_length=64),
+    Field("account_id", "string", pattern=_anchored(ids.IDENTIFIER_PATTERN), max_length=64),
     Field("from", "string", required=True, min_length=1, description="one address"),
     _addresses("to", "recipients", required=True),
     _addresses("cc", "copy recipients"),
@@ -121,7 +155,7 @@ MESSAGE_FIELDS: Final = (
     Field(
         "content_type",
         "choice",
-        enum=_CONTENT_TYPES,
+        enum=tuple(CONTENT_TYPES),
         description="case-insensitive; default plain",
     ),
     Field(
@@ -134,8 +168,8 @@ MESSAGE_FIELDS: Final = (
     Field(
         "message_id",
         "string",
-        pattern=r"^<?[^\x00-\x20<>\x7f]+@[^\x00-\x20<>@\x7f]+>?$",
-        max_length=message_ids._MAX_MESSAGE_ID + 2,
+        pattern=_MESSAGE_ID_HEADER,
+        max_length=message_ids.MAX_MESSAGE_ID + 2,
         description="local@domain, optionally in <>",
     ),
     Field("attachments", "array", items=Field("attachment", "object", fields=ATTACHMENT_FIELDS)),
@@ -158,7 +192,7 @@ MESSAGE_FIELDS: Final = (
     Field(
         "batch_code",
         "string",
-        pattern=_anchored(ids._BATCH_CODE),
+        pattern=_anchored(ids.BATCH_CODE_PATTERN),
         max_length=64,
         description='campaign code; "" means none',
     ),
