@@ -53,7 +53,8 @@ def test_quick_ingest_and_chart(tmp_path: Path) -> None:
     proc, records = _bench(tmp_path, "ingest")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     ingest = [r for r in records if r["scenario"] == "ingest"]
-    assert [r["batch"] for r in ingest] == [100, 500]
+    # One client, then 8 concurrent clients (what the group commit of add-messages is for).
+    assert [(r["batch"], r["clients"]) for r in ingest] == [(100, 1), (500, 1), (100, 8), (500, 8)]
     for r in ingest:
         assert (r["delivered"], r["duplicates"], r["lost"]) == (40, 0, 0)
         assert r["queued"] == 40 and r["direct_msg_s"] > 0
