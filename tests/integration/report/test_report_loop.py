@@ -60,8 +60,8 @@ async def test_a_hanging_tenant_does_not_delay_twenty_others(
     async with trio.open_nursery() as nursery:
         # The default GMP_SYNC_TIMEOUT (10 s): the hanging call stays in flight throughout.
         await nursery.start(reporter_loop, report_env.ctx(sync_client), wake)
-        await until(lambda: all(len(s.calls) == 1 for s in others.values()))
-        assert len(hanging.calls) == 1
+        # The hanging call is in flight; its server may record it after the others answered.
+        await until(lambda: all(len(s.calls) == 1 for s in [hanging, *others.values()]))
         await report_env.arecord_sent({t: [f"{t}-e"] for t in others})
         recorded = time.time()
         wake.ring()
