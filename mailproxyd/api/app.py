@@ -223,7 +223,9 @@ def create_app(ctx: Any) -> QuartTrio:
 
     app.after_request(drain_body)
     app.after_request(count_request)
-    app.after_websocket(count_refused_upgrade)
+    # What ``app.after_websocket`` does; that decorator is missing from Quart 0.19, the lowest
+    # version supported, while the function table is in every version.
+    app.after_websocket_funcs.setdefault(None, []).append(count_refused_upgrade)
     app.register_error_handler(HTTPException, on_http_exception)
     app.register_error_handler(Exception, on_exception)
     return app
