@@ -102,7 +102,7 @@ def parse_address(text: str) -> Address:
             raise InvalidAddress(text)
         if len(domain) > MAX_DOMAIN_OCTETS:
             raise InvalidAddress(text)
-        return _new_address(Address, (None, local, domain, domain, False, s))  # type: ignore[no-any-return]
+        return _new_address(Address, (None, local, domain, domain, False, s))
     named = _SIMPLE_NAMED.fullmatch(s)
     if named is not None:
         atoms, quoted, local, domain = named.group(1, 2, 3, 4)
@@ -112,7 +112,7 @@ def parse_address(text: str) -> Address:
         if len(domain) > MAX_DOMAIN_OCTETS:
             raise InvalidAddress(text)
         name = " ".join(atoms.split()) if atoms else (quoted or None)
-        return _new_address(Address, (name, local, domain, domain, False, spec))  # type: ignore[no-any-return]
+        return _new_address(Address, (name, local, domain, domain, False, spec))
     if not s or _FORBIDDEN.search(s) is not None:
         raise InvalidAddress(text)
     display: str | None = None
