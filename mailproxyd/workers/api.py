@@ -18,7 +18,7 @@ from hypercorn.config import Config
 from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
-from mailproxyd.api.app import create_app
+from mailproxyd.api.app import create_asgi_app
 from mailproxyd.link import API_GRACE_SECONDS
 from mailproxyd.services.context import ServiceContext
 from mailproxyd.workers._runtime import FatalWorkerError, run_worker
@@ -73,7 +73,7 @@ async def api_body(
         raise FatalWorkerError(f"cannot listen on {where}: {exc.strerror or exc}") from None
     for sock in sockets.insecure_sockets:
         sock.listen(config.backlog)
-    app = wrap_app(create_app(ctx), config.wsgi_max_body_size, None)
+    app = wrap_app(create_asgi_app(ctx), config.wsgi_max_body_size, None)
     async with trio.open_nursery() as nursery:
         await nursery.start(
             lambda task_status: worker_serve(
