@@ -203,7 +203,11 @@ def test_overload_is_refused_politely_and_health_stays_fast(
     # Within a second (timed from a process of its own, on a shared 2-core machine): nine probes
     # in ten, and none slower than two seconds.
     fast = sorted(health)[int(len(health) * 0.9) - 1]
-    assert fast < 1.0 and max(health) < 2.0, sorted(health)[-5:]
+    slow = [(n, t) for n, t in enumerate(health) if t >= 1.0]
+    assert fast < 1.0 and max(health) < 2.0, (
+        sorted(health)[-5:],
+        f"slow probes (index, s): {slow}",
+    )
     # Memory bounded: the node did not grow without limit while absorbing the load.
     assert peak < baseline + 600, (baseline, peak)
     stored = {r["id"] for r in Inspector(node.env["GMP_DB_PATH"]).rows("SELECT id FROM messages")}
