@@ -145,13 +145,17 @@ class ReportClient:
         shared addresses are refused unless ``allow_private`` (reference §11.3).
         """
         policy = TRUSTED if trusted else Policy(trusted=False, allow_private=allow_private)
+        # Outside the timeout: the first call of a policy builds its transport, whose SSL
+        # context (the CA bundle) takes a few hundred milliseconds of CPU on a loaded machine;
+        # it is no part of the tenant's exchange.
+        transport = self._transport(policy)
         started = time.monotonic()
         status: int | None = None
         raw: bytes | None = None
         error: str | None = None
         with trio.move_on_after(timeout) as scope:
             try:
-                status, raw = await self._exchange(self._transport(policy), url, body, headers)
+                status, raw = await self._exchange(transport, url, body, headers)
             except AddressRefused as exc:
                 error = f"{exc.host}: refused address ({exc.reason})"
             except (httpx.HTTPError, OSError) as exc:
