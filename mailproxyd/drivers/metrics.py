@@ -132,7 +132,13 @@ def _get() -> _Metrics:
 # --- recording --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+# ``AccountLabels.of`` per (tenant id, tenant name, account id) as given: a recorded outcome
+# asks for its account's labels once per message. Bounded: emptied when full.
+_LABELS_KEPT = 4096
+_labels: dict[tuple[Any, Any, Any], AccountLabels] = {}
+
+
+@dataclass(frozen=True, slots=True)
 class AccountLabels:
     """The labels of an account's series (reference §14: the tenant's name, or its id when it has none)."""
 
@@ -142,10 +148,51 @@ class AccountLabels:
 
     @classmethod
     def of(cls, tenant_id: str, tenant_name: str | None, account_id: str | None) -> AccountLabels:
-        return cls(str(tenant_id), str(tenant_name or tenant_id), str(account_id or ""))
+        key = (tenant_id, tenant_name, account_id)
+        found = _labels.get(key)
+        if found is None:
+            found = cls(str(tenant_id), str(tenant_name or tenant_id), str(account_id or ""))
+            if len(_labels) >= _LABELS_KEPT:
+                _labels.clear()
+            _labels[key] = found
+        return found
 
     def values(self) -> tuple[str, str, str, str]:
         return (self.tenant_id, self.tenant_name, self.account_id, self.account_id)
+
+
+@dataclass(frozen=True, slots=True)
+class _Children:
+    """The label children of one account's series, looked up once (``labels()`` takes a lock
+    and builds a key every time; a busy sender counts several times per message)."""
+
+    sent: Any
+    errors: Any
+    deferred: Any
+    rate_limited: Any
+    send_duration: Any
+
+
+# Per AccountLabels. An account's labels are a handful of strings; a node has a bounded number
+# of accounts, and the children are what prometheus_client keeps for them anyway.
+_children: dict[AccountLabels, _Children] = {}
+_children_lock = threading.Lock()
+
+
+def _children_of(labels: AccountLabels) -> _Children:
+    found = _children.get(labels)
+    if found is None:
+        m = _get()
+        values = labels.values()
+        with _children_lock:
+            found = _children[labels] = _Children(
+                m.sent.labels(*values),
+                m.errors.labels(*values),
+                m.deferred.labels(*values),
+                m.rate_limited.labels(*values),
+                m.send_duration.labels(labels.tenant_id, labels.account_id),
+            )
+    return found
 
 
 def delivery(
@@ -158,18 +205,17 @@ def delivery(
 ) -> None:
     """Count ``count`` recorded outcomes: ``kind`` is ``sent``, ``deferred`` or ``error``
     (anything else counts nothing but the SMTP attempt's duration)."""
-    m = _get()
-    values = labels.values()
+    children = _children_of(labels)
     if kind == "sent":
-        m.sent.labels(*values).inc(count)
+        children.sent.inc(count)
     elif kind == "deferred":
-        m.deferred.labels(*values).inc(count)
+        children.deferred.inc(count)
     elif kind == "error":
-        m.errors.labels(*values).inc(count)
+        children.errors.inc(count)
     if rate_limited:
-        m.rate_limited.labels(*values).inc(count)
+        children.rate_limited.inc(count)
     if smtp_seconds is not None:
-        m.send_duration.labels(labels.tenant_id, labels.account_id).observe(max(0.0, smtp_seconds))
+        children.send_duration.observe(max(0.0, smtp_seconds))
 
 
 def lease_failures(rows: Sequence[Mapping[str, Any]]) -> None:

@@ -13,6 +13,7 @@ Nothing from smtplib leaks out of this module.
 from __future__ import annotations
 
 import binascii
+import re
 import smtplib
 import socket
 import ssl
@@ -44,6 +45,11 @@ __all__ = ["AttemptResult", "SmtpAccount", "SmtpPool"]
 
 _AUTH_PREFERENCE = ("CRAM-MD5", "PLAIN", "LOGIN")  # best first (reference §10.2)
 _CHUNK = 64 * 1024  # data is written in chunks so the timeout means "no progress"
+# A dot-atom addr-spec (RFC 5321 reference §4.1.2) with a domain of letters, digits, dots and hyphens: the
+# common envelope address, which ``smtplib.quoteaddr`` (a full RFC 2822 parse, the largest
+# cost of a session's commands) would return unchanged between angle brackets.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_ADDR = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
 
 
 #: Hosts set with the admin token: anything but link-local and the like (reference §11.3).
@@ -544,15 +550,15 @@ class _Session(smtplib.SMTP):
 
     def putcmd_mail(self, sender: str, options: Sequence[str]) -> None:
         """``MAIL FROM`` as smtplib's ``mail`` sends it, without waiting for the reply."""
-        self.putcmd("mail", f"FROM:{smtplib.quoteaddr(sender)}{self._options(options)}")
+        self.putcmd("mail", f"FROM:{_quote(sender)}{self._options(options)}")
 
     def putcmd_rcpt(self, addr: str) -> None:
-        self.putcmd("rcpt", f"TO:{smtplib.quoteaddr(addr)}")
+        self.putcmd("rcpt", f"TO:{_quote(addr)}")
 
     def send_envelope(self, sender: str, options: Sequence[str], rcpts: Sequence[str]) -> None:
         """MAIL, RCPT×n and DATA in one write (PIPELINING); the replies are read after."""
-        lines = [f"mail FROM:{smtplib.quoteaddr(sender)}{self._options(options)}"]
-        lines += [f"rcpt TO:{smtplib.quoteaddr(addr)}" for addr in rcpts]
+        lines = [f"mail FROM:{_quote(sender)}{self._options(options)}"]
+        lines += [f"rcpt TO:{_quote(addr)}" for addr in rcpts]
         lines.append("data")
         if any("\r" in line or "\n" in line for line in lines):
             raise ValueError("command and arguments contain prohibited newline characters")
@@ -612,6 +618,13 @@ def _dot_stuff(data: bytes) -> bytes:
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
     return data
+
+
+def _quote(addr: str) -> str:
+    """``addr`` as a ``MAIL FROM``/``RCPT TO`` path: ``smtplib.quoteaddr``'s answer."""
+    if _PLAIN_ADDR.fullmatch(addr):
+        return f"<{addr}>"
+    return smtplib.quoteaddr(addr)
 
 
 def _text(raw: bytes | str) -> str:

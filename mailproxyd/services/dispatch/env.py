@@ -33,6 +33,9 @@ RECORD_MARGIN_SECONDS = 1.0
 # (groups of 1-2), so a sender paid five statements per message; with two, completions queue
 # behind a write and go set-based into the next one (drain bench: ~360 -> ~570 msg/s).
 PG_WRITE_LANES = 2
+# How long a write of completions waits for the other sessions' runs and the next claim to
+# share its commit (``Committer._gather``): several commits per batch became about one.
+RECORD_LINGER_SECONDS = 0.02
 
 
 #: ``fetch(row, attachments)`` → the parts and the payload to build (the attachment service's
@@ -74,7 +77,11 @@ class DispatchEnv:
         self._kicks: dict[tuple[str, str], trio.Event] = {}
         self.kick_counts: dict[tuple[str, str], int] = {}
         backend = self.db.db.backend
-        self.committer = Committer(self.db, lanes=1 if backend == "sqlite" else PG_WRITE_LANES)
+        self.committer = Committer(
+            self.db,
+            lanes=1 if backend == "sqlite" else PG_WRITE_LANES,
+            linger=RECORD_LINGER_SECONDS,
+        )
         self.recorder = Recorder(
             self.committer,
             owner,

@@ -202,7 +202,7 @@ class Committer:
     falls with the number of messages in flight, and an idle sender pays no extra latency.
     """
 
-    def __init__(self, db: Any, lanes: int = 1) -> None:
+    def __init__(self, db: Any, lanes: int = 1, linger: float = 0.0) -> None:
         self._db = db
         self._queue: list[_Op] = []
         # Transactions written at the same time. SQLite serialises writers anyway, so one
@@ -210,6 +210,10 @@ class Committer:
         # most one locking operation, the lanes are what lets several accounts admit at once.
         self._lanes = max(1, lanes)
         self._writers = 0
+        # How long a write of completions only may wait for more operations to share its
+        # commit (see ``_gather``); 0: written at once.
+        self._linger = max(0.0, linger)
+        self._flush = trio.Event()
 
     async def call(self, fn: Callable[..., Any], /, *, locking: bool = False, **kwargs: Any) -> Any:
         """``fn(tx, **kwargs)`` in the next group transaction; its result (or exception).
@@ -220,6 +224,7 @@ class Committer:
         """
         op = _Op(fn, kwargs, locking)
         self._queue.append(op)
+        self._enqueued(locking)
         if self._writers < self._lanes:
             # The caller becomes a writer; later arrivals ride on a writer's next round.
             await self._drain()
@@ -236,6 +241,7 @@ class Committer:
         share the next group transaction; per call its result and its exception (or None)."""
         ops = [_Op(fn, kwargs) for kwargs in calls]
         self._queue.extend(ops)
+        self._enqueued(False)
         if self._writers < self._lanes:
             await self._drain()
         for op in ops:
@@ -252,9 +258,33 @@ class Committer:
             # cancelling mid-write would only roll it back.
             with trio.CancelScope(shield=True):
                 while self._queue:
+                    await self._gather()
                     await self._write(self._next_group())
         finally:
             self._writers -= 1
+
+    def _enqueued(self, locking: bool) -> None:
+        if locking or len(self._queue) >= MAX_GROUP:
+            self._flush.set()
+
+    async def _gather(self) -> None:
+        """Before writing completions only, wait up to ``linger`` for more operations.
+
+        A busy account's sessions end their runs within moments of each other, and the next
+        claim follows the last of them: waiting a little puts the runs' completions and that
+        claim into one transaction. A commit costs far more than a row (on SQLite every commit
+        writes and syncs each page it touched), so this is what makes recording cheap per
+        message. A locking operation (a claim or an admission: a session waits for it) or a
+        full group ends the wait at once.
+        """
+        if self._linger <= 0 or len(self._queue) >= MAX_GROUP:
+            return
+        if any(op.locking for op in self._queue):
+            return
+        if self._flush.is_set():
+            self._flush = trio.Event()
+        with trio.move_on_after(self._linger):
+            await self._flush.wait()
 
     def _next_group(self) -> list[_Op]:
         """The next transaction's operations: queue order, at most one locking operation.

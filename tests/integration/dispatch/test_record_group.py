@@ -79,3 +79,51 @@ async def test_concurrent_sent_completions_share_a_transaction(database: Databas
             for key in rows
         }
     assert status == {"a": "sent", "b": "sent", "c": "sent", "lost": "sending", "later": "error"}
+
+
+def _read_status(tx, *, keys: list[str]) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return {key: store_messages.get_message(tx, "acme", key, NOW + 20)["status"] for key in keys}
+
+
+async def test_completions_linger_for_the_next_locking_call_and_share_its_commit(
+    database: Database,
+) -> None:
+    keys = ["a", "b", "c"]
+    rows = {row["id"]: row for row in _setup(database, keys)}
+    adb = AsyncDatabase(database)
+    committer = Committer(adb, lanes=1, linger=30.0)
+    written: list[int] = []
+    run = adb.run
+
+    async def counting_run(fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+        written.append(len(args[0]) if args else 0)
+        return await run(fn, *args, **kwargs)
+
+    adb.run = counting_run  # type: ignore[method-assign]
+
+    async def record(key: str) -> None:
+        item = Completion(rows[key], "sent", NOW + 10)
+        assert await committer.call(write_completion, item=item, owner=OWNER) is item
+
+    with trio.fail_after(10):  # far below the linger: the locking call ends the wait
+        async with trio.open_nursery() as nursery:
+            for key in keys:
+                nursery.start_soon(record, key)
+            await trio.sleep(0.05)
+            assert written == []  # the completions wait for company
+            await committer.call(_read_status, locking=True, keys=keys)
+    assert written == [4]  # one transaction: the three completions and the locking call
+    with database.transaction(write=False) as tx:
+        assert _read_status(tx, keys=keys) == {"a": "sent", "b": "sent", "c": "sent"}
+
+
+async def test_lingering_completions_are_written_after_the_linger(database: Database) -> None:
+    rows = {row["id"]: row for row in _setup(database, ["a"])}
+    committer = Committer(AsyncDatabase(database), lanes=1, linger=0.2)
+    item = Completion(rows["a"], "sent", NOW + 10)
+    started = trio.current_time()
+    with trio.fail_after(10):
+        assert await committer.call(write_completion, item=item, owner=OWNER) is item
+    assert trio.current_time() - started >= 0.2
+    with database.transaction(write=False) as tx:
+        assert _read_status(tx, keys=["a"]) == {"a": "sent"}

@@ -12,9 +12,11 @@ import ssl
 from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailproxyd.core.smtp_outcome import Failure, Kind, Stage, classify
-from mailproxyd.drivers.smtp import SmtpPool, _dot_stuff, _from_exception
+from mailproxyd.drivers.smtp import SmtpPool, _dot_stuff, _from_exception, _quote
 
 
 def _disconnected(cause: OSError | None) -> smtplib.SMTPServerDisconnected:
@@ -99,3 +101,35 @@ def test_tls_contexts_require_tls_1_2(verify: bool) -> None:
     assert ctx.minimum_version >= ssl.TLSVersion.TLSv1_2
     assert ctx.check_hostname is verify
     assert (ctx.verify_mode == ssl.CERT_REQUIRED) is verify
+
+
+_ATEXT = "abcxyzABCXYZ0189!#$%&'*+/=?^_`{|}~-"
+
+
+@given(
+    local=st.lists(st.text(_ATEXT, min_size=1, max_size=8), min_size=1, max_size=3),
+    domain=st.lists(st.text("abz09-AZ", min_size=1, max_size=8), min_size=1, max_size=3),
+)
+@settings(max_examples=300)
+def test_plain_envelope_addresses_are_quoted_as_smtplib_quotes_them(
+    local: list[str], domain: list[str]
+) -> None:
+    addr = ".".join(local) + "@" + ".".join(domain)
+    assert _quote(addr) == smtplib.quoteaddr(addr) == f"<{addr}>"
+
+
+@pytest.mark.parametrize(
+    "addr",
+    [
+        "",
+        '"ann smith"@example.org',
+        "Ann <ann@example.org>",
+        "<ann@example.org>",
+        "ann@[192.0.2.1]",
+        "ann..b@example.org",
+        "ännä@exämple.org",
+        "ann@example.org ",
+    ],
+)
+def test_other_envelope_addresses_take_smtplib_s_path(addr: str) -> None:
+    assert _quote(addr) == smtplib.quoteaddr(addr)
