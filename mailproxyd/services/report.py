@@ -52,12 +52,6 @@ LOCKED_RETRY = 0.5
 # lets a busy sender's events gather into large POSTs (a POST's cost is mostly per call, not
 # per item) while every event is still reported well within the second of reference §13.5.
 MIN_POLL_GAP = 0.2
-# The same gap between two POSTs to one tenant when the first carried every event that was
-# waiting (it was not full): what remains was recorded meanwhile, and gathering it for a
-# moment turns a stream of small POSTs into a few large ones. A full POST (a backlog) is
-# followed at once. An event recorded just after a POST's snapshot waits this gap plus that
-# POST's exchange: well under the second of reference §13.5.
-MIN_POST_GAP = 0.3
 
 
 @dataclass
@@ -291,18 +285,12 @@ async def serve_tenant(
                 next_check = decision.next_check
                 break
             assert decision.reason is not None
-            posted_at = trio.current_time()
             reply = (await _call(ctx, tenant, rows, stats, now_fn=now_fn)).reply
             now = now_fn()
             new_state = core_report.after_call(state, reply, reason=decision.reason, now=now)
             acked_ids = [int(r["event_id"]) for r in rows] if reply.acknowledged else []
+            # The next snapshot is read with the acknowledgement when another call may follow.
             more = reply.acknowledged and (max_calls is None or stats.calls < max_calls)
-            # After a POST that took everything waiting, the next one waits for the gap to
-            # end; the snapshot is then read after it. Otherwise (a backlog, or a slow
-            # POST) it is read with the acknowledgement: one transaction per POST.
-            gather_until = posted_at + MIN_POST_GAP
-            gather = more and len(rows) < settings.sync_batch_size
-            gather = gather and trio.current_time() < gather_until
             still_locked, snapshot = await ctx.db.run(
                 _record_and_load,
                 tenant_id,
@@ -311,7 +299,7 @@ async def serve_tenant(
                 new_state,
                 now=now,
                 lock_until=now + lease,
-                limit=settings.sync_batch_size if more and not gather else None,
+                limit=settings.sync_batch_size if more else None,
             )
             stats.items_acknowledged += len(acked_ids)
             if not still_locked:
@@ -319,28 +307,11 @@ async def serve_tenant(
             if not reply.acknowledged:
                 next_check = new_state.backoff_until
                 break
-            if gather:
-                if not await _gather(gather_until, stopping):
-                    break
-                # The lock was extended with the acknowledgement just written.
-                snapshot = await ctx.db.run(
-                    _load, tenant_id, limit=settings.sync_batch_size, write=False
-                )
     finally:
         with trio.CancelScope(shield=True):
             await ctx.db.run(store_report.unlock, tenant_id, ctx.owner)
     stats.tenants_served = 1 if stats.calls else 0
     return TenantServing(stats, locked=False, next_check=next_check)
-
-
-async def _gather(until: float, stopping: trio.Event | None) -> bool:
-    """Wait until trio time ``until`` for events to gather; False if ``stopping`` was set."""
-    if stopping is None:
-        await trio.sleep_until(until)
-        return True
-    with trio.move_on_at(until):
-        await stopping.wait()
-    return not stopping.is_set()
 
 
 async def _call(
