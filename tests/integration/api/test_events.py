@@ -8,6 +8,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionRejected, open_websocket_url
 
+from tests.apiclient import refused_upgrade
 from tests.integration.api.conftest import World, msg
 
 
@@ -20,10 +21,8 @@ def _headers(token: str | None) -> list[tuple[bytes, bytes]]:
 
 
 async def _rejected(url: str, token: str | None) -> tuple[int, dict[str, object]]:
-    with pytest.raises(ConnectionRejected) as info:
-        async with open_websocket_url(url, extra_headers=_headers(token), connect_timeout=5):
-            pass  # pragma: no cover - the upgrade must be refused
-    return info.value.status_code, json.loads(info.value.body or b"{}")
+    rejected = await refused_upgrade(url, _headers(token))
+    return rejected.status_code, json.loads(rejected.body or b"{}")
 
 
 async def test_upgrade_refused_without_valid_token(world: World) -> None:
@@ -139,12 +138,10 @@ async def test_streams_are_capped_per_node_and_share_one_poller(
             await stack.enter_async_context(open_websocket_url(url, extra_headers=_headers(token)))
             for _ in range(4)
         ]
-        with pytest.raises(ConnectionRejected) as info:
-            async with open_websocket_url(url, extra_headers=_headers(token), connect_timeout=5):
-                pass  # pragma: no cover - the upgrade must be refused
-        assert info.value.status_code == 503
-        assert dict(info.value.headers or [])[b"retry-after"] == b"5"
-        body = json.loads(info.value.body or b"{}")
+        refused = await refused_upgrade(url, _headers(token))
+        assert refused.status_code == 503
+        assert dict(refused.headers or [])[b"retry-after"] == b"5"
+        body = json.loads(refused.body or b"{}")
         assert body == {"ok": False, "error": "unavailable", "detail": "Too many event streams"}
         polls.clear()
         await trio.sleep(2.0)
