@@ -16,6 +16,7 @@ pytest_plugins = [
 #   and ``test_secrets.py`` (run last) walks all of them: they must be one process's.
 # * "faults": the fault suite drives whole daemons into crashes, outages and overload, and
 #   times their recovery; one at a time, as ``make test-faults`` runs them.
+_FIRST = "tests/system/test_distribution.py::"
 _GROUPS = (("tests/integration/api/", "api"), ("tests/system/faults/", "faults"))
 
 
@@ -51,9 +52,10 @@ def _group(item: pytest.Item) -> str | None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # The longest tests (marked ``slow``) first, so that on several workers none of them
-    # starts last and holds up the end of the run; otherwise the collection order stays.
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    # The longest test first, so that on several workers it does not start last and hold up
+    # the end of the run; otherwise the collection order stays. (Only that one: the other
+    # slow tests start processes against deadlines, and all of them at once would compete.)
+    items.sort(key=lambda item: not item.nodeid.startswith(_FIRST))
     for item in items:
         group = _group(item)
         if group is not None:
