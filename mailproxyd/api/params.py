@@ -16,10 +16,9 @@ from quart import has_websocket_context, request, websocket
 from mailproxyd.api.errors import invalid_json
 from mailproxyd.core.limits import (
     DEPTH_PROBLEM,
-    could_be_deep,
     is_int_between,
+    json_too_deep,
     range_text,
-    too_deep,
 )
 from mailproxyd.core.limits import MAX_INT as MAX_INT  # re-exported for the routes
 from mailproxyd.errors import ValidationFailed
@@ -49,7 +48,7 @@ def decode_object(raw: bytes, *, optional: bool) -> dict[str, Any]:
         raise invalid_json()
     # One nesting limit for every body, before anything walks it (reference §4.4): every later walk
     # over client data is bounded by it.
-    if could_be_deep(raw) and too_deep(value):
+    if json_too_deep(raw):
         raise invalid_json(f"Request body is {DEPTH_PROBLEM}")
     if b"\\u0000" in raw:
         path = nul_path(value)

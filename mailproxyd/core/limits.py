@@ -58,6 +58,38 @@ def could_be_deep(raw: bytes | str) -> bool:
     return raw.count(b"[") + raw.count(b"{") > MAX_DEPTH
 
 
+# ``[`` and ``{`` become ``(``, ``]`` and ``}`` become ``)``; all but them and ``"`` are deleted.
+_BRACKETS: Final = bytes.maketrans(b"[{]}", b"(())")
+_NOT_STRUCTURE: Final = bytes(b for b in range(256) if b not in b'[]{}"')
+
+
+def json_too_deep(raw: bytes) -> bool:
+    """:func:`too_deep` of the value the valid JSON text ``raw`` decodes to, from its text.
+
+    No walk over the decoded value: the escaped backslashes and quotes are dropped, then
+    every byte but the brackets and quotes, then the strings (every other piece between
+    quotes). What is left is a balanced sequence of brackets whose height is the nesting
+    depth. Each ``replace("()", "")`` takes one level off every part of it, so the text is
+    nested more than :data:`MAX_DEPTH` levels exactly when :data:`MAX_DEPTH` rounds do not
+    empty it. A few C-level passes over the bytes, several times cheaper than the walk.
+    Meant for text the JSON decoder has already accepted.
+    """
+    if not could_be_deep(raw):
+        return False
+    text = raw
+    if b"\\\\" in text:
+        text = text.replace(b"\\\\", b"")
+    if b'\\"' in text:
+        text = text.replace(b'\\"', b"")
+    structure = text.translate(_BRACKETS, _NOT_STRUCTURE)
+    brackets = b"".join(structure.split(b'"')[::2])
+    for _ in range(MAX_DEPTH):
+        if not brackets:
+            return False
+        brackets = brackets.replace(b"()", b"")
+    return bool(brackets)
+
+
 def range_text(minimum: int, maximum: int) -> str:
     """The reference §4.4 problem text of an integer out of range."""
     return f"must be an integer between {minimum} and {maximum}"

@@ -23,7 +23,13 @@ from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
 from mailproxyd.core import reasons as R
-from mailproxyd.core.addresses import Address, InvalidAddress, parse_address, split_address_list
+from mailproxyd.core.addresses import (
+    Address,
+    InvalidAddress,
+    address_needs_smtputf8,
+    parse_address,
+    split_address_list,
+)
 from mailproxyd.core.attachment_rules import (
     MIB,
     AttachmentPolicy,
@@ -483,7 +489,7 @@ def _normalise(
     # Rules 11–14: recipients and other address lists. Types are judged for every field
     # before any address is, so `invalid cc: …` wins over a bad address in `to`.
     to = get("to")
-    if to is None or to == "" or (type(to) is list and all(_blank(e) for e in to)):
+    if to is None or to == "" or (type(to) is list and all(map(_blank, to))):
         raise _Reject(R.MISSING_TO, 11)
     lists: dict[str, list[str]] = {}
     # Only the element's type here: an empty or malformed address is rule 13's, below.
@@ -509,11 +515,10 @@ def _normalise(
         stored: list[str] = []
         for element in parts:
             try:
-                address = parse_address(element)
+                if address_needs_smtputf8(element):
+                    smtputf8 = True
             except InvalidAddress:
                 raise _Reject(R.invalid_address(element), 13) from None
-            if address.smtputf8:
-                smtputf8 = True
             stored.append(element.strip(" \t"))
         lists[name] = stored  # same keys: replacing values while iterating is safe
     return_path = get("return_path")

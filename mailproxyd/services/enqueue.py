@@ -31,7 +31,7 @@ from mailproxyd.errors import NotFound
 from mailproxyd.services.admin import log_command, needs_redaction
 from mailproxyd.services.context import ServiceContext
 from mailproxyd.services.ingest import Bounds, IngestWriter
-from mailproxyd.store import accounts, queue, tenants
+from mailproxyd.store import accounts, commandlog, queue, tenants
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +116,7 @@ def _run(
     envelope_tenant: str | None,
     settings: Any,
     payload: dict[str, Any],
-    redacted: bool,
+    logged: str | None,
     now: float,
 ) -> EnqueueOutcome:
     def lookup(tenant_id: str) -> TenantView | None:
@@ -162,15 +162,19 @@ def _run(
     rejected = sorted([*result.rejected, *late.values()], key=lambda r: r.index)
     nothing = queued == 0 and any(r.validation_failure for r in rejected)
     status = 400 if nothing else 200
-    log_command(
-        tx,
-        endpoint="addMessages",
-        tenant_id=envelope_tenant or caller_tenant or _single_tenant(by_tenant, recordable),
-        payload=payload,
-        status=status,
-        now=now,
-        redacted=redacted,
-    )
+    log_tenant = envelope_tenant or caller_tenant or _single_tenant(by_tenant, recordable)
+    if logged is not None:
+        # The body as received holds nothing to redact: its own text is the entry.
+        commandlog.append(tx, now, "addMessages", log_tenant, None, status, encoded=logged)
+    else:
+        log_command(
+            tx,
+            endpoint="addMessages",
+            tenant_id=log_tenant,
+            payload=payload,
+            status=status,
+            now=now,
+        )
     return EnqueueOutcome(queued, [_rejection(r) for r in rejected], nothing, status)
 
 
@@ -200,8 +204,8 @@ async def add_messages(
 
     ``caller_tenant`` is the tenant of a tenant key (``None`` for the admin);
     ``envelope_tenant`` the request's ``tenant_id`` (query or body), already scoped.
-    ``raw`` (the request bytes, when the caller has them) lets the command log skip
-    redaction of bodies that provably hold nothing to redact.
+    ``raw`` (the request bytes, when the caller has them): a body that provably holds nothing
+    to redact is logged as its own text, without a redacting walk and a second encoding.
     ``writer`` (the API's): the request shares a group transaction with concurrent ones and may
     be refused with ``ingest.Overloaded`` (nothing applied) when too much work is waiting.
     Raises ``ValidationFailed`` (422) and ``TooManyMessages`` (413) for envelope problems.
@@ -219,7 +223,7 @@ async def add_messages(
         envelope_tenant=envelope.tenant_id,
         settings=settings,
         payload=body,
-        redacted=raw is not None and not needs_redaction(raw),
+        logged=raw.decode("utf-8") if raw is not None and not needs_redaction(raw) else None,
         now=ctx.now(),
     )
     outcome: EnqueueOutcome

@@ -24,23 +24,24 @@ def _attachments(payload: Mapping[str, Any]) -> list[Any]:
 
 def seal_payload(box: SecretBox, tenant_id: str, payload: Mapping[str, Any]) -> str:
     """JSON text of ``payload`` with every ``attachments[i].auth`` token/password encrypted."""
+    attachments = _attachments(payload)
+    if not attachments:  # nothing to seal (most messages): encoded as it is, no copy
+        return dumps(payload if type(payload) is dict else dict(payload))
     doc = dict(payload)
     message_id = str(doc.get("id"))
-    attachments = _attachments(doc)
-    if attachments:
-        sealed = []
-        for index, attachment in enumerate(attachments):
-            auth = attachment.get("auth") if isinstance(attachment, Mapping) else None
-            if isinstance(auth, Mapping):
-                auth = {
-                    key: seal(box, str(value), _context(tenant_id, message_id, index, key))
-                    if key in ATTACHMENT_SECRETS and value is not None
-                    else value
-                    for key, value in auth.items()
-                }
-                attachment = {**attachment, "auth": auth}
-            sealed.append(attachment)
-        doc["attachments"] = sealed
+    sealed = []
+    for index, attachment in enumerate(attachments):
+        auth = attachment.get("auth") if isinstance(attachment, Mapping) else None
+        if isinstance(auth, Mapping):
+            auth = {
+                key: seal(box, str(value), _context(tenant_id, message_id, index, key))
+                if key in ATTACHMENT_SECRETS and value is not None
+                else value
+                for key, value in auth.items()
+            }
+            attachment = {**attachment, "auth": auth}
+        sealed.append(attachment)
+    doc["attachments"] = sealed
     return dumps(doc)
 
 

@@ -20,13 +20,19 @@ def append(
     tenant_id: str | None,
     payload: Any,
     response_status: int | None,
+    *,
+    encoded: str | None = None,
 ) -> int:
-    """Add an entry; returns its id."""
+    """Add an entry; returns its id.
+
+    ``encoded``: the payload's JSON text when the caller already has it (the request body
+    as received), stored as it is instead of encoding ``payload`` again.
+    """
     params = {
         "now": now,
         "endpoint": endpoint,
         "tenant_id": tenant_id,
-        "payload": dumps(payload),
+        "payload": dumps(payload) if encoded is None else encoded,
         "response_status": response_status,
     }
     return int(tx.value("command_insert", params))

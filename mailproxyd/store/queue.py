@@ -95,9 +95,10 @@ def enqueue(
             reason = IN_FLIGHT if old["status"] == "sending" else ALREADY_SENT
             result.rejected.append({"index": index, "id": message_key, "reason": reason})
             continue
-        payload = {k: v for k, v in item.items() if k != "message_id_generated"}
+        payload = dict(item)
+        generated = payload.pop("message_id_generated", False)
         message_id = item.get("message_id")
-        if old is not None and item.get("message_id_generated") and old["message_id"]:
+        if old is not None and generated and old["message_id"]:
             message_id = old["message_id"]
             payload["message_id"] = message_id
         params = {

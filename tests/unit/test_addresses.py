@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from mailproxyd.core.addresses import (
     InvalidAddress,
+    address_needs_smtputf8,
     domain_to_ascii,
     is_valid_address,
     parse_address,
@@ -95,6 +96,8 @@ def test_rejected_examples(text: str) -> None:
     with pytest.raises(InvalidAddress):
         parse_address(text)
     assert not is_valid_address(text)
+    with pytest.raises(InvalidAddress):
+        address_needs_smtputf8(text)
 
 
 @pytest.mark.parametrize("text", sorted(ACCEPTED))
@@ -110,6 +113,7 @@ def test_accepted_examples(text: str) -> None:
     ) == expected
     assert address.addr_spec == f"{address.local_part}@{address.domain}"
     assert address.ascii_addr_spec == f"{address.local_part}@{address.ascii_domain}"
+    assert address_needs_smtputf8(text) is address.smtputf8
 
 
 def test_whole_address_limit_counts_octets() -> None:
@@ -119,7 +123,19 @@ def test_whole_address_limit_counts_octets() -> None:
     assert len(f"{local}@{domain}") == 256
     with pytest.raises(InvalidAddress):
         parse_address(f"{local}@{domain}")
+    with pytest.raises(InvalidAddress):
+        address_needs_smtputf8(f"{local}@{domain}")
     assert parse_address(f"{local}@{domain[2:]}").domain == domain[2:]
+    assert address_needs_smtputf8(f"{local}@{domain[2:]}") is False
+    # The local part and the domain each at their limit, and one past it.
+    for local_size, domain_size in ((64, 63), (65, 63)):
+        text = f"{'l' * local_size}@{'d' * domain_size}.example"
+        assert is_valid_address(text) is (local_size <= 64)
+        if local_size <= 64:
+            assert address_needs_smtputf8(text) is False
+        else:
+            with pytest.raises(InvalidAddress):
+                address_needs_smtputf8(text)
     # Non-ASCII counts in UTF-8 octets: 33 two-octet characters exceed the 64-octet local part.
     with pytest.raises(InvalidAddress):
         parse_address("é" * 33 + "@example.org")
@@ -308,6 +324,11 @@ def test_agrees_with_header_registry(text: str) -> None:
     except ReferenceBroken:
         assume(False)
     assert mine(text) == expected, text
+    if expected is None:
+        with pytest.raises(InvalidAddress):
+            address_needs_smtputf8(text)
+    else:
+        assert address_needs_smtputf8(text) is parse_address(text).smtputf8
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
