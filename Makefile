@@ -40,7 +40,7 @@ run: $(RUN_STAMP)
 ## (their secrets walk sees every response), and so does the fault suite (one daemon under
 ## fault at a time): tests/conftest.py groups them. The long fault run, which restarts the
 ## PostgreSQL cluster, is make test-faults, in one process.
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
