@@ -36,7 +36,8 @@ run: $(RUN_STAMP)
 
 ## test: the whole suite (unit, integration on SQLite and PostgreSQL, system), on
 ## $(TEST_WORKERS) pytest-xdist workers (TEST_WORKERS=0: in one process). Most tests wait on
-## daemons, sockets and disks, so more workers than cores pays. The API tests share one worker
+## daemons, sockets and disks, so two workers on two cores roughly halve the wall time; more
+## make the daemons' start-up deadlines tight on a busy machine. The API tests share one worker
 ## (their secrets walk sees every response), and so does the fault suite (one daemon under
 ## fault at a time): tests/conftest.py groups them. The long fault run, which restarts the
 ## PostgreSQL cluster, is make test-faults, in one process.
