@@ -34,9 +34,16 @@ install: $(STAMP)
 run: $(RUN_STAMP)
 	$(BIN)/mail-proxy start $(NAME)
 
-## test: the whole suite (unit, integration on SQLite and PostgreSQL, system)
+## test: the whole suite (unit, integration on SQLite and PostgreSQL, system), on
+## $(TEST_WORKERS) pytest-xdist workers (TEST_WORKERS=0: in one process). Most tests wait on
+## daemons, sockets and disks, so two workers on two cores roughly halve the wall time; more
+## make the daemons' start-up deadlines tight on a busy machine. The API tests share one worker
+## (their secrets walk sees every response), and so does the fault suite (one daemon under
+## fault at a time): tests/conftest.py groups them. The long fault run, which restarts the
+## PostgreSQL cluster, is make test-faults, in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 ## test-lowest: the CLI tests with the lowest declared version of every runtime dependency
 ## (.ci/lowest-requirements.txt), in a virtual environment of their own (.venv-lowest)

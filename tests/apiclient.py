@@ -48,6 +48,39 @@ def secret(value: str) -> str:
     return value
 
 
+async def refused_upgrade(
+    url: str, headers: list[tuple[bytes, bytes]] | None = None, timeout: float = 5.0
+) -> Any:
+    """Open a WebSocket to ``url`` (``ws://host:port/path``) that the server must refuse, and
+    return trio-websocket's ``ConnectionRejected`` (its ``status_code`` and ``body``).
+
+    Unlike ``open_websocket_url``, which leaves the socket of a refused upgrade to the garbage
+    collector, the TCP stream is this helper's own and is closed here.
+    """
+    from urllib.parse import urlsplit
+
+    from trio_websocket import ConnectionRejected, wrap_client_stream
+
+    parts = urlsplit(url)
+    assert parts.scheme == "ws" and parts.hostname and parts.port, url
+    resource = parts.path + (f"?{parts.query}" if parts.query else "")
+    rejected: list[ConnectionRejected] = []
+    with trio.fail_after(timeout):
+        stream = await trio.open_tcp_stream(parts.hostname, parts.port)
+        try:
+            try:
+                async with trio.open_nursery() as nursery:
+                    await wrap_client_stream(
+                        nursery, stream, parts.netloc, resource, extra_headers=headers
+                    )
+                    pytest.fail(f"the upgrade of {url} was accepted")
+            except* ConnectionRejected as group:
+                rejected.extend(group.exceptions)  # type: ignore[arg-type]
+        finally:
+            await stream.aclose()
+    return rejected[0]
+
+
 class RecordingLink:
     """The supervisor side of the worker link, reduced to recording and canned answers."""
 

@@ -167,6 +167,8 @@ class ImapServer:
             self._run(self._shutdown())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._loop.close()  # else the loop is left to the garbage collector, unclosed
 
     # ------------------------------------------------------------------ the mailbox
 

@@ -22,6 +22,7 @@ from mailproxyd.errors import (
     NotFound,
     ValidationFailed,
 )
+from mailproxyd.services import ingest
 from mailproxyd.services.admin import SupervisorUnavailable
 
 UNAUTHORIZED_DETAIL = "Invalid or missing API token"
@@ -31,22 +32,27 @@ ADMIN_REQUIRED_DETAIL = "Admin token required, tenant tokens not allowed for thi
 class ApiError(Exception):
     """A complete non-2xx answer: status, reference error code, detail and extra keys."""
 
-    def __init__(self, status: int, code: str, detail: Any, **extra: Any) -> None:
+    def __init__(
+        self, status: int, code: str, detail: Any, *, retry_after: int | None = None, **extra: Any
+    ) -> None:
         super().__init__(f"{status} {code}: {detail}")
         self.status = status
         self.code = code
         self.detail = detail
         self.extra = extra
+        #: Seconds of the ``Retry-After`` header of a 503 (the usual wait unless given).
+        self.retry_after = RETRY_AFTER_SECONDS if retry_after is None else retry_after
 
     def body(self) -> dict[str, Any]:
         return {"ok": False, "error": self.code, "detail": self.detail, **self.extra}
 
     def headers(self) -> dict[str, str]:
         """Headers of the answer: a 503 tells the client when to try again (reference §4.4)."""
-        return {"Retry-After": str(RETRY_AFTER_SECONDS)} if self.status == 503 else {}
+        return {"Retry-After": str(self.retry_after)} if self.status == 503 else {}
 
 
-# Seconds a client is asked to wait after a 503 (outage, shutdown, capacity).
+# Seconds a client is asked to wait after a 503 (outage, shutdown), unless the refusal says
+# otherwise (ingest over capacity: ``ingest.RETRY_AFTER_SECONDS``).
 RETRY_AFTER_SECONDS = 5
 
 
@@ -103,6 +109,9 @@ def translate(exc: BaseException, logger: logging.Logger) -> ApiError:
     if isinstance(exc, DatabaseUnavailable):
         logger.warning("database unavailable: %s", escape_control(exc.message))
         return ApiError(503, "unavailable", "database unreachable")
+    if isinstance(exc, ingest.Overloaded):
+        # Over the ingest capacity limit: nothing of the request was applied (reference §4.4).
+        return ApiError(503, "unavailable", exc.message, retry_after=ingest.RETRY_AFTER_SECONDS)
     if isinstance(exc, SupervisorUnavailable):
         logger.warning("%s", escape_control(exc.message))
         return ApiError(503, "unavailable", "node is shutting down")

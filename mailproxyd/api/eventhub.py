@@ -69,7 +69,9 @@ class EventHub:
         """A new live stream (no replay): frames of events recorded from now on."""
         if len(self._streams) >= MAX_STREAMS:
             raise TooManyStreams()
-        start = self._last_id if self._running else await self._latest()
+        # The newest event now, also when the poller runs already: its last id may be up to a
+        # poll behind, and the events recorded since are older than this stream.
+        start = await self._latest()
         if len(self._streams) >= MAX_STREAMS:  # others may have come in meanwhile
             raise TooManyStreams()
         send, receive = trio.open_memory_channel[dict[str, Any]](QUEUE_FRAMES)

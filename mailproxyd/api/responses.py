@@ -27,6 +27,10 @@ def strip_nulls(value: Any) -> Any:
     return value
 
 
+def json_body(body: Any, *, strip: bool = True) -> bytes:
+    """The bytes of a JSON answer: ``body`` encoded, nulls dropped unless ``strip=False``."""
+    return _encoder.encode(strip_nulls(body) if strip else body) + b"\n"
+
+
 def json_response(body: Any, status: int = 200, *, strip: bool = True) -> Response:
-    payload = _encoder.encode(strip_nulls(body) if strip else body) + b"\n"
-    return Response(payload, status=status, content_type=JSON_CONTENT_TYPE)
+    return Response(json_body(body, strip=strip), status=status, content_type=JSON_CONTENT_TYPE)

@@ -472,6 +472,10 @@ async def reporter_loop(
     # Tenants not to start again before a time: held by another reporter, just found with
     # nothing to do, or failed. Without it a due-looking tenant would be retried in a tight loop.
     hold_until: dict[str, float] = {}
+    # When each tenant's last serving ended (trio time). An overview read before that may show
+    # events that serving has since reported: starting from it would find nothing to do and
+    # hold the tenant while new events arrive. The serving's end rings the loop to look again.
+    ended_at: dict[str, float] = {}
     sweeping = False
     last_sweep = -math.inf
 
@@ -483,12 +487,14 @@ async def reporter_loop(
             if result.locked:
                 hold = now_fn() + LOCKED_RETRY
             elif result.stats.calls == 0:
-                hold = now_fn() + poll_interval
+                # Short: an event recorded now must still be reported within the second.
+                hold = now_fn() + min(poll_interval, MIN_POLL_GAP)
         except Exception:  # as in run_report_cycle: the other tenants go on
             log.exception("report for tenant %s failed", tenant_id)
             hold = now_fn() + 1.0
         finally:
             running.discard(tenant_id)
+            ended_at[tenant_id] = trio.current_time()
             if hold is not None:
                 hold_until[tenant_id] = hold
             wake.ring()  # events may have arrived while it ran: look again at once
@@ -524,9 +530,14 @@ async def reporter_loop(
             for tenant_id in [t for t, until in hold_until.items() if until <= now]:
                 del hold_until[tenant_id]
             for tenant_id in due:
-                if tenant_id not in running and tenant_id not in hold_until:
-                    running.add(tenant_id)
-                    nursery.start_soon(tenant_task, tenant_id)
+                if tenant_id in running or tenant_id in hold_until:
+                    continue
+                if ended_at.pop(tenant_id, -math.inf) >= looked_at:
+                    continue  # the overview predates the end of its last serving
+                running.add(tenant_id)
+                nursery.start_soon(tenant_task, tenant_id)
+            for tenant_id in [t for t, at in ended_at.items() if at < looked_at]:
+                del ended_at[tenant_id]  # every later overview is read after it
             if now - last_sweep >= RETENTION_INTERVAL and not sweeping:
                 last_sweep, sweeping = now, True
                 nursery.start_soon(sweep_task)

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import errno
 import logging
+import socket
 import sys
 
 import trio
-from hypercorn.config import Config
+from hypercorn.config import Config, Sockets
 from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
-from mailproxyd.api.app import create_app
+from mailproxyd.api.app import create_asgi_app
 from mailproxyd.link import API_GRACE_SECONDS
 from mailproxyd.services.context import ServiceContext
 from mailproxyd.workers._runtime import FatalWorkerError, run_worker
@@ -27,10 +28,18 @@ from mailproxyd.workers._runtime import FatalWorkerError, run_worker
 #: request headers are not complete, is closed after KEEP_ALIVE_SECONDS; a connection on which
 #: the client sends nothing for READ_TIMEOUT_SECONDS is closed (WebSocket clients answer the
 #: 20 s pings, so a live /events stream is never cut); at most BACKLOG connections wait to be
-#: accepted. Request bodies are bounded by the application (10 s, then 408).
+#: accepted (the kernel caps it at net.core.somaxconn). Request bodies are bounded by the
+#: application (10 s, then 408).
 KEEP_ALIVE_SECONDS = 5.0
 READ_TIMEOUT_SECONDS = 60
-BACKLOG = 128
+#: The event loop accepts one connection per scheduling round, so under overload connections
+#: queue up: with 128, a burst (hundreds of slow clients, every refused client reconnecting)
+#: filled the queue, the kernel dropped new SYNs, and a client's connect took 1 s or 3 s
+#: (its SYN retransmits; /health over 1 s in the overload fault test, the kernel's
+#: ListenOverflows counter rising). Queued, a connection costs the kernel a few hundred bytes.
+BACKLOG = 2048
+#: Accept loops per listening socket (see ``_with_accept_loops``).
+ACCEPT_LOOPS = 8
 #: How long a thread holds the GIL while another waits for it (CPython's default is 5 ms).
 GIL_SWITCH_SECONDS = 0.001
 
@@ -58,6 +67,24 @@ def _config(ctx: ServiceContext) -> Config:
     return config
 
 
+def _with_accept_loops(sockets: Sockets) -> Sockets:
+    """``sockets`` with each listening socket given ``ACCEPT_LOOPS`` file descriptors.
+
+    Hypercorn runs one accept loop per socket, and a loop accepts one connection per round of
+    the event loop: under overload, a burst of connections (hundreds of slow clients at once)
+    waited in the kernel's queue for seconds, a new client (a health check) behind them. Each
+    duplicate descriptor gets a loop of its own, so a round accepts up to ``ACCEPT_LOOPS``.
+    """
+    insecure = [
+        dup for sock in sockets.insecure_sockets for dup in [sock, *_dups(sock, ACCEPT_LOOPS - 1)]
+    ]
+    return Sockets(sockets.secure_sockets, insecure, sockets.quic_sockets)
+
+
+def _dups(sock: socket.socket, count: int) -> list[socket.socket]:
+    return [sock.dup() for _ in range(count)]
+
+
 async def api_body(
     ctx: ServiceContext, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
 ) -> None:
@@ -73,7 +100,8 @@ async def api_body(
         raise FatalWorkerError(f"cannot listen on {where}: {exc.strerror or exc}") from None
     for sock in sockets.insecure_sockets:
         sock.listen(config.backlog)
-    app = wrap_app(create_app(ctx), config.wsgi_max_body_size, None)
+    sockets = _with_accept_loops(sockets)
+    app = wrap_app(create_asgi_app(ctx), config.wsgi_max_body_size, None)
     async with trio.open_nursery() as nursery:
         await nursery.start(
             lambda task_status: worker_serve(

@@ -20,7 +20,6 @@ from mailproxyd.api.auth import Principal, resolve_tenant
 from mailproxyd.api.errors import ApiError, translate
 from mailproxyd.api.eventhub import EventHub, Stream, TooManyStreams, hub_for
 from mailproxyd.api.registry import TENANT_ID, route
-from mailproxyd.api.responses import json_response
 from mailproxyd.drivers import metrics
 from mailproxyd.services import admin
 
@@ -57,10 +56,8 @@ async def events(ctx: Any, principal: Principal) -> Response | None:
         # Live only: the stream starts after the newest event at connection time.
         stream = await hub.subscribe(tenant_id)
     except TooManyStreams:
-        err = ApiError(503, "unavailable", "Too many event streams")
-        response = json_response(err.body(), err.status)
-        response.headers["Retry-After"] = "5"
-        return response
+        # Answered before the upgrade like every refusal (503 with Retry-After: 5).
+        raise ApiError(503, "unavailable", "Too many event streams") from None
     try:
         await websocket.accept()
         # The request's HTTP answer is the 101: counted now, not when the stream ends (reference §14).

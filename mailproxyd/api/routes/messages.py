@@ -8,7 +8,7 @@ from quart import Response
 
 from mailproxyd.api import schemas
 from mailproxyd.api.auth import Principal, resolve_tenant
-from mailproxyd.api.errors import ApiError, forbidden_tenant
+from mailproxyd.api.errors import forbidden_tenant
 from mailproxyd.api.params import (
     body_int,
     query_bool,
@@ -41,25 +41,23 @@ _STATUSES = ("pending", "deferred", "sending", "sent", "error")
 )
 async def add_messages(ctx: Any, principal: Principal) -> Response:
     writer = ingest.writer_for(ctx.db)
-    try:
-        # Over capacity already: refused before the body is read or parsed (reference §4.4).
-        writer.check(ingest.Bounds.of(ctx.settings))
-        raw, body = await read_body_raw()
-        envelope_tenant = resolve_tenant(principal, body, required=False)
-        # reference §4.3: a tenant key naming another tenant in any item refuses the whole request.
-        foreign = foreign_tenant(body, None if principal.is_admin else principal.tenant_id)
-        if foreign is not None:
-            raise forbidden_tenant(foreign)
-        outcome = await enqueue.add_messages(
-            ctx,
-            body,
-            caller_tenant=None if principal.is_admin else principal.tenant_id,
-            envelope_tenant=envelope_tenant,
-            raw=raw,
-            writer=writer,
-        )
-    except ingest.Overloaded as exc:
-        raise _OverCapacity(exc.message) from None
+    # Over capacity already: refused before the body is read or parsed (reference §4.4);
+    # ``ingest.Overloaded`` becomes its 503 in ``api.errors.translate``, like every refusal.
+    writer.check(ingest.Bounds.of(ctx.settings))
+    raw, body = await read_body_raw()
+    envelope_tenant = resolve_tenant(principal, body, required=False)
+    # reference §4.3: a tenant key naming another tenant in any item refuses the whole request.
+    foreign = foreign_tenant(body, None if principal.is_admin else principal.tenant_id)
+    if foreign is not None:
+        raise forbidden_tenant(foreign)
+    outcome = await enqueue.add_messages(
+        ctx,
+        body,
+        caller_tenant=None if principal.is_admin else principal.tenant_id,
+        envelope_tenant=envelope_tenant,
+        raw=raw,
+        writer=writer,
+    )
     rejected = outcome.rejected
     if outcome.nothing_queued:
         # The legacy 400 shape (reference §6.8): detail is an object that keeps "error": null.
@@ -75,16 +73,6 @@ async def add_messages(ctx: Any, principal: Principal) -> Response:
             strip=False,
         )
     return json_response({"ok": True, "queued": outcome.queued, "rejected": rejected}, strip=False)
-
-
-class _OverCapacity(ApiError):
-    """503 ``unavailable`` for ingest over its capacity limit, with its own ``Retry-After``."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(503, "unavailable", detail)
-
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(ingest.RETRY_AFTER_SECONDS)}
 
 
 _LIST_QUERY = (

@@ -14,7 +14,7 @@ from mailproxyd.api import schemas
 from mailproxyd.api.auth import Principal, resolve_tenant
 from mailproxyd.api.errors import ApiError, unauthorized
 from mailproxyd.api.registry import TENANT_ID, route
-from mailproxyd.api.responses import json_response
+from mailproxyd.api.responses import JSON_CONTENT_TYPE, json_body, json_response
 from mailproxyd.core.crypto import tokens_equal
 from mailproxyd.services import admin
 from mailproxyd.services.attachments import downloads
@@ -34,10 +34,20 @@ METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
     errors=(503,),
 )
 async def health(ctx: Any, principal: Principal) -> Response:
+    status, payload = await health_answer(ctx)
+    return Response(payload, status=status, content_type=JSON_CONTENT_TYPE)
+
+
+_HEALTHY = json_body({"status": "ok"})
+# The one 503 of the reference without the usual error keys (reference §4.4, §5.1).
+_UNHEALTHY = json_body({"status": "unavailable", "detail": "database unreachable"})
+
+
+async def health_answer(ctx: Any) -> tuple[int, bytes]:
+    """Status and body of ``/health`` (also served ahead of Quart: ``api.app.HealthFirst``)."""
     if await admin.database_reachable(ctx):
-        return json_response({"status": "ok"})
-    # The one 503 of the reference without the usual error keys (reference §4.4, §5.1).
-    return json_response({"status": "unavailable", "detail": "database unreachable"}, 503)
+        return 200, _HEALTHY
+    return 503, _UNHEALTHY
 
 
 @route(

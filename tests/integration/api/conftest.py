@@ -78,18 +78,17 @@ def make_account(admin: httpx.Client, tenant_id: str, account_id: str, **fields:
 
 @pytest.fixture
 def world(api_server: ApiServer) -> Iterator[World]:
-    admin = api_server.admin()
-    a_key = make_tenant(admin, "acme")
-    b_key = make_tenant(admin, "beta")
-    make_account(admin, "acme", "smtp1", is_default=True)
-    make_account(admin, "beta", "main")
-    with (
-        api_server.client(a_key) as a,
-        api_server.client(b_key) as b,
-        api_server.client() as anon,
-    ):
-        yield World(api_server, admin, a, b, a_key, b_key, anon)
-    admin.close()
+    with api_server.admin() as admin:
+        a_key = make_tenant(admin, "acme")
+        b_key = make_tenant(admin, "beta")
+        make_account(admin, "acme", "smtp1", is_default=True)
+        make_account(admin, "beta", "main")
+        with (
+            api_server.client(a_key) as a,
+            api_server.client(b_key) as b,
+            api_server.client() as anon,
+        ):
+            yield World(api_server, admin, a, b, a_key, b_key, anon)
 
 
 def msg(id: str, **fields: object) -> dict[str, object]:

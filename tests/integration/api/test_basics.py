@@ -77,14 +77,16 @@ def test_unknown_route_and_method(world: World) -> None:
 
 
 def test_missing_and_wrong_token(world: World) -> None:
-    for client in (world.anon, world.server.client("wrong-token-value")):
-        body = _error(client.get("/status"), 401, "unauthorized")
-        assert body["detail"] == "Invalid or missing API token"
+    with world.server.client("wrong-token-value") as wrong:
+        for client in (world.anon, wrong):
+            body = _error(client.get("/status"), 401, "unauthorized")
+            assert body["detail"] == "Invalid or missing API token"
 
 
 def test_failed_auth_logged_without_token(world: World, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="mailproxyd.api.auth")
-    world.server.client("sekrit-wrong-token").get("/stats")
+    with world.server.client("sekrit-wrong-token") as wrong:
+        wrong.get("/stats")
     lines = [r.getMessage() for r in caplog.records if r.name == "mailproxyd.api.auth"]
     assert any("/stats" in line and "127.0.0.1" in line for line in lines), lines
     assert not any("sekrit-wrong-token" in line for line in lines)

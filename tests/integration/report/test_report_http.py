@@ -124,9 +124,9 @@ async def test_unresolvable_host_and_bad_scheme_are_network_errors() -> None:
 
 async def test_the_address_check_keeps_no_memory_per_host(closed_port_url: str) -> None:
     """Nothing grows with the number of tenants (defect 15.9): addresses are checked per
-    connection by the connector, and the client holds one httpx client per trust level."""
+    connection by the connector, and the client holds one httpx transport per trust level."""
     async with ReportClient() as client:
         for n in range(20):
             await client.post_report(f"{closed_port_url}/s{n}", BODY, {}, timeout=3)
             await client.post_report(f"{closed_port_url}/s{n}", BODY, {}, timeout=3, trusted=False)
-        assert len(client._clients) == 2
+        assert len(client._transports) == 2

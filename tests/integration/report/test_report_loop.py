@@ -11,6 +11,7 @@ from mailproxyd.drivers.http import ReportClient
 from mailproxyd.services.context import Doorbell
 from mailproxyd.services.report import reporter_loop, run_report_cycle
 from mailproxyd.store import AsyncDatabase, open_database
+from mailproxyd.store import report as store_report
 from tests.helpers import until
 from tests.tenantservers import ok, slow
 
@@ -34,6 +35,52 @@ async def test_events_reported_within_a_second_of_the_wake(
             assert srv.calls[-1].time - recorded < 1.0
             assert [i["id"] for i in srv.calls[-1].items] == [f"e{n}"]
         nursery.cancel_scope.cancel()
+
+
+class LateOverview(AsyncDatabase):
+    """The real database, but the loop's overview of the tenants comes back ``delay`` seconds
+    after it was read, as a slow thread hop under load makes it: by then it may be stale."""
+
+    def __init__(self, inner: AsyncDatabase, delay: float) -> None:
+        super().__init__(inner.db)
+        self.limiter = inner.limiter
+        self.delay = delay
+
+    async def run(self, fn, /, *args, write=True, **kwargs):
+        result = await super().run(fn, *args, write=write, **kwargs)
+        if fn is store_report.tenants_to_consider:
+            await trio.sleep(self.delay)
+        return result
+
+
+async def test_an_overview_older_than_the_serving_does_not_hold_the_tenant(
+    report_env, tenant_server, sync_client
+) -> None:
+    """A serving that ends while the loop reads its overview: the overview still shows the
+    events that serving reported. Starting another serving from it finds nothing to do, and
+    must not hold the tenant so that the next wake-up is ignored."""
+    srv = tenant_server()
+    report_env.add_tenant("t", srv.base_url)
+    ctx = report_env.ctx(sync_client)
+    ctx.db = LateOverview(report_env.adb, delay=1.0)
+    wake = Doorbell()
+    async with trio.open_nursery() as nursery:
+        loop = functools.partial(reporter_loop, poll_interval=30)
+        await nursery.start(loop, ctx, wake)
+        await until(lambda: len(srv.calls) == 1)  # the first heartbeat
+        for n in range(3):
+            # Pacing: the serving before has ended and the loop has nothing in flight.
+            await trio.sleep(1.5)
+            # One event; a second while its serving runs: the loop reads an overview that
+            # shows the second, and gets it back after that serving has reported it and ended.
+            report_env.record_sent("t", [f"a{n}"])
+            wake.ring()
+            await until(lambda n=n: len(srv.reported_items()) == 2 * n + 1, timeout=3.0)
+            report_env.record_sent("t", [f"b{n}"])
+            wake.ring()
+            await until(lambda n=n: len(srv.reported_items()) == 2 * n + 2, timeout=3.0)
+        nursery.cancel_scope.cancel()
+    assert [i["id"] for i in srv.reported_items()] == ["a0", "b0", "a1", "b1", "a2", "b2"]
 
 
 async def test_polling_finds_events_without_a_wake(report_env, tenant_server, sync_client) -> None:

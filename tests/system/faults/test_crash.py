@@ -119,10 +119,12 @@ def test_sigkill_rounds_lose_nothing(
     assert sorted(e["id"] for e in events if e["event_type"] == "sent") == ids
     assert inspector.consistency_problems() == []
     retries = sum(1 for e in events if e["event_type"] == "deferred")
+    items = sync.reported_items()
+    repeated = len(items) - len({(item["id"], item["event"]) for item in items})
     print(
         f"\nfaults/crash [{scale.name}]: messages={total} kills={len(kills)} ({' '.join(log)}) "
         f"in_flight_at_kills={in_flight_at_kills} duplicates={duplicates} retries={retries} "
-        f"report_items={len(sync.reported_items())} events={len(events)}"
+        f"report_items={len(items)} repeated_report_items={repeated} events={len(events)}"
     )
 
 
