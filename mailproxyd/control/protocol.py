@@ -240,7 +240,12 @@ def encode_request(
 
 
 def _line(obj: Mapping[str, Any]) -> bytes:
-    return encode_line(obj)
+    try:
+        return encode_line(obj)
+    except UnicodeEncodeError:
+        # A lone surrogate (JSON allows "\\udfff", UTF-8 has no such character) in an echoed
+        # id or name: the same answer with every non-ASCII character escaped.
+        return json.dumps(obj, ensure_ascii=True, separators=(",", ":")).encode() + b"\n"
 
 
 class LineBuffer(framing.LineBuffer):

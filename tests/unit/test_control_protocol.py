@@ -169,3 +169,22 @@ def test_a_line_nested_more_than_32_levels_is_a_parse_error() -> None:
         protocol.parse_request(line.encode())
     assert info.value.code == protocol.PARSE_ERROR
     assert "32 levels" in info.value.message
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"id": "\\udfff x", "method": "activate", "params": "\\udfff x"}',
+        b'{"id": 1, "method": "\\ud800"}',
+    ],
+)
+def test_lone_surrogates_are_answered_as_escaped_json(line: bytes) -> None:
+    # JSON text may hold a lone surrogate escape, which UTF-8 cannot encode: the answer
+    # echoes it escaped instead of failing (the connection used to be dropped).
+    with pytest.raises(ProtocolError) as caught:
+        parse_request(line)
+    answer = protocol.encode_error(caught.value.request_id, caught.value.code, caught.value.message)
+    assert answer.endswith(b"\n") and answer.count(b"\n") == 1 and answer.isascii()
+    decoded = json.loads(answer)
+    assert decoded["error"]["code"] in (protocol.INVALID_PARAMS, protocol.METHOD_NOT_FOUND)
+    assert decoded["id"] == json.loads(line)["id"]
