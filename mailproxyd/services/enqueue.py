@@ -68,14 +68,14 @@ def _store_batch(
     ``Rejected`` values carrying the original request index.
     """
     rows: list[dict[str, Any]] = []
-    generated: list[bool] = []
     for acc in items:
-        row = acc.message  # fresh per item: adding the store's key in place is safe
+        row = acc.message  # fresh per item: adding the store's keys in place is safe
         row["message_id"] = acc.message_id
+        if acc.message_id_generated:
+            row["message_id_generated"] = True
         rows.append(row)
-        generated.append(acc.message_id_generated)
     records = [_rejection_record(rej) for rej in rejections]
-    result = queue.enqueue(tx, tenant_id, rows, records, now, generated)
+    result = queue.enqueue(tx, tenant_id, rows, records, now)
     late = [
         Rejected(
             items[r["index"]].index,

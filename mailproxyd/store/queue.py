@@ -47,21 +47,30 @@ def _reserve_seq(tx: Tx, n: int) -> list[int]:
     return list(range(last - n + 1, last + 1))
 
 
+def _schedule(item: Mapping[str, Any], now: float) -> dict[str, Any]:
+    deferred_ts = item.get("deferred_ts")
+    if deferred_ts is not None and float(deferred_ts) > now:
+        return {
+            "status": "deferred",
+            "ready_ts": float(deferred_ts),
+            "deferred_ts": float(deferred_ts),
+            "deferred_reason": DEFERRED_REQUESTED,
+        }
+    return {"status": "pending", "ready_ts": 0.0, "deferred_ts": None, "deferred_reason": None}
+
+
 def enqueue(
     tx: Tx,
     tenant_id: str,
     items: Sequence[Mapping[str, Any]],
     rejections: Sequence[Mapping[str, Any]],
     now: float,
-    generated: Sequence[bool] | None = None,
 ) -> EnqueueResult:
     """Apply a validated batch for one tenant (reference §6.7) and record its rejections (reference §6.9).
 
     ``items``: normalised messages (stored as the payload) with ``id``, ``account_id``,
     ``priority``, ``message_id``, ``deferred_ts``, ``batch_code``, and optionally
     ``message_id_generated: True`` (then a stored Message-ID is kept on replacement).
-    ``generated`` (per item, instead of that key): the same flag kept out of the item, which
-    is then stored as its own payload without a copy.
     ``rejections``: ``{"id", "reason", "account_id"?, "priority", "batch_code"?, "payload"?}``
     for validation failures of rules 7–26 that must be recorded. Raises ``NotFound`` when
     the tenant does not exist.
@@ -86,22 +95,12 @@ def enqueue(
             reason = IN_FLIGHT if old["status"] == "sending" else ALREADY_SENT
             result.rejected.append({"index": index, "id": message_key, "reason": reason})
             continue
-        if "message_id_generated" in item or type(item) is not dict:
-            payload = dict(item)
-            is_generated = bool(payload.pop("message_id_generated", False))
-        else:
-            payload = item
-            is_generated = generated is not None and generated[index]
+        payload = dict(item)
+        generated = payload.pop("message_id_generated", False)
         message_id = item.get("message_id")
-        if old is not None and is_generated and old["message_id"]:
+        if old is not None and generated and old["message_id"]:
             message_id = old["message_id"]
-            payload = {**payload, "message_id": message_id}
-        deferred_ts = item.get("deferred_ts")
-        if deferred_ts is not None and float(deferred_ts) > now:
-            status, ready_ts = "deferred", float(deferred_ts)
-            deferred_ts, deferred_reason = ready_ts, DEFERRED_REQUESTED
-        else:
-            status, ready_ts, deferred_ts, deferred_reason = "pending", 0.0, None, None
+            payload["message_id"] = message_id
         params = {
             "tenant_id": tenant_id,
             "id": message_key,
@@ -113,24 +112,12 @@ def enqueue(
             "error": None,
             "error_ts": None,
             "now": now,
-            "status": status,
-            "ready_ts": ready_ts,
-            "deferred_ts": deferred_ts,
-            "deferred_reason": deferred_reason,
+            **_schedule(item, now),
         }
         if old is None:
             inserts.append(params)
             needs_seq.append(params)
-            # What this batch made of the key, so later items and rejections see it.
-            existing[message_key] = {
-                "pk": None,
-                "status": status,
-                "message_id": message_id,
-                "params": params,
-            }
-            result.queued += 1
-            continue
-        if old["pk"] is None:
+        elif old["pk"] is None:
             # The same id earlier in this batch (the service normally rejects that, rule 6):
             # the later item wins and keeps the earlier one's place.
             inserts[inserts.index(old["params"])] = params
@@ -142,9 +129,10 @@ def enqueue(
             else:
                 params["seq"] = old["seq"]
             requeues.append(params)
+        # What this batch made of the key, so later items and rejections see it.
         existing[message_key] = {
-            **old,
-            "status": status,
+            **(old or {"pk": None}),
+            "status": params["status"],
             "message_id": message_id,
             "params": params,
         }
