@@ -19,9 +19,24 @@ _FIRST = "tests/system/test_distribution.py::"
 #   and ``test_secrets.py`` (run last) walks all of them: they must be one process's.
 # * "faults": the fault suite drives whole daemons into crashes, outages and overload, and
 #   times their recovery; one at a time, as ``make test-faults`` runs them.
+# * "instances": these start background instances without ``--port``, so each takes the first
+#   free port at or above 8000; two workers starting one at the same moment would pick the same.
 # (pytest-xdist's own ``xdist_group`` marker does not group under pytest 9, whose node ids
 # cannot be rewritten any more: the scheduler below groups by these prefixes instead.)
-_GROUPS = (("tests/integration/api/", "api"), ("tests/system/faults/", "faults"))
+_GROUPS = (
+    ("tests/integration/api/", "api"),
+    ("tests/system/faults/", "faults"),
+    *(
+        (f"tests/system/{name}.py::", "instances")
+        for name in (
+            "test_cli_commands",
+            "test_cli_interactive",
+            "test_new_user",
+            "test_token",
+            "test_worker_secrets",
+        )
+    ),
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
