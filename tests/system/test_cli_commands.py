@@ -147,6 +147,9 @@ def test_watch_prints_a_line_for_a_message_sent_meanwhile(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            # Interrupted below with SIGINT: a suite started where SIGINT is ignored (a
+            # background job of a shell) would pass the ignore on, and watch would keep it.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         for extra in ([], ["acme", "--json"])
     ]
