@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import default as default_policy
@@ -49,8 +49,10 @@ def simple(mail_id: str = "m1", **over: Any) -> Built:
 
 
 @pytest.fixture
-def pool(smtp_ca_file: str) -> SmtpPool:
-    return SmtpPool(cafile=smtp_ca_file, local_hostname="sender.test", timeout=5.0)
+def pool(smtp_ca_file: str) -> Iterator[SmtpPool]:
+    pool = SmtpPool(cafile=smtp_ca_file, local_hostname="sender.test", timeout=5.0)
+    yield pool
+    pool.close_blocking()  # the sessions a test left idle
 
 
 def parse(data: bytes) -> EmailMessage:
@@ -237,6 +239,7 @@ async def test_system_trust_store_honours_ssl_cert_file(
     monkeypatch.setenv("SSL_CERT_FILE", smtp_ca_file)
     pool = SmtpPool(local_hostname="sender.test", timeout=5.0)  # no cafile: default context
     result = await pool.send("k", smtp_implicit.account(tls_mode="implicit"), simple())
+    await pool.aclose()
     assert result.outcome.kind is Kind.SENT, result.outcome
 
 

@@ -39,15 +39,17 @@ def message(*rcpts: str, big: bool = False) -> Built:
 
 
 @pytest.fixture
-def pool(smtp_ca_file: str) -> SmtpPool:
+def pool(smtp_ca_file: str) -> Iterator[SmtpPool]:
     # Short timeouts keep the stalled-server cases fast; production uses 10/30/120 s.
-    return SmtpPool(
+    pool = SmtpPool(
         cafile=smtp_ca_file,
         local_hostname="sender.test",
         timeout=1.0,
         connect_timeout=1.0,
         data_timeout=1.0,
     )
+    yield pool
+    pool.close_blocking()  # the sessions a test left idle
 
 
 ROWS: list[tuple[str, dict[str, Any], dict[str, Any], Kind, str | None, int | None]] = [
