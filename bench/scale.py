@@ -40,9 +40,16 @@ COLUMNS = (
 
 
 class _NullLink:
-    closed = False
+    """The enqueue service's way to the supervisor (``services.context.Link``): no node runs
+    while the template message is queued, so there is nobody to wake."""
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def wake(self, target: str, reason: str, tenant_id: str | None = None) -> None:
+        return None
+
+    async def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        raise RuntimeError(f"no supervisor to run {method!r}")
+
+    async def cycle_done(self) -> None:
         return None
 
 

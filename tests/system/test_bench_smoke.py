@@ -72,3 +72,23 @@ def test_bad_arguments_exit_2_naming_the_option() -> None:
     )  # fmt: skip
     assert proc.returncode == 2
     assert "--senders" in proc.stderr
+
+
+@pytest.mark.slow
+def test_quick_scale_report_latency_and_mime(tmp_path: Path) -> None:
+    # Every other scenario of `make bench`: each must run to its figures (a scenario that
+    # raises is noted and makes the run exit 1).
+    proc, records = _bench(tmp_path, "scale", "report", "latency", "mime")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    cases = {(r["scenario"], r["case"]) for r in records}
+    assert {
+        ("scale", "sqlite, 10,000 pending"),
+        ("scale", "sqlite, 50,000 pending"),
+        ("scale", "sqlite, 50,000 vs 10,000"),
+        ("report", "sqlite, report cycle"),
+        ("latency", "sqlite, 20/s"),
+    } <= cases, sorted(cases)
+    assert {scenario for scenario, _ in cases} >= {"mime"}
+    for r in records:
+        if r["scenario"] in {"scale", "latency"} and "vs" not in r["case"]:
+            assert (r["duplicates"], r["lost"]) == (0, 0), r
