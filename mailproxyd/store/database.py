@@ -127,9 +127,20 @@ class Tx:
         self._cursor.execute(self._sql(name), params or {})
         return int(self._cursor.rowcount)
 
-    def all(self, name: str, params: Params = None) -> list[dict[str, Any]]:
-        """Run a query; return every row as a dict."""
-        self._cursor.execute(self._sql(name), params or {})
+    def all(
+        self, name: str, params: Params = None, *, plan_each_time: bool = False
+    ) -> list[dict[str, Any]]:
+        """Run a query; return every row as a dict.
+
+        ``plan_each_time`` (PostgreSQL): never run it as a server-side prepared statement,
+        whose generic plan is kept for the connection's life. A plan made while a table was
+        young (a seq scan of a few pages) stays in use as the table grows, until the next
+        ANALYZE; planned at each execution, the planner sees the table's current size.
+        """
+        if plan_each_time and self.backend == "postgres":
+            self._cursor.execute(self._sql(name), params or {}, prepare=False)
+        else:
+            self._cursor.execute(self._sql(name), params or {})
         return list(self._cursor.fetchall())
 
     def one(self, name: str, params: Params = None) -> dict[str, Any] | None:

@@ -80,9 +80,14 @@ def enqueue(
     if tx.one("tenant_key_share", {"tenant_id": tenant_id}) is None:
         raise NotFound(f"Tenant '{tenant_id}' not found", code="tenant_not_found")
     ids = [str(item["id"]) for item in items] + [str(rej["id"]) for rej in rejections]
+    # Planned each time: a generic plan made while the queue was young seq-scanned it, and
+    # each request grew slower with the backlog until autovacuum's next ANALYZE (PostgreSQL:
+    # 12 → 37 ms for 100 messages over the first 10,000).
     existing = {
         row["id"]: row
-        for row in tx.all("messages_existing", {"tenant_id": tenant_id, "ids": dumps(ids)})
+        for row in tx.all(
+            "messages_existing", {"tenant_id": tenant_id, "ids": dumps(ids)}, plan_each_time=True
+        )
     }
     result = EnqueueResult()
     inserts: list[dict[str, Any]] = []

@@ -236,3 +236,19 @@ def test_duplicate_ids_in_one_batch_do_not_collide(acme: Database) -> None:
     assert record["message"]["subject"] == "second" and record["status"] == "pending"
     assert record["seq"] < _get(acme, "other")["seq"]
     assert record["history"] == []  # the rejection never alters a queued message
+
+
+def test_existing_rows_lookup_is_planned_at_each_enqueue(acme: Database) -> None:
+    """PostgreSQL: the lookup of the rows a request replaces is never a server-side prepared
+    statement. Its generic plan, made while the queue was young, kept seq-scanning the table
+    as it grew (each request slower with the backlog until the next ANALYZE)."""
+    if acme.backend != "postgres":
+        return  # SQLite keeps no plan across statements that would go stale
+    with acme.transaction() as tx:
+        for n in range(8):  # past psycopg's prepare threshold (5)
+            queue.enqueue(tx, "acme", [make_item(f"p{n}")], [], NOW)
+        prepared = [
+            row["statement"] for row in tx.raw("SELECT statement FROM pg_prepared_statements")
+        ]
+    assert any("FOR KEY SHARE" in sql for sql in prepared), prepared  # the threshold is in force
+    assert not any("json_array_elements_text" in sql for sql in prepared), prepared
