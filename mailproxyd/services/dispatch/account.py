@@ -97,6 +97,10 @@ class AccountRun:
                 # Deleted between "ready" and the claim: nothing left to send here.
                 return
             if not claim.rows:
+                if env.kick_counts.get(self.key, 0) != self.kicks_seen:
+                    # Kicked while the claim ran: the work may have been committed after the
+                    # claim's snapshot. Claim again now, not after the linger.
+                    continue
                 if linger > 0 and not claim.busy and await env.kicked(self.key, linger):
                     continue
                 return
