@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from mailproxyd.store import Database, events, leases, queue
 from mailproxyd.store import messages as store_messages
+from tests.dbfixtures import reset_pg_database
 
-from .conftest import NOW, make_item
+from .conftest import NOW, make_item, setup_tenant
 
 OWNER = "node-1/sender-0"
 
@@ -238,13 +241,16 @@ def test_duplicate_ids_in_one_batch_do_not_collide(acme: Database) -> None:
     assert record["history"] == []  # the rejection never alters a queued message
 
 
-def test_existing_rows_lookup_is_planned_at_each_enqueue(acme: Database) -> None:
+@pytest.mark.postgres
+def test_existing_rows_lookup_is_planned_at_each_enqueue(pg_session_database: Database) -> None:
     """PostgreSQL: the lookup of the rows a request replaces is never a server-side prepared
     statement. Its generic plan, made while the queue was young, kept seq-scanning the table
-    as it grew (each request slower with the backlog until the next ANALYZE)."""
-    if acme.backend != "postgres":
-        return  # SQLite keeps no plan across statements that would go stale
-    with acme.transaction() as tx:
+    as it grew (each request slower with the backlog until the next ANALYZE). SQLite keeps no
+    plan that could go stale."""
+    db = pg_session_database
+    reset_pg_database(db)
+    setup_tenant(db)
+    with db.transaction() as tx:
         for n in range(8):  # past psycopg's prepare threshold (5)
             queue.enqueue(tx, "acme", [make_item(f"p{n}")], [], NOW)
         prepared = [
